@@ -1,0 +1,142 @@
+"""structlog set-up shared by every service, with secret redaction.
+
+Secrets are registered at start-up (a token, a password from a URL); a processor then scrubs every
+log line, so a token can never leak through an exception message or a logged URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+__all__ = ["REDACTED", "configure_logging", "get_logger", "redact", "register_secret"]
+
+REDACTED = "[REDACTED]"
+
+_SECRET_KEYS = frozenset({"token", "password", "authorization", "secret", "amqp_password"})
+# Userinfo of URLs (amqp://user:password@host) — the password part is replaced.
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)@", re.IGNORECASE
+)
+_BOT_HEADER = re.compile(r"\b(Bot|Bearer)\s+[A-Za-z0-9._\-]{20,}")
+_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Scrub ``value`` from every log line from now on (values under 4 chars are ignored)."""
+    if value and len(value) >= 4:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with registered secrets, URL passwords and auth headers replaced."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    if "Bot " in text or "Bearer " in text:
+        text = _BOT_HEADER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    return text
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if key.lower() in _SECRET_KEYS and value:
+        return REDACTED
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact_value("", v) for v in value)
+    if isinstance(value, BaseException):
+        return redact(repr(value))
+    return value
+
+
+def _redact_processor(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in list(event_dict.items()):
+        event_dict[key] = _redact_value(key, value)
+    return event_dict
+
+
+def _redact_rendered(_logger: Any, _method: str, rendered: Any) -> Any:
+    # Last line of defence: tracebacks are rendered after the per-key pass.
+    return redact(rendered) if isinstance(rendered, str) else rendered
+
+
+def configure_logging(
+    level: str | None = None, fmt: str | None = None, *, service: str = "spectacles"
+) -> None:
+    """Route structlog and stdlib logging to stderr: JSON for machines, console for people.
+
+    JSON is chosen when ``fmt`` (or ``LOG_FORMAT``) is ``json`` or stderr is not a terminal,
+    which is what containers and log shippers want; ``console`` forces the human format.
+    """
+    level_name = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
+    numeric = logging.getLevelName(level_name)
+    if not isinstance(numeric, int):
+        raise ValueError(
+            f"LOG_LEVEL: unknown level {level_name!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        )
+    fmt = (fmt or os.environ.get("LOG_FORMAT") or "").lower()
+    if fmt not in ("", "json", "console"):
+        raise ValueError(f"LOG_FORMAT: unknown format {fmt!r}; use json or console")
+    as_json = fmt == "json" or (fmt == "" and not sys.stderr.isatty())
+
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    renderer: Any
+    if as_json:
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    shared.append(_redact_processor)
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            renderer,
+            _redact_rendered,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    # Libraries are chatty at DEBUG; keep them at WARNING unless asked for explicitly.
+    for noisy in ("aiormq", "aio_pika", "websockets", "aiohttp.access", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str | None = None, **initial: Any) -> structlog.stdlib.BoundLogger:
+    """A logger bound to ``initial`` context."""
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger.bind(**initial) if initial else logger

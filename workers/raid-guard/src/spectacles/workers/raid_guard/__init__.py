@@ -1,0 +1,1 @@
+"""spectacles.workers.raid_guard."""
