@@ -1,1 +1,113 @@
-"""spectacles.models."""
+"""Typed Discord gateway payloads, opcodes, intents, close codes and snowflakes.
+
+Everything here is pure data: no I/O. Payload structs are msgspec Structs (chosen by the
+decode micro-benchmark in ``bench/decode``); use `decode_event` / `encode` so snowflakes
+travel as JSON strings.
+"""
+
+from ._close_codes import RESUMABLE_CLOSE_CODE, CloseCode, ClosePolicy, close_policy
+from ._codec import (
+    EVENT_MODELS,
+    DecodeError,
+    decode_event,
+    decode_model,
+    decode_payload,
+    encode,
+    from_builtins,
+    to_builtins,
+)
+from ._events import (
+    Activity,
+    GatewayPayload,
+    GuildBanAdd,
+    GuildCreate,
+    GuildMemberAdd,
+    GuildMemberRemove,
+    GuildMemberUpdate,
+    GuildUpdate,
+    Hello,
+    Identify,
+    IdentifyProperties,
+    MessageCreate,
+    PresenceUpdate,
+    Ready,
+    Resume,
+)
+from ._intents import (
+    ALL_INTENTS,
+    DISPATCH_EVENTS,
+    EVENTS_BY_INTENT,
+    PRIVILEGED_INTENTS,
+    UNGATED_EVENTS,
+    Intents,
+    UnknownIntentError,
+    intents_for_event,
+)
+from ._opcodes import COMMAND_OPCODES, MAX_PAYLOAD_BYTES, Opcode
+from ._payloads import (
+    AllowedMentions,
+    Channel,
+    Guild,
+    Member,
+    Message,
+    MessageReference,
+    PartialApplication,
+    Role,
+    UnavailableGuild,
+    User,
+)
+from ._snowflake import DISCORD_EPOCH_MS, Snowflake, SnowflakeGenerator
+
+__all__ = [
+    "ALL_INTENTS",
+    "COMMAND_OPCODES",
+    "DISCORD_EPOCH_MS",
+    "DISPATCH_EVENTS",
+    "EVENTS_BY_INTENT",
+    "EVENT_MODELS",
+    "MAX_PAYLOAD_BYTES",
+    "PRIVILEGED_INTENTS",
+    "RESUMABLE_CLOSE_CODE",
+    "UNGATED_EVENTS",
+    "Activity",
+    "AllowedMentions",
+    "Channel",
+    "CloseCode",
+    "ClosePolicy",
+    "DecodeError",
+    "GatewayPayload",
+    "Guild",
+    "GuildBanAdd",
+    "GuildCreate",
+    "GuildMemberAdd",
+    "GuildMemberRemove",
+    "GuildMemberUpdate",
+    "GuildUpdate",
+    "Hello",
+    "Identify",
+    "IdentifyProperties",
+    "Intents",
+    "Member",
+    "Message",
+    "MessageCreate",
+    "MessageReference",
+    "Opcode",
+    "PartialApplication",
+    "PresenceUpdate",
+    "Ready",
+    "Resume",
+    "Role",
+    "Snowflake",
+    "SnowflakeGenerator",
+    "UnavailableGuild",
+    "UnknownIntentError",
+    "User",
+    "close_policy",
+    "decode_event",
+    "decode_model",
+    "decode_payload",
+    "encode",
+    "from_builtins",
+    "intents_for_event",
+    "to_builtins",
+]
