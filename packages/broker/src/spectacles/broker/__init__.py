@@ -1,1 +1,60 @@
-"""spectacles.broker."""
+"""RabbitMQ client for Spectacles: topology, confirmed publishing, consuming, RPC, gateway commands.
+
+The wire contract these implement is in ``docs/wire-format.md``. The worker SDK lives in
+``spectacles.broker.worker`` (not imported here: it pulls in the REST client).
+"""
+
+from .broker import Broker
+from .commands import GatewayCommands, parse_command, shard_for_guild, validate_command
+from .consumer import Consumer, Handler, Outcome
+from .delivery import ATTEMPTS_HEADER, ERROR_HEADER, Delivery
+from .errors import (
+    BrokerError,
+    BrokerUnavailable,
+    ConnectionLost,
+    DeadLetter,
+    InvalidCommand,
+    PublishError,
+    PublishNacked,
+    PublishReturned,
+    RpcError,
+    RpcTimeout,
+    TopologyMismatch,
+)
+from .publisher import Publisher
+from .rpc import RpcClient, RpcHandler, RpcServer
+from .settings import BrokerSettings
+from .topology import QueueSpec, QueueType, Topology
+
+__all__ = [
+    "ATTEMPTS_HEADER",
+    "ERROR_HEADER",
+    "Broker",
+    "BrokerError",
+    "BrokerSettings",
+    "BrokerUnavailable",
+    "ConnectionLost",
+    "Consumer",
+    "DeadLetter",
+    "Delivery",
+    "GatewayCommands",
+    "Handler",
+    "InvalidCommand",
+    "Outcome",
+    "PublishError",
+    "PublishNacked",
+    "PublishReturned",
+    "Publisher",
+    "QueueSpec",
+    "QueueType",
+    "RpcClient",
+    "RpcError",
+    "RpcHandler",
+    "RpcServer",
+    "RpcTimeout",
+    "Topology",
+    "TopologyMismatch",
+    "parse_command",
+    "shard_for_guild",
+    "validate_command",
+]

@@ -1,2 +1,40 @@
+"""Composition root of the ping worker: settings from the environment, handlers wired, run."""
+
+from __future__ import annotations
+
+import sys
+
+from spectacles.broker.worker import Context, Worker, WorkerSettings
+from spectacles.models import MessageCreate
+from spectacles.workers.ping.handlers import PingConfig, answer_ping
+
+__all__ = ["build_worker", "main"]
+
+WORKER_NAME = "ping"
+
+
+def build_worker(config: PingConfig, settings: WorkerSettings | None = None) -> Worker:
+    """The ping worker (settings from the environment at start unless given)."""
+    worker = Worker(WORKER_NAME, settings=settings)
+
+    @worker.on("MESSAGE_CREATE")
+    async def on_message(message: MessageCreate, ctx: Context) -> None:
+        reply = await answer_ping(message, ctx.rest, config)
+        if reply is not None:
+            ctx.log.info("answered ping", reply_id=str(reply.id))
+
+    return worker
+
+
 def main() -> None:
-    raise SystemExit("not implemented yet")
+    """Console script ``spectacles-ping``."""
+    try:
+        config = PingConfig.from_env()
+    except ValueError as exc:
+        print(f"spectacles-ping: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    build_worker(config).run()
+
+
+if __name__ == "__main__":
+    main()

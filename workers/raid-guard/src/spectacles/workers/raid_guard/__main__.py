@@ -1,2 +1,48 @@
+"""Composition root of raid-guard: settings from the environment, handlers wired, run."""
+
+from __future__ import annotations
+
+import sys
+
+from spectacles.broker.worker import Context, Worker, WorkerSettings
+from spectacles.models import GuildMemberAdd
+from spectacles.workers.raid_guard.config import RaidConfig
+from spectacles.workers.raid_guard.guard import RaidGuard
+
+__all__ = ["WORKER_NAME", "build_worker", "main"]
+
+WORKER_NAME = "raid-guard"
+
+
+def build_worker(
+    config: RaidConfig, settings: WorkerSettings | None = None
+) -> tuple[Worker, RaidGuard]:
+    """The raid-guard worker and its state.
+
+    Single-active-consumer: every replica subscribes, RabbitMQ delivers to one of them, so the
+    join windows are never split; a standby takes over when the active one disconnects.
+    """
+    worker = Worker(WORKER_NAME, settings=settings, single_active_consumer=True)
+    guard = RaidGuard(config)
+
+    @worker.on("GUILD_MEMBER_ADD")
+    async def on_member_add(member: GuildMemberAdd, ctx: Context) -> None:
+        await guard.on_member_add(member, ctx.rest, ctx.log)
+
+    worker.on_shutdown(guard.close)
+    return worker, guard
+
+
 def main() -> None:
-    raise SystemExit("not implemented yet")
+    """Console script ``spectacles-raid-guard``."""
+    try:
+        config = RaidConfig.from_env()
+    except ValueError as exc:
+        print(f"spectacles-raid-guard: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    worker, _guard = build_worker(config)
+    worker.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,499 @@
+"""One AMQP 0-9-1 connection with one confirm-mode channel, built only for publishing.
+
+A general client (aio-pika over aiormq) spends most of a publish on objects: a Message, a
+pamqp Properties, three frame objects, a future and a task-safe lock per call. Here a publish is
+a cached method frame plus ``struct``-packed header and body frames appended to a write buffer
+that is flushed once per event-loop iteration, and confirms are matched by delivery tag straight
+from the received bytes. pamqp still builds and parses the rare control frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import struct
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
+from urllib.parse import unquote, urlsplit
+
+from pamqp import commands
+from pamqp import frame as pamqp_frame
+from pamqp import header as pamqp_header
+from pamqp.base import Frame
+
+from spectacles.broker._confirm import ConfirmTracker
+from spectacles.broker._frames import (
+    FRAME_BODY,
+    FRAME_END,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    HEARTBEAT_FRAME,
+    PROTOCOL_HEADER,
+    encode_publish_method,
+)
+from spectacles.broker.errors import BrokerError, BrokerUnavailable, ConnectionLost, PublishError
+
+__all__ = ["RETURN_TAG_HEADER", "AmqpEndpoint", "ConnectionListener", "PublishConnection"]
+
+# A mandatory publish carries its delivery tag in this header: basic.return has no tag, and
+# correlating by order is wrong when an earlier mandatory publish is still waiting for its ack.
+RETURN_TAG_HEADER = "x-spectacles-publish-tag"
+
+PUBLISH_CHANNEL = 1
+CONTROL_CHANNEL = 2
+_MAX_FRAME = 131072
+
+_frame_head = struct.Struct(">BHI")
+_confirm = struct.Struct(">HHQB")  # class, method, delivery tag, bits
+_BASIC_ACK = (60, 80)
+_BASIC_NACK = (60, 120)
+
+_CAPABILITIES = {
+    "publisher_confirms": True,
+    "basic.nack": True,
+    "connection.blocked": True,
+    "authentication_failure_close": True,
+    "consumer_cancel_notify": True,
+}
+
+
+class AmqpEndpoint:
+    """Where and as whom to connect, parsed once from an AMQP URL."""
+
+    __slots__ = ("host", "password", "port", "ssl", "username", "virtual_host")
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        secure = parts.scheme == "amqps"
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or (5671 if secure else 5672)
+        self.username = unquote(parts.username or "guest")
+        self.password = unquote(parts.password or "guest")
+        path = parts.path
+        self.virtual_host = unquote(path[1:]) if len(path) > 1 else "/"
+        self.ssl: ssl.SSLContext | None = ssl.create_default_context() if secure else None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` (never credentials), for errors and logs."""
+        return f"{self.host}:{self.port}"
+
+
+class ConnectionListener(Protocol):
+    """What the publisher learns from its connection (all called synchronously)."""
+
+    def connection_ready(self, connection: PublishConnection) -> None:
+        """The publish channel is open in confirm mode."""
+
+    def connection_unready(self, connection: PublishConnection, reason: str) -> None:
+        """The publish channel closed; the connection is reopening it."""
+
+    def connection_lost(self, connection: PublishConnection, reason: str) -> None:
+        """The connection is gone for good; pending publishes have already failed."""
+
+    def confirms_released(self, connection: PublishConnection) -> None:
+        """Acks or nacks arrived: window slots may be free."""
+
+
+class PublishConnection(asyncio.Protocol):
+    """An AMQP connection whose channel 1 publishes in confirm mode."""
+
+    def __init__(self, listener: ConnectionListener, *, heartbeat: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._listener = listener
+        self._requested_heartbeat = heartbeat
+        self._transport: asyncio.Transport | None = None
+        self._rbuf = bytearray()
+        self._wbuf = bytearray()
+        self._flush_pending = False
+        self._waiters: dict[int, asyncio.Future[Frame]] = {}
+        self._control_lock = asyncio.Lock()
+        self._close_reason: str | None = None
+        self._lost = False
+        self._heartbeat_handle: asyncio.TimerHandle | None = None
+        self._heartbeat_interval = 0.0
+        self._received = True
+        self._silent_ticks = 0
+        self._methods: dict[tuple[str, str, bool], bytes] = {}
+        self._returning: tuple[commands.Basic.Return, int] | None = None
+        self._return_tag: int | None = None
+        self._reopen_task: asyncio.Task[None] | None = None
+        self.tracker = ConfirmTracker()
+        self.ready = False
+        self.paused = False
+        self.blocked = False
+        self.frame_max = _MAX_FRAME
+        self.max_body_frame = _MAX_FRAME - 8
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        endpoint: AmqpEndpoint,
+        listener: ConnectionListener,
+        *,
+        heartbeat: int,
+        timeout: float,
+        client_properties: Mapping[str, Any],
+    ) -> PublishConnection:
+        """Connect, authenticate, open the confirm channel; ``BrokerUnavailable`` on failure."""
+        loop = asyncio.get_running_loop()
+        connection = cls(listener, heartbeat=heartbeat)
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.create_connection(
+                    lambda: connection, endpoint.host, endpoint.port, ssl=endpoint.ssl
+                )
+                await connection._handshake(endpoint, client_properties)
+                await connection._open_publish_channel()
+        except (OSError, TimeoutError, BrokerError) as error:
+            connection.abort()
+            cause = (
+                f"no answer within {timeout:g}s" if isinstance(error, TimeoutError) else str(error)
+            )
+            raise BrokerUnavailable(
+                f"cannot connect to RabbitMQ at {endpoint.address}: {cause}",
+                host=endpoint.address,
+            ) from error
+        except BaseException:  # cancelled mid-handshake: do not leak the socket
+            connection.abort()
+            raise
+        return connection
+
+    async def _handshake(
+        self, endpoint: AmqpEndpoint, client_properties: Mapping[str, Any]
+    ) -> None:
+        start = await self._expect(0, PROTOCOL_HEADER, None)
+        if not isinstance(start, commands.Connection.Start):
+            raise BrokerError(f"unexpected {start.name} instead of Connection.Start")
+        mechanisms = start.mechanisms.split()
+        if "PLAIN" not in mechanisms:
+            raise BrokerError(f"server offers no PLAIN authentication (offers {mechanisms})")
+        properties = dict(client_properties)
+        properties["capabilities"] = _CAPABILITIES
+        tune = await self._expect(
+            0,
+            None,
+            commands.Connection.StartOk(
+                client_properties=properties,
+                mechanism="PLAIN",
+                response=f"\0{endpoint.username}\0{endpoint.password}",
+            ),
+        )
+        if not isinstance(tune, commands.Connection.Tune):
+            raise BrokerError(f"unexpected {tune.name} instead of Connection.Tune")
+        self.frame_max = min(tune.frame_max or _MAX_FRAME, _MAX_FRAME)
+        self.max_body_frame = self.frame_max - 8
+        heartbeat = self._requested_heartbeat
+        if tune.heartbeat and heartbeat:
+            heartbeat = min(heartbeat, tune.heartbeat)
+        self._send(
+            pamqp_frame.marshal(
+                commands.Connection.TuneOk(
+                    channel_max=CONTROL_CHANNEL, frame_max=self.frame_max, heartbeat=heartbeat
+                ),
+                0,
+            )
+        )
+        opened = await self._call(0, commands.Connection.Open(virtual_host=endpoint.virtual_host))
+        if not isinstance(opened, commands.Connection.OpenOk):
+            raise BrokerError(f"unexpected {opened.name} instead of Connection.OpenOk")
+        if heartbeat:
+            self._heartbeat_interval = heartbeat / 2
+            self._heartbeat_handle = self._loop.call_later(
+                self._heartbeat_interval, self._heartbeat_tick
+            )
+
+    async def _open_publish_channel(self) -> None:
+        opened = await self._call(PUBLISH_CHANNEL, commands.Channel.Open())
+        if not isinstance(opened, commands.Channel.OpenOk):
+            raise BrokerError(f"unexpected {opened.name} instead of Channel.OpenOk")
+        selected = await self._call(PUBLISH_CHANNEL, commands.Confirm.Select())
+        if not isinstance(selected, commands.Confirm.SelectOk):
+            raise BrokerError(f"unexpected {selected.name} instead of Confirm.SelectOk")
+        self.tracker = ConfirmTracker()
+        self._methods.clear()
+        self.ready = True
+
+    async def _reopen_publish_channel(self) -> None:
+        try:
+            await self._open_publish_channel()
+        except (BrokerError, OSError) as error:
+            self.abort(f"could not reopen the publish channel: {error}")
+            return
+        self._listener.connection_ready(self)
+
+    # -- publishing (hot path) -----------------------------------------------------------------
+
+    def publish(
+        self, exchange: str, routing_key: str, mandatory: bool, content: bytes
+    ) -> asyncio.Future[None]:
+        """Queue one message (``content`` = header + body frames) and track its confirm."""
+        key = (exchange, routing_key, mandatory)
+        method = self._methods.get(key)
+        if method is None:
+            method = encode_publish_method(PUBLISH_CHANNEL, exchange, routing_key, mandatory)
+            if len(self._methods) < 4096:
+                self._methods[key] = method
+        future: asyncio.Future[None] = self._loop.create_future()
+        self.tracker.add(future, exchange, routing_key)
+        wbuf = self._wbuf
+        wbuf += method
+        wbuf += content
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if not self._wbuf or self._transport is None or self._lost:
+            return
+        data, self._wbuf = self._wbuf, bytearray()
+        self._transport.write(data)
+
+    def _send(self, data: bytes) -> None:
+        self._wbuf += data
+        self._flush()
+
+    # -- control -------------------------------------------------------------------------------
+
+    async def _call(self, channel: int, method: Frame) -> Frame:
+        return await self._expect(channel, pamqp_frame.marshal(method, channel), None)
+
+    async def _expect(self, channel: int, raw: bytes | None, method: Frame | None) -> Frame:
+        if self._lost:
+            raise ConnectionLost(self._close_reason or "connection closed")
+        waiter: asyncio.Future[Frame] = self._loop.create_future()
+        self._waiters[channel] = waiter
+        if raw is not None:
+            self._send(raw)
+        if method is not None:
+            self._send(pamqp_frame.marshal(method, channel))
+        return await waiter
+
+    async def declare_exchange(self, name: str, exchange_type: str, *, durable: bool) -> None:
+        """Declare an exchange on a short-lived channel, so a refusal cannot close channel 1."""
+        async with self._control_lock:
+            opened = await self._call(CONTROL_CHANNEL, commands.Channel.Open())
+            if not isinstance(opened, commands.Channel.OpenOk):
+                raise BrokerError(f"unexpected {opened.name} instead of Channel.OpenOk")
+            await self._call(
+                CONTROL_CHANNEL,
+                commands.Exchange.Declare(
+                    exchange=name, exchange_type=exchange_type, durable=durable
+                ),
+            )
+            await self._call(
+                CONTROL_CHANNEL, commands.Channel.Close(reply_code=200, class_id=0, method_id=0)
+            )
+
+    async def close(self, timeout: float) -> None:
+        """Close politely (Connection.Close / CloseOk), then drop the socket regardless."""
+        if self._lost:
+            return
+        self.ready = False
+        try:
+            async with asyncio.timeout(timeout):
+                await self._call(
+                    0,
+                    commands.Connection.Close(
+                        reply_code=200, reply_text="bye", class_id=0, method_id=0
+                    ),
+                )
+        except (TimeoutError, BrokerError):
+            pass
+        self.abort("publisher closed")
+
+    def abort(self, reason: str | None = None) -> None:
+        """Drop the connection now; ``reason`` is what pending publishes fail with."""
+        if reason and self._close_reason is None:
+            self._close_reason = reason
+        if self._transport is not None and not self._lost:
+            self._transport.abort()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport; the handshake starts from ``open``."""
+        # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def pause_writing(self) -> None:
+        """The socket buffer is full: the publisher holds new publishes back."""
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        """The socket drained: let publishes through again."""
+        self.paused = False
+        self._listener.confirms_released(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Fail everything pending with ``ConnectionLost`` and tell the publisher."""
+        if self._lost:
+            return
+        self._lost = True
+        self.ready = False
+        if self._heartbeat_handle is not None:
+            self._heartbeat_handle.cancel()
+        if self._reopen_task is not None:
+            self._reopen_task.cancel()
+        reason = self._close_reason or (
+            f"connection to RabbitMQ lost: {exc}" if exc else "connection to RabbitMQ closed"
+        )
+        self._close_reason = reason
+        self.tracker.fail_all(ConnectionLost, reason)
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionLost(reason))
+        self._listener.connection_lost(self, reason)
+
+    def data_received(self, data: bytes) -> None:
+        """Split frames; acks and nacks are decoded in place, the rest goes to pamqp."""
+        self._received = True
+        rbuf = self._rbuf
+        if rbuf:
+            rbuf += data
+            buf: bytes | bytearray = rbuf
+        else:
+            buf = data
+        size_total = len(buf)
+        pos = 0
+        released = False
+        tracker = self.tracker
+        while size_total - pos >= 8 and not self._lost:
+            frame_type, channel, size = _frame_head.unpack_from(buf, pos)
+            end = pos + 7 + size
+            if end >= size_total:
+                break
+            if buf[end] != FRAME_END:
+                self._protocol_error("frame without end marker")
+                return
+            if frame_type == FRAME_METHOD:
+                if size == 13 and channel == PUBLISH_CHANNEL:
+                    class_id, method_id, tag, bits = _confirm.unpack_from(buf, pos + 7)
+                    if (class_id, method_id) == _BASIC_ACK:
+                        tracker.ack(tag, bool(bits & 1))
+                        released = True
+                        pos = end + 1
+                        continue
+                    if (class_id, method_id) == _BASIC_NACK:
+                        tracker.nack(tag, bool(bits & 1))
+                        released = True
+                        pos = end + 1
+                        continue
+                self._on_method_frame(channel, bytes(buf[pos : end + 1]))
+                tracker = self.tracker  # a reopened channel has a new tracker
+            elif frame_type == FRAME_HEADER:
+                self._on_content_header(bytes(buf[pos + 7 : end]))
+            elif frame_type == FRAME_BODY:
+                self._on_content_body(size)
+            elif frame_type != FRAME_HEARTBEAT:
+                self._protocol_error(f"unknown frame type {frame_type}")
+                return
+            pos = end + 1
+        if rbuf:
+            del rbuf[:pos]
+        elif pos < size_total:
+            rbuf += buf[pos:]
+        if released:
+            self._listener.confirms_released(self)
+
+    # -- incoming control frames ---------------------------------------------------------------
+
+    def _on_method_frame(self, channel: int, raw: bytes) -> None:
+        try:
+            _, _, method = pamqp_frame.unmarshal(raw)
+        except Exception as error:  # pamqp raises several types for malformed frames
+            self._protocol_error(f"undecodable method frame: {error}")
+            return
+        assert isinstance(method, Frame)
+        if isinstance(method, commands.Connection.Close):
+            self._close_reason = (
+                f"RabbitMQ closed the connection: {method.reply_code} {method.reply_text}"
+            )
+            self.ready = False  # publishes wait for the reconnection from here on
+            self._send(pamqp_frame.marshal(commands.Connection.CloseOk(), 0))
+            if self._transport is not None:
+                self._transport.close()  # unlike abort(), sends the CloseOk first
+            return
+        if isinstance(method, commands.Connection.Blocked):
+            self.blocked = True
+            return
+        if isinstance(method, commands.Connection.Unblocked):
+            self.blocked = False
+            return
+        if isinstance(method, commands.Channel.Close):
+            self._on_channel_close(channel, method)
+            return
+        if isinstance(method, commands.Basic.Return):
+            self._returning = (method, -1)
+            self._return_tag = None
+            return
+        if isinstance(method, commands.Channel.Flow):
+            self._send(pamqp_frame.marshal(commands.Channel.FlowOk(active=method.active), channel))
+            return
+        waiter = self._waiters.pop(channel, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(method)
+
+    def _on_channel_close(self, channel: int, method: commands.Channel.Close) -> None:
+        reason = f"RabbitMQ closed channel {channel}: {method.reply_code} {method.reply_text}"
+        self._send(pamqp_frame.marshal(commands.Channel.CloseOk(), channel))
+        waiter = self._waiters.pop(channel, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(BrokerError(reason))
+        if channel != PUBLISH_CHANNEL:
+            return
+        self.ready = False
+        self.tracker.fail_all(PublishError, reason)
+        self._listener.connection_unready(self, reason)
+        self._reopen_task = asyncio.ensure_future(self._reopen_publish_channel())
+
+    def _on_content_header(self, payload: bytes) -> None:
+        if self._returning is None:
+            return
+        content = pamqp_header.ContentHeader()
+        content.unmarshal(payload)
+        headers = content.properties.headers or {}
+        tag = headers.get(RETURN_TAG_HEADER)
+        self._return_tag = tag if isinstance(tag, int) else None
+        self._returning = (self._returning[0], content.body_size)
+        self._maybe_finish_return(0)
+
+    def _on_content_body(self, size: int) -> None:
+        if self._returning is not None:
+            self._maybe_finish_return(size)
+
+    def _maybe_finish_return(self, received: int) -> None:
+        assert self._returning is not None
+        method, remaining = self._returning
+        remaining -= received
+        if remaining > 0:
+            self._returning = (method, remaining)
+            return
+        self._returning = None
+        if self._return_tag is not None:
+            self.tracker.returned(self._return_tag, method.reply_code or 0, method.reply_text)
+
+    def _protocol_error(self, what: str) -> None:
+        self.abort(f"AMQP protocol error from RabbitMQ: {what}")
+
+    def _heartbeat_tick(self) -> None:
+        if self._lost:
+            return
+        if self._received:
+            self._received = False
+            self._silent_ticks = 0
+        else:
+            self._silent_ticks += 1
+            if self._silent_ticks >= 4:  # two full heartbeat intervals without a byte
+                self.abort("RabbitMQ missed two heartbeats; assuming the connection is dead")
+                return
+        self._send(HEARTBEAT_FRAME)
+        self._heartbeat_handle = self._loop.call_later(
+            self._heartbeat_interval, self._heartbeat_tick
+        )

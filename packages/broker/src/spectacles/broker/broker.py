@@ -1,0 +1,284 @@
+"""One supervised AMQP connection: fail fast at start, reconnect with backoff afterwards.
+
+Consumers, RPC endpoints and the worker SDK open their own channels on it and watch those channels;
+when a channel dies with the connection they ask :meth:`Broker.wait_connected` for the next live
+connection and re-declare their topology there. The broker itself only keeps a connection alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Final, Self
+
+import aio_pika
+import aiormq
+import pamqp.exceptions
+from aio_pika.abc import AbstractChannel, AbstractConnection
+
+from spectacles.observability import get_logger, register_secret
+
+from .errors import BrokerUnavailable, ConnectionLost
+from .settings import BrokerSettings
+from .topology import Topology
+
+__all__ = ["CONNECTION_ERRORS", "Broker", "default_connection_name"]
+
+log = get_logger(__name__)
+
+#: Errors that mean "the connection (or channel) is gone or unreachable", as opposed to a
+#: protocol error in what we asked for (those are raised to the caller).
+CONNECTION_ERRORS: Final = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.ConnectionClosed,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    pamqp.exceptions.PAMQPException,
+)
+
+ConnectionListener = Callable[[], Awaitable[None] | None]
+
+
+def default_connection_name(role: str = "broker") -> str:
+    """Name shown in RabbitMQ's management UI / ``rabbitmqctl list_connections``."""
+    return f"spectacles:{role}:{socket.gethostname()}:{os.getpid()}"
+
+
+class Broker:
+    """A RabbitMQ connection that heals itself after the first successful connect."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        connection_name: str | None = None,
+        connect_timeout: float = 5.0,
+        reconnect_delay: float = 0.5,
+        max_reconnect_delay: float = 15.0,
+    ) -> None:
+        self.settings = settings
+        self.topology = Topology(settings.group)
+        self.connection_name = connection_name or default_connection_name()
+        self._connect_timeout = connect_timeout
+        self._reconnect_delay = reconnect_delay
+        self._max_reconnect_delay = max_reconnect_delay
+        self._connection: AbstractConnection | None = None
+        self._connected = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._closing = False
+        self._keep_alive_task: asyncio.Task[None] | None = None
+        self._on_lost: list[ConnectionListener] = []
+        self.reconnects = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        settings: BrokerSettings | None = None,
+        *,
+        connection_name: str | None = None,
+        connect_timeout: float = 5.0,
+        reconnect_delay: float = 0.5,
+        max_reconnect_delay: float = 15.0,
+    ) -> Broker:
+        """Connect once; raise :class:`BrokerUnavailable` (naming the host) if that fails."""
+        broker = cls(
+            settings or BrokerSettings.from_env(),
+            connection_name=connection_name,
+            connect_timeout=connect_timeout,
+            reconnect_delay=reconnect_delay,
+            max_reconnect_delay=max_reconnect_delay,
+        )
+        await broker.start()
+        return broker
+
+    async def start(self) -> None:
+        """Open the first connection (fail fast) and start supervising it."""
+        if self._keep_alive_task is not None:
+            return
+        if self.settings.password:
+            register_secret(self.settings.password)
+        try:
+            self._adopt(await self._open())
+        except CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        self._keep_alive_task = asyncio.create_task(
+            self._keep_alive(), name=f"broker-keep-alive:{self.connection_name}"
+        )
+
+    async def close(self) -> None:
+        """Stop reconnecting and close the connection (idempotent)."""
+        self._closing = True
+        self._connected.clear()
+        task, self._keep_alive_task = self._keep_alive_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await asyncio.wait_for(connection.close(), timeout=5.0)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- use ----------------------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        """True while a live connection is open."""
+        return self._connected.is_set() and not self._closing
+
+    @property
+    def is_closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closing
+
+    async def wait_connected(self, timeout: float | None = None) -> AbstractConnection:
+        """The live connection, waiting (up to ``timeout``) while it is being re-established."""
+        if self._closing:
+            raise BrokerUnavailable("broker was closed", host=self.settings.host)
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            raise BrokerUnavailable(
+                f"RabbitMQ at {self.settings.host} still unreachable after {timeout}s",
+                host=self.settings.host,
+            ) from None
+        if self._connection is None or self._closing:
+            raise BrokerUnavailable("broker was closed", host=self.settings.host)
+        return self._connection
+
+    async def channel(
+        self,
+        *,
+        publisher_confirms: bool = False,
+        on_return_raises: bool = False,
+        timeout: float | None = None,
+    ) -> AbstractChannel:
+        """Open a channel on the live connection (waiting for it, bounded by ``timeout``)."""
+        connection = await self.wait_connected(timeout)
+        try:
+            channel = connection.channel(
+                publisher_confirms=publisher_confirms, on_return_raises=on_return_raises
+            )
+            await channel
+        except (RuntimeError, *CONNECTION_ERRORS) as exc:
+            # The connection died between wait_connected() and here; callers retry on this.
+            raise ConnectionLost(
+                f"connection to {self.settings.host} lost while opening a channel: {exc}",
+                host=self.settings.host,
+            ) from None
+        return channel
+
+    def on_connection_lost(self, listener: ConnectionListener) -> None:
+        """Call ``listener`` (sync or async) each time the connection drops unexpectedly."""
+        self._on_lost.append(listener)
+
+    def remove_listener(self, listener: ConnectionListener) -> None:
+        """Undo :meth:`on_connection_lost`."""
+        with contextlib.suppress(ValueError):
+            self._on_lost.remove(listener)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    async def _open(self) -> AbstractConnection:
+        return await aio_pika.connect(
+            self.settings.amqp_url,
+            timeout=self._connect_timeout,
+            client_properties={"connection_name": self.connection_name},
+        )
+
+    def _adopt(self, connection: AbstractConnection) -> None:
+        self._connection = connection
+        connection.close_callbacks.add(self._on_close)
+        self._connected.set()
+
+    def _on_close(self, sender: object, exc: BaseException | None = None) -> None:
+        if self._closing or sender is not self._connection:
+            return
+        self._connected.clear()
+        self._lost.set()
+        log.warning(
+            "broker.connection_lost",
+            host=self.settings.host,
+            connection=self.connection_name,
+            error=_describe(exc),
+        )
+
+    async def _keep_alive(self) -> None:
+        while not self._closing:
+            await self._lost.wait()
+            self._lost.clear()
+            await self._notify_lost()
+            await self._reconnect()
+
+    async def _notify_lost(self) -> None:
+        for listener in list(self._on_lost):
+            try:
+                result = listener()
+                if result is not None:
+                    await result
+            except Exception:
+                log.exception("broker.listener_failed", connection=self.connection_name)
+
+    async def _reconnect(self) -> None:
+        old, self._connection = self._connection, None
+        if old is not None:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await asyncio.wait_for(old.close(), timeout=1.0)
+        attempt = 0
+        while not self._closing:
+            delay = min(self._max_reconnect_delay, self._reconnect_delay * 2**attempt)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            attempt += 1
+            try:
+                connection = await self._open()
+            except CONNECTION_ERRORS as exc:
+                log.warning(
+                    "broker.reconnect_failed",
+                    host=self.settings.host,
+                    attempt=attempt,
+                    error=_describe(exc),
+                )
+                continue
+            self.reconnects += 1
+            self._adopt(connection)
+            log.info("broker.reconnected", host=self.settings.host, attempt=attempt)
+            return
+
+    def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
+        detail = _describe(exc)
+        password = self.settings.password
+        if password:
+            detail = detail.replace(password, "***")
+        return BrokerUnavailable(
+            f"cannot connect to RabbitMQ at {self.settings.host} ({detail}); check AMQP_URL "
+            "and that RabbitMQ is running (`docker compose up -d rabbit`)",
+            host=self.settings.host,
+        )
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "closed"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,495 @@
+"""Consume a worker queue: ack after the handler, bounded retries, dead-lettering with the error.
+
+Retry bookkeeping lives in the message, not in the consumer, so it survives crashes and works on
+classic and quorum queues alike. A failed attempt is recorded by publishing a copy of the message
+(same properties, ``x-attempts`` + 1) to the back of the queue with a publisher confirm, and
+only then acking the original; after ``max_attempts`` the copy goes to the dead-letter exchange
+instead, with ``x-error``. A message whose consumer died mid-handler comes back *redelivered*:
+on quorum queues RabbitMQ counts that in ``x-delivery-count`` (and enforces ``x-delivery-limit``),
+on classic queues the consumer turns the redelivery into a counted attempt before running the
+handler again. So a message that keeps crashing consumers is dead-lettered too, never redelivered
+forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
+
+from spectacles.observability import get_logger
+
+from .broker import CONNECTION_ERRORS, Broker
+from .delivery import (
+    ATTEMPTS_HEADER,
+    DELIVERY_COUNT_HEADER,
+    ERROR_HEADER,
+    ERROR_HEADER_MAX_CHARS,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
+    Delivery,
+)
+from .errors import BrokerUnavailable, DeadLetter, TopologyMismatch
+from .topology import QueueSpec, QueueType, declare_dead_letter_exchange, declare_queue
+
+__all__ = ["Consumer", "Handler", "Outcome", "OutcomeListener"]
+
+log = get_logger(__name__)
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class Outcome(enum.Enum):
+    """What became of one delivery (reported to ``on_outcome``, e.g. for metrics)."""
+
+    ACKED = "acked"
+    RETRIED = "retried"
+    DEAD_LETTERED = "dead_lettered"
+
+
+OutcomeListener = Callable[[Delivery, Outcome, BaseException | None], None]
+
+# Headers that describe one particular delivery and must not be copied onto a new message.
+_PER_DELIVERY_HEADERS: Final = frozenset({DELIVERY_COUNT_HEADER})
+_RESUBSCRIBE_MAX_DELAY: Final = 10.0
+# A publish the broker refused (nack/return) is retried later rather than hot-looping.
+_REFUSED_PUBLISH_PAUSE: Final = 1.0
+
+
+@dataclass(slots=True)
+class _Subscription:
+    """Everything bound to one channel; replaced wholesale after the channel dies."""
+
+    channel: AbstractChannel
+    queue: AbstractQueue
+    dlx: AbstractExchange
+    consumer_tag: str
+
+
+class Consumer:
+    """Competing consumer on the queue ``{group}.{worker}`` bound to ``events``.
+
+    ``exchange`` / ``queue`` / ``routing_keys`` override the defaults (events exchange, worker
+    queue, the event names), e.g. for the gateway's per-shard commands queue. ``prefetch`` bounds
+    the handlers running at once. ``max_attempts`` counts the first try. With a quorum queue
+    RabbitMQ also dead-letters server-side after ``max_attempts`` unacked deliveries
+    (``x-delivery-limit``). ``single_active_consumer`` lets one replica at a time consume (the
+    others stand by) for handlers that keep state.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        worker: str,
+        events: Sequence[str],
+        handler: Handler,
+        prefetch: int = 32,
+        max_attempts: int = 3,
+        queue_type: QueueType = "quorum",
+        single_active_consumer: bool = False,
+        exchange: str | None = None,
+        queue: str | None = None,
+        routing_keys: Sequence[str] | None = None,
+        stop_timeout: float = 30.0,
+        on_outcome: OutcomeListener | None = None,
+    ) -> None:
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be >= 1, got {prefetch}")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        topology = broker.topology
+        keys = tuple(routing_keys) if routing_keys is not None else tuple(events)
+        self._broker = broker
+        self._handler = handler
+        self._prefetch = prefetch
+        self._max_attempts = max_attempts
+        self._stop_timeout = stop_timeout
+        self._on_outcome = on_outcome
+        self.worker = worker
+        self.spec = QueueSpec(
+            name=queue or topology.worker_queue(worker),
+            exchange=exchange if exchange is not None else topology.events_exchange,
+            routing_keys=keys,
+            queue_type=queue_type,
+            single_active_consumer=single_active_consumer,
+            delivery_limit=max_attempts if queue_type == "quorum" else None,
+        )
+        self._subscription: _Subscription | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._subscribed = asyncio.Event()
+
+    # -- public ---------------------------------------------------------------------------------
+
+    @property
+    def queue_name(self) -> str:
+        """The queue consumed."""
+        return self.spec.name
+
+    @property
+    def dead_queue_name(self) -> str:
+        """Where dead letters of this queue end up."""
+        return self.spec.dead_queue
+
+    @property
+    def in_flight(self) -> int:
+        """Handlers running right now."""
+        return len(self._in_flight)
+
+    @property
+    def is_consuming(self) -> bool:
+        """True while subscribed on a live channel."""
+        sub = self._subscription
+        return sub is not None and not sub.channel.is_closed and not self._stopping
+
+    async def wait_consuming(self, timeout: float | None = None) -> None:
+        """Wait until (re)subscribed, e.g. after a connection drop."""
+        await asyncio.wait_for(self._subscribed.wait(), timeout)
+
+    async def start(self) -> None:
+        """Declare the topology and start consuming; raise if that fails the first time."""
+        if self._supervisor is not None:
+            return
+        self._stopping = False
+        self._subscription = await self._subscribe()
+        self._supervisor = asyncio.create_task(
+            self._supervise(), name=f"consumer:{self.queue_name}"
+        )
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop taking messages, let in-flight handlers finish (bounded) and ack, close the channel.
+
+        Handlers still running after ``timeout`` are cancelled; their messages are not acked and
+        RabbitMQ redelivers them to another consumer.
+        """
+        self._stopping = True
+        self._subscribed.clear()
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+        sub, self._subscription = self._subscription, None
+        if sub is not None and not sub.channel.is_closed:
+            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+                await asyncio.wait_for(sub.queue.cancel(sub.consumer_tag), timeout=5.0)
+        await self._drain(self._stop_timeout if timeout is None else timeout)
+        if sub is not None and not sub.channel.is_closed:
+            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+                await asyncio.wait_for(sub.channel.close(), timeout=5.0)
+
+    # -- subscription lifecycle -----------------------------------------------------------------
+
+    async def _subscribe(self) -> _Subscription:
+        channel = await self._broker.channel(publisher_confirms=True, on_return_raises=True)
+        try:
+            await channel.set_qos(prefetch_count=self._prefetch)
+            try:
+                queue = await declare_queue(channel, self._broker.topology, self.spec)
+            except aiormq.exceptions.ChannelPreconditionFailed as exc:
+                raise TopologyMismatch(
+                    f"queue {self.queue_name!r} already exists with other arguments ({exc}); "
+                    "every replica must use the same queue_type, max_attempts and "
+                    "single_active_consumer — delete the queue or align the settings",
+                    queue=self.queue_name,
+                ) from None
+            dlx = await declare_dead_letter_exchange(channel, self._broker.topology)
+            sub = _Subscription(channel=channel, queue=queue, dlx=dlx, consumer_tag="")
+            sub.consumer_tag = await queue.consume(partial(self._on_message, sub))
+            underlay = await channel.get_underlay_channel()
+            underlay.on_consumer_cancel_callbacks.add(partial(self._on_server_cancel, sub))
+        except BaseException:
+            if not channel.is_closed:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+            raise
+        self._subscribed.set()
+        log.debug("consumer.subscribed", queue=self.queue_name, prefetch=self._prefetch)
+        return sub
+
+    def _on_server_cancel(self, sub: _Subscription, tag: str) -> None:
+        # RabbitMQ cancels consumers when their queue is deleted or a quorum leader moves; close
+        # the channel so the supervisor subscribes again instead of silently idling.
+        if tag != sub.consumer_tag or self._stopping:
+            return
+        log.warning("consumer.cancelled_by_server", queue=self.queue_name)
+        task = asyncio.get_running_loop().create_task(_close_quietly(sub.channel))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _supervise(self) -> None:
+        while not self._stopping:
+            sub = self._subscription
+            if sub is not None:
+                await sub.channel.closed()
+                if self._stopping:
+                    return
+                log.warning("consumer.channel_closed", queue=self.queue_name)
+            self._subscription = None
+            self._subscribed.clear()
+            self._subscription = await self._resubscribe()
+            if self._subscription is None:
+                return  # the broker was closed under us: nothing left to consume from
+
+    async def _resubscribe(self) -> _Subscription | None:
+        attempt = 0
+        while True:
+            delay = min(_RESUBSCRIBE_MAX_DELAY, 0.2 * 2**attempt)
+            attempt += 1
+            try:
+                await self._broker.wait_connected()
+                sub = await self._subscribe()
+            except BrokerUnavailable:
+                if self._broker.is_closed:
+                    return None
+                await asyncio.sleep(delay)
+            except Exception as exc:
+                log.warning(
+                    "consumer.resubscribe_failed",
+                    queue=self.queue_name,
+                    attempt=attempt,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                await asyncio.sleep(delay)
+            else:
+                log.info("consumer.resumed", queue=self.queue_name, attempt=attempt)
+                return sub
+
+    async def _drain(self, timeout: float) -> None:
+        tasks = set(self._in_flight)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("consumer.stop_timeout", queue=self.queue_name, cancelled=len(pending))
+            await asyncio.wait(pending, timeout=1.0)
+
+    # -- one message ----------------------------------------------------------------------------
+
+    async def _on_message(self, sub: _Subscription, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            await self._process(sub, message)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def _process(self, sub: _Subscription, message: AbstractIncomingMessage) -> None:
+        headers: dict[str, Any] = dict(message.headers) if message.headers else {}
+        failures = _as_int(headers.get(ATTEMPTS_HEADER))
+        delivery_count = headers.get(DELIVERY_COUNT_HEADER)
+        if delivery_count is not None:
+            failures += _as_int(delivery_count)
+        elif message.redelivered:
+            # Classic queue: the previous consumer died before acking. Record that as an attempt
+            # in a copy now, or a message that crashes every consumer would loop forever.
+            await self._record_interrupted(sub, message, headers, failures + 1)
+            return
+        attempt = failures + 1
+        delivery = _delivery(message, headers, attempt)
+        if attempt > self._max_attempts:
+            reason = f"Interrupted: delivered {failures} times without being acknowledged"
+            await self._dead_letter(sub, message, headers, failures, reason, delivery, None)
+            return
+        try:
+            await self._handler(delivery)
+        except DeadLetter as exc:
+            reason = f"DeadLetter: {exc.reason}"
+            await self._dead_letter(sub, message, headers, attempt, reason, delivery, exc)
+        except Exception as exc:
+            if attempt >= self._max_attempts:
+                reason = f"{type(exc).__name__}: {exc}"
+                await self._dead_letter(sub, message, headers, attempt, reason, delivery, exc)
+            else:
+                log.warning(
+                    "consumer.handler_failed",
+                    queue=self.queue_name,
+                    routing_key=delivery.routing_key,
+                    message_id=delivery.message_id,
+                    attempt=attempt,
+                    max_attempts=self._max_attempts,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                if await self._republish(sub, message, headers, attempt):
+                    self._report(delivery, Outcome.RETRIED, exc)
+        else:
+            if await _settle(message):
+                self._report(delivery, Outcome.ACKED, None)
+
+    async def _record_interrupted(
+        self,
+        sub: _Subscription,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        failures: int,
+    ) -> None:
+        if failures >= self._max_attempts:
+            reason = f"Interrupted: redelivered after {failures} unfinished attempts"
+            delivery = _delivery(message, headers, failures)
+            await self._dead_letter(sub, message, headers, failures, reason, delivery, None)
+        else:
+            await self._republish(sub, message, headers, failures)
+
+    async def _republish(
+        self,
+        sub: _Subscription,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        failures: int,
+    ) -> bool:
+        copy = _copy(message, headers, {ATTEMPTS_HEADER: failures}, keep_expiration=True)
+        return await self._publish_then_ack(
+            message, sub.channel.default_exchange, copy, self.queue_name
+        )
+
+    async def _dead_letter(
+        self,
+        sub: _Subscription,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        attempts: int,
+        reason: str,
+        delivery: Delivery,
+        exc: BaseException | None,
+    ) -> None:
+        error = reason[:ERROR_HEADER_MAX_CHARS]
+        log.error(
+            "consumer.dead_lettered",
+            queue=self.queue_name,
+            dead_queue=self.dead_queue_name,
+            routing_key=delivery.routing_key,
+            message_id=delivery.message_id,
+            attempts=attempts,
+            error=error,
+        )
+        copy = _copy(
+            message,
+            headers,
+            {ATTEMPTS_HEADER: attempts, ERROR_HEADER: error},
+            keep_expiration=False,
+        )
+        if await self._publish_then_ack(message, sub.dlx, copy, self.queue_name):
+            self._report(delivery, Outcome.DEAD_LETTERED, exc)
+
+    async def _publish_then_ack(
+        self,
+        message: AbstractIncomingMessage,
+        exchange: AbstractExchange,
+        copy: aio_pika.Message,
+        routing_key: str,
+    ) -> bool:
+        """Publish ``copy`` (confirmed), then ack ``message``; if that fails, RabbitMQ keeps it."""
+        try:
+            await exchange.publish(copy, routing_key=routing_key, mandatory=True)
+        except CONNECTION_ERRORS:
+            # The channel is gone: the original was not acked and comes back redelivered.
+            return False
+        except aiormq.exceptions.DeliveryError as exc:
+            log.error(
+                "consumer.republish_refused",
+                queue=self.queue_name,
+                exchange=exchange.name,
+                routing_key=routing_key,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            await asyncio.sleep(_REFUSED_PUBLISH_PAUSE)
+            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+                await message.nack(requeue=True)
+            return False
+        return await _settle(message)
+
+    def _report(self, delivery: Delivery, outcome: Outcome, exc: BaseException | None) -> None:
+        if self._on_outcome is None:
+            return
+        try:
+            self._on_outcome(delivery, outcome, exc)
+        except Exception:
+            log.exception("consumer.on_outcome_failed", queue=self.queue_name)
+
+
+async def _close_quietly(channel: AbstractChannel) -> None:
+    with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+        await channel.close()
+
+
+async def _settle(message: AbstractIncomingMessage) -> bool:
+    try:
+        await message.ack()
+    except CONNECTION_ERRORS:
+        return False  # channel died: RabbitMQ redelivers the message
+    return True
+
+
+def _delivery(message: AbstractIncomingMessage, headers: dict[str, Any], attempt: int) -> Delivery:
+    original_key = headers.get(ORIGINAL_ROUTING_KEY_HEADER)
+    original_exchange = headers.get(ORIGINAL_EXCHANGE_HEADER)
+    return Delivery(
+        body=message.body,
+        routing_key=str(original_key) if original_key is not None else message.routing_key or "",
+        headers=headers,
+        message_id=message.message_id,
+        type=message.type,
+        timestamp=message.timestamp,
+        attempt=attempt,
+        redelivered=bool(message.redelivered),
+        exchange=(
+            str(original_exchange) if original_exchange is not None else message.exchange or ""
+        ),
+        content_type=message.content_type,
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+    )
+
+
+def _copy(
+    message: AbstractIncomingMessage,
+    headers: dict[str, Any],
+    extra: dict[str, Any],
+    *,
+    keep_expiration: bool,
+) -> aio_pika.Message:
+    new_headers = {k: v for k, v in headers.items() if k not in _PER_DELIVERY_HEADERS}
+    new_headers.setdefault(ORIGINAL_EXCHANGE_HEADER, message.exchange or "")
+    new_headers.setdefault(ORIGINAL_ROUTING_KEY_HEADER, message.routing_key or "")
+    new_headers.update(extra)
+    return aio_pika.Message(
+        message.body,
+        headers=new_headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=message.delivery_mode or aio_pika.DeliveryMode.PERSISTENT,
+        priority=message.priority,
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        expiration=message.expiration if keep_expiration else None,
+        message_id=message.message_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+    )
+
+
+def _as_int(value: object) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(value, 0)
+    if isinstance(value, (str, bytes)):
+        with contextlib.suppress(ValueError):
+            return max(int(value), 0)
+    return 0

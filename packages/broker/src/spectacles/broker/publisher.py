@@ -1,0 +1,416 @@
+"""Confirmed publishing with a bounded in-flight window and automatic reconnection.
+
+``submit`` is the relay's hot path: when the connection is up and the window has room it packs
+the message straight into the connection's write buffer and returns the confirm future without
+suspending. Everything slow (no connection, full window, socket backpressure) moves to
+``_acquire``, which waits at most ``publish_timeout`` and then raises ``BrokerUnavailable``:
+a publish is confirmed, or its caller gets an exception, never silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import os
+import random
+from collections import deque
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from spectacles.broker._frames import encode_content, encode_properties
+from spectacles.broker._publish_connection import (
+    RETURN_TAG_HEADER,
+    AmqpEndpoint,
+    PublishConnection,
+)
+from spectacles.broker.errors import BrokerUnavailable
+from spectacles.broker.settings import BrokerSettings
+from spectacles.observability import get_logger
+
+__all__ = ["Publisher"]
+
+log = get_logger(__name__)
+
+
+class Publisher:
+    """Publishes with RabbitMQ publisher confirms on its own connection.
+
+    Create it with :meth:`connect`. ``max_in_flight`` bounds unconfirmed publishes (the window
+    is the backpressure); ``publish_timeout`` bounds how long a publish waits for a connection
+    or a free slot; reconnection after a drop runs in the background with exponential backoff
+    (``reconnect_delay`` doubling up to ``max_reconnect_delay``, with jitter).
+    """
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        max_in_flight: int = 1024,
+        connection_name: str | None = None,
+        publish_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        heartbeat: int = 30,
+        reconnect_delay: float = 0.5,
+        max_reconnect_delay: float = 15.0,
+        close_timeout: float = 10.0,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        if publish_timeout <= 0 or connect_timeout <= 0 or close_timeout < 0:
+            raise ValueError("publish_timeout and connect_timeout must be > 0, close_timeout >= 0")
+        self._settings = settings
+        self._endpoint = AmqpEndpoint(settings.amqp_url)
+        self._max_in_flight = max_in_flight
+        self._publish_timeout = publish_timeout
+        self._connect_timeout = connect_timeout
+        self._heartbeat = heartbeat
+        self._reconnect_delay = reconnect_delay
+        self._max_reconnect_delay = max_reconnect_delay
+        self._close_timeout = close_timeout
+        self._client_properties = {
+            "product": "spectacles-python",
+            "connection_name": connection_name or f"spectacles-publisher-{os.getpid()}",
+        }
+        self._connection: PublishConnection | None = None
+        self._ready = asyncio.Event()
+        self._space_waiters: deque[asyncio.Future[None]] = deque()
+        self._woken = 0  # waiters told a slot is free that have not taken it yet
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._drained = asyncio.Event()  # set when nothing is in flight (close() waits on it)
+        self._closed = False
+        self._events_exchange = settings.group
+
+    @classmethod
+    async def connect(
+        cls,
+        settings: BrokerSettings,
+        *,
+        max_in_flight: int = 1024,
+        connection_name: str | None = None,
+        publish_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        heartbeat: int = 30,
+        reconnect_delay: float = 0.5,
+        max_reconnect_delay: float = 15.0,
+        close_timeout: float = 10.0,
+    ) -> Publisher:
+        """Connect now; raises ``BrokerUnavailable`` at once when RabbitMQ does not answer."""
+        publisher = cls(
+            settings,
+            max_in_flight=max_in_flight,
+            connection_name=connection_name,
+            publish_timeout=publish_timeout,
+            connect_timeout=connect_timeout,
+            heartbeat=heartbeat,
+            reconnect_delay=reconnect_delay,
+            max_reconnect_delay=max_reconnect_delay,
+            close_timeout=close_timeout,
+        )
+        publisher._install(await publisher._open_connection())
+        return publisher
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Publishes written but not yet confirmed (at most ``max_in_flight``)."""
+        connection = self._connection
+        return len(connection.tracker) if connection is not None else 0
+
+    @property
+    def max_in_flight(self) -> int:
+        """The window size."""
+        return self._max_in_flight
+
+    @property
+    def is_connected(self) -> bool:
+        """True while a confirm channel is open and publishes go straight out."""
+        connection = self._connection
+        return connection is not None and connection.ready
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Wait for the (re)connection; ``BrokerUnavailable`` when ``timeout`` passes first."""
+        if self.is_connected:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.is_connected:
+                    if self._closed:
+                        raise BrokerUnavailable(
+                            "the publisher is closed", host=self._endpoint.address
+                        )
+                    self._ready.clear()
+                    await self._ready.wait()
+        except TimeoutError:
+            raise BrokerUnavailable(
+                f"RabbitMQ at {self._endpoint.address} still unreachable after {timeout:g}s",
+                host=self._endpoint.address,
+            ) from None
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        exchange: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        type: str | None = None,
+        timestamp: datetime.datetime | float | None = None,
+        content_type: str | None = "application/json",
+        persistent: bool = True,
+        mandatory: bool = False,
+    ) -> None:
+        """Publish and return once RabbitMQ confirmed it.
+
+        Raises ``PublishNacked``, ``PublishReturned`` (mandatory and unroutable), or
+        ``BrokerUnavailable`` / ``ConnectionLost`` (not confirmed: treat as not sent).
+        """
+        confirmed = await self.submit(
+            routing_key,
+            body,
+            exchange=exchange,
+            headers=headers,
+            message_id=message_id,
+            type=type,
+            timestamp=timestamp,
+            content_type=content_type,
+            persistent=persistent,
+            mandatory=mandatory,
+        )
+        await confirmed
+
+    async def submit(
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        exchange: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        type: str | None = None,
+        timestamp: datetime.datetime | float | None = None,
+        content_type: str | None = "application/json",
+        persistent: bool = True,
+        mandatory: bool = False,
+    ) -> asyncio.Future[None]:
+        """Write the publish and return the future of its confirm.
+
+        Waits first (the backpressure) while ``max_in_flight`` publishes are unconfirmed or
+        while disconnected, at most ``publish_timeout`` seconds.
+        """
+        connection = self._connection
+        if (
+            connection is None
+            or not connection.ready
+            or connection.paused
+            or self._space_waiters
+            or len(connection.tracker) + self._woken >= self._max_in_flight
+        ):
+            connection = await self._acquire()
+        if exchange is None:
+            exchange = self._events_exchange
+        if mandatory:
+            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_tag}
+        flags, properties = encode_properties(
+            content_type, headers, persistent, message_id, timestamp, type
+        )
+        content = encode_content(1, flags, properties, body, connection.max_body_frame)
+        return connection.publish(exchange, routing_key, mandatory, content)
+
+    async def _acquire(self) -> PublishConnection:
+        """Wait for a connection with a free window slot, bounded by ``publish_timeout``."""
+        woken = False  # once woken from the queue, do not queue behind later arrivals again
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                while True:
+                    if self._closed:
+                        raise BrokerUnavailable(
+                            "the publisher is closed", host=self._endpoint.address
+                        )
+                    connection = self._connection
+                    if connection is None or not connection.ready:
+                        self._ready.clear()  # set again by whatever makes a connection ready
+                        await self._ready.wait()
+                    elif (
+                        connection.paused
+                        or len(connection.tracker) + self._woken >= self._max_in_flight
+                        or (self._space_waiters and not woken)
+                    ):
+                        await self._wait_for_space()
+                        woken = True
+                    else:
+                        return connection
+        except TimeoutError:
+            connection = self._connection
+            state = (
+                f"{self.in_flight} publishes unconfirmed"
+                if connection is not None and connection.ready
+                else "no connection"
+            )
+            raise BrokerUnavailable(
+                f"publish not sent: RabbitMQ at {self._endpoint.address} did not take it within "
+                f"{self._publish_timeout:g}s ({state})",
+                host=self._endpoint.address,
+            ) from None
+
+    async def _wait_for_space(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._space_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter.done() and not waiter.cancelled():
+                self._woken -= 1  # the slot we were promised is given back to the pool
+            else:
+                with contextlib.suppress(ValueError):
+                    self._space_waiters.remove(waiter)
+
+    def _wake_waiters(self) -> None:
+        """Hand free window slots to waiting submitters, oldest first."""
+        waiters = self._space_waiters
+        if not waiters:
+            return
+        connection = self._connection
+        if self._closed or connection is None or not connection.ready or connection.paused:
+            # Let them all re-check: they wait for the reconnection (or raise) instead.
+            free = len(waiters)
+        else:
+            free = self._max_in_flight - len(connection.tracker) - self._woken
+        while free > 0 and waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._woken += 1
+                free -= 1
+
+    # -- topology ------------------------------------------------------------------------------
+
+    async def declare_events_exchange(self) -> None:
+        """Declare the events exchange (durable, direct, named after the group); idempotent."""
+        await self.declare_exchange(self._events_exchange, "direct", durable=True)
+
+    async def declare_exchange(
+        self, name: str, exchange_type: str = "direct", *, durable: bool = True
+    ) -> None:
+        """Declare an exchange over the publisher's connection (waits for it like a publish)."""
+        connection = await self._acquire_connection()
+        await connection.declare_exchange(name, exchange_type, durable=durable)
+
+    async def _acquire_connection(self) -> PublishConnection:
+        if self.is_connected and self._connection is not None:
+            return self._connection
+        await self.wait_connected(self._publish_timeout)
+        assert self._connection is not None
+        return self._connection
+
+    # -- connection lifecycle ------------------------------------------------------------------
+
+    async def _open_connection(self) -> PublishConnection:
+        return await PublishConnection.open(
+            self._endpoint,
+            self,
+            heartbeat=self._heartbeat,
+            timeout=self._connect_timeout,
+            client_properties=self._client_properties,
+        )
+
+    def _install(self, connection: PublishConnection) -> None:
+        self._connection = connection
+        self._ready.set()
+        self._wake_waiters()
+
+    def connection_ready(self, connection: PublishConnection) -> None:
+        """The publish channel was reopened after a channel error."""
+        if connection is self._connection:
+            self._ready.set()
+            self._wake_waiters()
+
+    def connection_unready(self, connection: PublishConnection, reason: str) -> None:
+        """A channel error: publishes wait while the channel reopens."""
+        if connection is self._connection:
+            log.warning("publish channel closed by RabbitMQ; reopening it", reason=reason)
+            self._ready.clear()
+            self._wake_waiters()
+
+    def connection_lost(self, connection: PublishConnection, reason: str) -> None:
+        """Start reconnecting in the background (unless we are closing)."""
+        if connection is not self._connection:
+            return
+        self._connection = None
+        self._ready.clear()
+        self._drained.set()
+        self._wake_waiters()
+        if self._closed:
+            return
+        log.warning("lost the RabbitMQ publish connection; reconnecting", reason=reason)
+        if self._reconnect_task is None or self._reconnect_task.done():
+            self._reconnect_task = asyncio.create_task(self._reconnect())
+
+    def confirms_released(self, connection: PublishConnection) -> None:
+        """Acks arrived: give the freed slots to waiting submitters."""
+        if self._space_waiters:
+            self._wake_waiters()
+        if self._closed and not len(connection.tracker):
+            self._drained.set()
+
+    async def _reconnect(self) -> None:
+        delay = self._reconnect_delay
+        attempt = 0
+        while not self._closed:
+            attempt += 1
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            if self._closed:
+                return
+            try:
+                connection = await self._open_connection()
+            except BrokerUnavailable as error:
+                log.warning(
+                    "RabbitMQ still unreachable", attempt=attempt, error=str(error), retry_in=delay
+                )
+                delay = min(delay * 2, self._max_reconnect_delay)
+                continue
+            if self._closed:
+                await connection.close(1.0)
+                return
+            log.info("reconnected to RabbitMQ", attempt=attempt)
+            self._install(connection)
+            return
+
+    async def close(self) -> None:
+        """Wait (up to ``close_timeout``) for in-flight confirms, then close the connection.
+
+        Publishes still unconfirmed after that fail with ``ConnectionLost``.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+        self._wake_waiters()
+        self._ready.set()  # waiters for a connection re-check, see the close, and raise
+        connection = self._connection
+        if connection is None:
+            return
+        if len(connection.tracker) and connection.ready:
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._close_timeout):
+                    await self._drained.wait()
+        await connection.close(timeout=2.0)
+        self._connection = None

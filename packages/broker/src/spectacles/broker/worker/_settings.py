@@ -1,0 +1,126 @@
+"""Worker settings, read from the environment once, in the entry point.
+
+Every knob an operator turns without a code change lives here; options that belong to the bot's
+design (single-active-consumer, attempts) are arguments of ``Worker`` instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from spectacles.broker.settings import DEFAULT_AMQP_URL, DEFAULT_GROUP, BrokerSettings
+from spectacles.observability import parse_address
+
+__all__ = ["DEFAULT_API_URL", "QueueType", "WorkerConfigError", "WorkerSettings"]
+
+DEFAULT_API_URL: Final = "https://discord.com/api/v10"
+# Prefetch bounds how many handlers run at once; 16 keeps a REST-bound worker busy without
+# hoarding messages that another replica could take.
+DEFAULT_CONCURRENCY: Final = 16
+DEFAULT_METRICS_ADDRESS: Final = "0.0.0.0:8080"
+
+QueueType = Literal["quorum", "classic"]
+_QUEUE_TYPES: Final = ("quorum", "classic")
+_LOG_FORMATS: Final = ("", "json", "console")
+_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class WorkerConfigError(ValueError):
+    """A setting is missing or invalid; ``key`` names the environment variable to fix."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """What a worker process needs to reach RabbitMQ and Discord, and how it reports."""
+
+    discord_token: str = field(repr=False)
+    amqp_url: str = DEFAULT_AMQP_URL
+    group: str = DEFAULT_GROUP
+    discord_api_url: str = DEFAULT_API_URL
+    concurrency: int = DEFAULT_CONCURRENCY
+    queue_type: QueueType = "quorum"
+    log_level: str = "INFO"
+    log_format: str = ""
+    metrics_address: str = DEFAULT_METRICS_ADDRESS
+
+    def __post_init__(self) -> None:
+        if not self.discord_token.strip():
+            raise WorkerConfigError(
+                "DISCORD_TOKEN",
+                "is empty; set the bot token (or the simulator's token, e.g. sim-token)",
+            )
+        try:
+            self.broker  # noqa: B018 - validates AMQP_URL and BROKER_GROUP with their own messages
+        except ValueError as exc:
+            key = "BROKER_GROUP" if str(exc).startswith("BROKER_GROUP") else "AMQP_URL"
+            raise WorkerConfigError(key, str(exc).split(" ", 1)[1]) from exc
+        if not self.discord_api_url.startswith(("http://", "https://")):
+            raise WorkerConfigError(
+                "DISCORD_API_URL", f"{self.discord_api_url!r} is not an http(s) URL"
+            )
+        if not 1 <= self.concurrency <= 65535:
+            raise WorkerConfigError(
+                "WORKER_CONCURRENCY", f"{self.concurrency} must be between 1 and 65535"
+            )
+        if self.queue_type not in _QUEUE_TYPES:
+            raise WorkerConfigError(
+                "WORKER_QUEUE_TYPE", f"{self.queue_type!r} must be one of {', '.join(_QUEUE_TYPES)}"
+            )
+        if self.log_level.upper() not in _LOG_LEVELS:
+            raise WorkerConfigError(
+                "LOG_LEVEL", f"{self.log_level!r} must be one of {', '.join(_LOG_LEVELS)}"
+            )
+        if self.log_format.lower() not in _LOG_FORMATS:
+            raise WorkerConfigError("LOG_FORMAT", f"{self.log_format!r} must be json or console")
+        try:
+            parse_address(self.metrics_address)
+        except ValueError as exc:
+            raise WorkerConfigError("METRICS_ADDRESS", str(exc)) from exc
+
+    @property
+    def broker(self) -> BrokerSettings:
+        """The RabbitMQ part, in the broker package's own type."""
+        return BrokerSettings(amqp_url=self.amqp_url, group=self.group)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
+        """Read every setting from ``environ`` (default ``os.environ``); empty means default."""
+        env = os.environ if environ is None else environ
+        token = env.get("DISCORD_TOKEN", "")
+        if not token:
+            raise WorkerConfigError(
+                "DISCORD_TOKEN",
+                "is not set; put the bot token in the environment (.env for compose), "
+                "or the simulator's token (sim-token) with DISCORD_API_URL pointing at it",
+            )
+        concurrency_text = env.get("WORKER_CONCURRENCY") or str(DEFAULT_CONCURRENCY)
+        try:
+            concurrency = int(concurrency_text)
+        except ValueError:
+            raise WorkerConfigError(
+                "WORKER_CONCURRENCY", f"{concurrency_text!r} is not a whole number"
+            ) from None
+        queue_type = (env.get("WORKER_QUEUE_TYPE") or "quorum").lower()
+        if queue_type not in _QUEUE_TYPES:
+            raise WorkerConfigError(
+                "WORKER_QUEUE_TYPE", f"{queue_type!r} must be one of {', '.join(_QUEUE_TYPES)}"
+            )
+        return cls(
+            discord_token=token,
+            amqp_url=env.get("AMQP_URL") or DEFAULT_AMQP_URL,
+            group=env.get("BROKER_GROUP") or DEFAULT_GROUP,
+            discord_api_url=env.get("DISCORD_API_URL") or DEFAULT_API_URL,
+            concurrency=concurrency,
+            queue_type="classic" if queue_type == "classic" else "quorum",
+            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            log_format=(env.get("LOG_FORMAT") or "").lower(),
+            metrics_address=env.get("METRICS_ADDRESS") or DEFAULT_METRICS_ADDRESS,
+        )

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Runs the Compose stack: `make up|demo|down|logs|ps` call this as `bash scripts/stack.sh <target>`.
+#   up     the stack against real Discord (needs DISCORD_TOKEN in .env)
+#   demo   the stack against the built-in Discord simulator (chat + raid scenarios), no token
+#   down   stop and remove the stack's containers (add -v to drop RabbitMQ's volume too)
+#   logs   follow the logs (optionally of some services: stack.sh logs ping raid-guard)
+#   ps     list the services and their health
+# Works with `docker compose` (v2) and `docker-compose` (v1.28+); $COMPOSE, when set, wins.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "stack: $*" >&2; exit 1; }
+say() { echo "stack: $*" >&2; }
+
+# A setting's value: the environment first (as Compose does), else the last KEY=... line of .env.
+setting() {
+  local key=$1 default=${2-} value
+  if [ -n "${!key+x}" ]; then value=${!key}
+  elif [ -f .env ] && value=$(grep -E "^[[:space:]]*(export[[:space:]]+)?${key}=" .env | tail -n 1) \
+       && [ -n "$value" ]; then
+    value=${value#*=}; value=${value%$'\r'}
+    value=${value%\"}; value=${value#\"}; value=${value%\'}; value=${value#\'}
+  else value=""; fi
+  [ -n "$value" ] && echo "$value" || echo "$default"
+}
+
+detect_compose() {
+  if [ -n "${COMPOSE:-}" ]; then read -r -a COMPOSE_CMD <<<"$COMPOSE"
+  elif docker compose version >/dev/null 2>&1; then COMPOSE_CMD=(docker compose)
+  elif command -v docker-compose >/dev/null 2>&1; then COMPOSE_CMD=(docker-compose)
+  else
+    die "neither 'docker compose' (v2) nor 'docker-compose' (v1.28+) found; install Docker Compose: https://docs.docker.com/compose/install/"
+  fi
+}
+
+require_engine() {
+  docker info >/dev/null 2>&1 || die "the Docker engine does not answer ('docker info' failed); start Docker and retry"
+}
+
+# Compose with the stack's files: the base, the demo override (harmless for down/logs/ps: it only
+# changes settings), and the user's docker-compose.override.yml when present (e.g. extra gateways).
+compose() {
+  local files=(-f docker-compose.yml)
+  [ "${WITH_DEMO:-0}" = 1 ] && files+=(-f docker-compose.demo.yml)
+  [ -f docker-compose.override.yml ] && files+=(-f docker-compose.override.yml)
+  "${COMPOSE_CMD[@]}" "${files[@]}" "$@"
+}
+
+# `up -d`, translating the most common failure (a host port taken) into the .env key to change.
+compose_up() {
+  local log rc=0
+  log=$(mktemp)
+  compose "$@" 2>&1 | tee "$log" || rc=$?  # pipefail: compose's status
+  if [ "$rc" != 0 ]; then
+    if grep -qiE "address already in use|port is already allocated" "$log"; then
+      say "a host port is already in use. Set free ports in .env (see .env.example):"
+      say "  RABBITMQ_PORT, RABBITMQ_UI_PORT, GATEWAY_METRICS_PORT, REST_PROXY_PORT, SIMULATOR_PORT"
+    fi
+    rm -f "$log"; exit "$rc"
+  fi
+  rm -f "$log"
+}
+
+# Waits (bounded) until every started container with a healthcheck reports healthy.
+wait_healthy() {
+  local deadline=$((SECONDS + ${STACK_WAIT_SECONDS:-180})) ids id status pending
+  ids=$(compose ps -q)
+  while :; do
+    pending=""
+    for id in $ids; do
+      status=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id" 2>/dev/null || echo gone)
+      case $status in healthy|running) ;; *) pending+=" $(docker inspect -f '{{.Name}}' "$id" 2>/dev/null | tr -d /)=$status" ;; esac
+    done
+    [ -z "$pending" ] && return 0
+    if [ $SECONDS -ge $deadline ]; then
+      say "still not healthy after ${STACK_WAIT_SECONDS:-180}s:$pending"
+      say "look at the logs: make logs"
+      return 1
+    fi
+    sleep 3
+  done
+}
+
+cmd_up() {
+  local token
+  token=$(setting DISCORD_TOKEN)
+  if [ -z "$token" ]; then
+    cat >&2 <<'MSG'
+stack: DISCORD_TOKEN is not set, so the stack cannot log in to Discord.
+
+  1. Discord Developer Portal (https://discord.com/developers/applications) -> your application
+     (or "New Application") -> Bot -> Reset Token, and copy the token.
+  2. On the same Bot page, under "Privileged Gateway Intents", enable
+     "Server Members Intent" and "Message Content Intent" (the gateway identifies with
+     GUILD_MEMBERS and MESSAGE_CONTENT; without them Discord closes the connection with 4014).
+  3. cp .env.example .env   (if you have no .env yet) and set  DISCORD_TOKEN=<your token>
+  4. make up
+
+No token at hand? `make demo` runs the same stack against the built-in Discord simulator.
+MSG
+    exit 1
+  fi
+  require_engine
+  # A previous `make demo` left the simulator running; the real stack does not need it.
+  WITH_DEMO=1 compose --profile demo rm -s -f simulator >/dev/null 2>&1 || true
+  compose_up up -d --build --remove-orphans
+  wait_healthy || { compose ps; exit 1; }
+  compose ps
+  cat >&2 <<MSG
+
+stack: up, connected to Discord.
+  logs             make logs      (or: ${COMPOSE_CMD[*]} logs -f gateway ping raid-guard)
+  RabbitMQ UI      http://127.0.0.1:$(setting RABBITMQ_UI_PORT 15672)  (user $(setting RABBITMQ_USER spectacles))
+  gateway metrics  http://127.0.0.1:$(setting GATEWAY_METRICS_PORT 9180)/metrics  (/healthz, /readyz)
+  stop             make down
+MSG
+}
+
+cmd_demo() {
+  require_engine
+  # Every service logs in to the simulator with its token (the environment wins over .env).
+  export DISCORD_TOKEN
+  DISCORD_TOKEN=$(setting SIMULATOR_TOKEN demo-token)
+  WITH_DEMO=1 compose_up --profile demo up -d --build --remove-orphans
+  WITH_DEMO=1 wait_healthy || { WITH_DEMO=1 compose --profile demo ps; exit 1; }
+  WITH_DEMO=1 compose --profile demo ps
+  local ui sim
+  ui=$(setting RABBITMQ_UI_PORT 15672)
+  sim=$(setting SIMULATOR_PORT 8000)
+  cat >&2 <<MSG
+
+stack: the demo is running against the Discord simulator (scenarios: $(setting SIMULATOR_SCENARIOS chat,raid)).
+  watch the channels   http://127.0.0.1:${sim}/   (the bot answers !ping; a raid raises the alarm in #mod-log)
+  worker logs          make logs   (or: ${COMPOSE_CMD[*]} logs -f ping raid-guard)
+  RabbitMQ UI          http://127.0.0.1:${ui}   (user $(setting RABBITMQ_USER spectacles), password RABBITMQ_PASSWORD in .env, default dev-password)
+  gateway metrics      http://127.0.0.1:$(setting GATEWAY_METRICS_PORT 9180)/metrics
+  stop                 make down
+MSG
+}
+
+main() {
+  local target=${1:-}
+  [ $# -gt 0 ] && shift
+  export COMPOSE_PROJECT_NAME
+  COMPOSE_PROJECT_NAME=$(setting COMPOSE_PROJECT_NAME spectacles)
+  detect_compose
+  case $target in
+    up) cmd_up ;;
+    demo) cmd_demo ;;
+    down) require_engine; WITH_DEMO=1 compose --profile demo down --remove-orphans "$@" ;;
+    logs) require_engine; WITH_DEMO=1 compose --profile demo logs -f --tail=200 "$@" ;;
+    ps) require_engine; WITH_DEMO=1 compose --profile demo ps "$@" ;;
+    *) die "usage: bash scripts/stack.sh up|demo|down|logs|ps" ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,85 @@
+"""The ping feature as plain async functions: testable with a REST client and no RabbitMQ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from spectacles.models import AllowedMentions, Message, MessageCreate, Snowflake
+from spectacles.rest import RestClient
+
+__all__ = ["PingConfig", "answer_ping", "is_ping", "latency_ms", "pong_text"]
+
+DEFAULT_PREFIX: Final = "!"
+DEFAULT_COMMAND: Final = "ping"
+
+
+@dataclass(frozen=True, slots=True)
+class PingConfig:
+    """Which message content counts as the ping command."""
+
+    command: str = DEFAULT_PREFIX + DEFAULT_COMMAND
+
+    def __post_init__(self) -> None:
+        if not self.command.strip():
+            raise ValueError("PING_COMMAND must not be empty (default: !ping)")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PingConfig:
+        """``PING_COMMAND`` (whole command) wins; else ``PING_PREFIX`` + ``ping``."""
+        env = os.environ if environ is None else environ
+        command = env.get("PING_COMMAND") or (
+            (env.get("PING_PREFIX") or DEFAULT_PREFIX) + DEFAULT_COMMAND
+        )
+        return cls(command=command.strip())
+
+
+def is_ping(message: MessageCreate, config: PingConfig) -> bool:
+    """A human's message whose whole content is the command; bots (ourselves too) never count."""
+    if message.author.bot or getattr(message, "webhook_id", None) is not None:
+        return False
+    return message.content.strip() == config.command
+
+
+def latency_ms(message: MessageCreate, now: datetime | None = None) -> int:
+    """Milliseconds from the message's creation (its timestamp) to ``now``; never negative."""
+    sent = _sent_at(message)
+    now = now or datetime.now(UTC)
+    return max(0, round((now - sent).total_seconds() * 1000))
+
+
+def pong_text(message: MessageCreate, now: datetime | None = None) -> str:
+    """The reply, e.g. ``Pong! 42 ms``."""
+    return f"Pong! {latency_ms(message, now)} ms"
+
+
+async def answer_ping(
+    message: MessageCreate, rest: RestClient, config: PingConfig, now: datetime | None = None
+) -> Message | None:
+    """Reply ``Pong! N ms`` to a ping (without pinging its author); ignore everything else."""
+    if not is_ping(message, config):
+        return None
+    return await rest.create_message(
+        message.channel_id,
+        pong_text(message, now),
+        reply_to=message.id,
+        allowed_mentions=AllowedMentions(parse=[], replied_user=False),
+    )
+
+
+def _sent_at(message: MessageCreate) -> datetime:
+    stamp: object = message.timestamp
+    if isinstance(stamp, datetime):
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    if isinstance(stamp, str) and stamp:
+        try:
+            parsed = datetime.fromisoformat(stamp)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    # The id is a snowflake: its creation time is the message's, to the millisecond.
+    return Snowflake(message.id).created_at

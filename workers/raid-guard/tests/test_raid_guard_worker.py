@@ -1,0 +1,252 @@
+"""Raid-guard end to end: joins published to a real RabbitMQ, reactions seen in the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aio_pika
+import aiohttp
+import pytest
+from prometheus_client import REGISTRY
+
+from spectacles.broker.publisher import Publisher
+from spectacles.broker.settings import BrokerSettings
+from spectacles.broker.worker import WorkerSettings
+from spectacles.simulator import Simulator, SimulatorConfig
+from spectacles.workers.raid_guard import RaidAction, RaidConfig
+from spectacles.workers.raid_guard.__main__ import build_worker
+
+CONFIG = RaidConfig(
+    join_threshold=10,
+    window_seconds=10,
+    cooldown_seconds=1.0,
+    action=RaidAction.KICK,
+    min_account_age_days=7,
+)
+
+
+@dataclass
+class Harness:
+    sim: Simulator
+    http: aiohttp.ClientSession
+    publisher: Publisher
+    settings: WorkerSettings
+    guild_id: str
+
+    async def control(self, method: str, path: str, **kw: Any) -> Any:
+        async with self.http.request(method, self.sim.control_url + path, **kw) as response:
+            assert response.status < 300, await response.text()
+            return await response.json()
+
+    async def guild(self) -> dict[str, Any]:
+        guild: dict[str, Any] = await self.control("GET", f"/guilds/{self.guild_id}")
+        return guild
+
+    async def new_members(self, count: int, age_days: float) -> list[str]:
+        body = {"count": count, "account_age_days": age_days, "interval_ms": 0}
+        result = await self.control("POST", f"/guilds/{self.guild_id}/members", json=body)
+        return list(result["joined"])
+
+    async def publish_joins(self, user_ids: list[str], spacing: timedelta) -> None:
+        """GUILD_MEMBER_ADD for each member, with joined_at ``spacing`` apart (Discord's times)."""
+        members = {m["id"]: m for m in (await self.guild())["members"]}
+        start = datetime.now(UTC)
+        for index, user_id in enumerate(user_ids):
+            member = members[user_id]
+            body = {
+                "guild_id": self.guild_id,
+                "user": {"id": user_id, "username": member["username"]},
+                "roles": [],
+                "joined_at": (start + index * spacing).isoformat(),
+                "deaf": False,
+                "mute": False,
+            }
+            await self.publisher.publish(
+                "GUILD_MEMBER_ADD",
+                json.dumps(body).encode(),
+                headers={"shard_id": 0, "seq": index, "guild_id": self.guild_id},
+                message_id=f"0:test:{user_id}",
+                type="GUILD_MEMBER_ADD",
+            )
+
+    async def alerts(self, channel_id: str) -> list[dict[str, Any]]:
+        messages = await self.control("GET", f"/channels/{channel_id}/messages")
+        return [m for m in messages if "Raid detected" in m["content"]]
+
+
+@pytest.fixture
+async def harness(amqp_url: str, unique_name: str) -> AsyncIterator[Harness]:
+    config = SimulatorConfig(guilds=1, members_per_guild=5, rate_limits_enabled=False)
+    settings = WorkerSettings(
+        discord_token=config.token,
+        amqp_url=amqp_url,
+        group=unique_name,
+        metrics_address="127.0.0.1:0",
+    )
+    async with Simulator(config) as sim, aiohttp.ClientSession() as http:
+        publisher = await Publisher.connect(BrokerSettings(amqp_url=amqp_url, group=unique_name))
+        try:
+            settings = replace(settings, discord_api_url=sim.api_url)
+            async with http.get(sim.control_url + "/guilds") as response:
+                (guild,) = await response.json()
+            yield Harness(sim, http, publisher, settings, guild["id"])
+        finally:
+            await publisher.close()
+            connection = await aio_pika.connect(amqp_url)
+            try:
+                for queue in (f"{unique_name}.raid-guard", f"{unique_name}.raid-guard.dead"):
+                    channel = await connection.channel()
+                    with contextlib.suppress(Exception):
+                        await channel.queue_delete(queue)
+                for exchange in (unique_name, f"{unique_name}.dlx"):
+                    channel = await connection.channel()
+                    with contextlib.suppress(Exception):
+                        await channel.exchange_delete(exchange)
+            finally:
+                await connection.close()
+
+
+def handled() -> float:
+    labels = {"worker": "raid-guard", "event": "GUILD_MEMBER_ADD"}
+    return REGISTRY.get_sample_value("spectacles_worker_events_handled_total", labels) or 0.0
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.05)
+
+
+async def test_a_burst_of_joins_raises_one_alert_locks_down_and_kicks_young_accounts(
+    harness: Harness,
+) -> None:
+    guild = await harness.guild()
+    assert guild["verification_level"] < 3
+    level_before = guild["verification_level"]
+    young = await harness.new_members(12, age_days=1)
+    old = await harness.new_members(13, age_days=400)
+    joiners = [uid for pair in zip(old, young, strict=False) for uid in pair] + old[len(young) :]
+    assert len(joiners) == 25
+
+    worker, guard = build_worker(CONFIG, harness.settings)
+    async with worker.running():
+        before = handled()
+        # 25 joins in 5 s (Discord's join times 200 ms apart), delivered as fast as possible.
+        await harness.publish_joins(joiners, timedelta(milliseconds=200))
+
+        async def all_handled() -> bool:
+            return handled() >= before + 25
+
+        await until(all_handled)
+
+        async def locked_down() -> bool:
+            return (await harness.guild())["verification_level"] == 3
+
+        await until(locked_down)
+        members = {m["id"] for m in (await harness.guild())["members"]}
+        assert not members & set(young), "every young joiner is kicked"
+        assert set(old) <= members, "accounts older than 7 days stay"
+
+        alerts = await harness.alerts(guild["mod_log_channel_id"])
+        assert len(alerts) == 1, alerts
+        text = alerts[0]["content"]
+        assert "10 members joined within" in text
+        assert "kicked (" in text
+        assert "Account ages: youngest" in text
+
+        async def restored() -> bool:
+            return (await harness.guild())["verification_level"] == level_before
+
+        await until(restored, timeout=10)  # cooldown 1 s after the last join
+        await guard.wait_idle()
+        assert len(await harness.alerts(guild["mod_log_channel_id"])) == 1
+
+
+async def test_joins_spread_out_are_no_raid(harness: Harness) -> None:
+    guild = await harness.guild()
+    level_before = guild["verification_level"]
+    spread = await harness.new_members(8, age_days=1)
+    steady = await harness.new_members(30, age_days=1)
+    worker, _guard = build_worker(CONFIG, harness.settings)
+    async with worker.running():
+        before = handled()
+        await harness.publish_joins(spread, timedelta(seconds=60 / 8))  # 8 joins over 60 s
+        await harness.publish_joins(steady, timedelta(seconds=1.5))  # never 10 within 10 s
+
+        async def all_handled() -> bool:
+            return handled() >= before + 38
+
+        await until(all_handled)
+    after = await harness.guild()
+    assert after["verification_level"] == level_before
+    assert set(spread + steady) <= {m["id"] for m in after["members"]}
+    assert await harness.alerts(guild["mod_log_channel_id"]) == []
+    assert await harness.alerts(guild["system_channel_id"]) == []
+
+
+async def test_two_replicas_still_raise_exactly_one_alert(harness: Harness) -> None:
+    guild = await harness.guild()
+    joiners = await harness.new_members(25, age_days=400)
+    config = replace(CONFIG, action=RaidAction.ALERT)
+    (a, _), (b, _) = build_worker(config, harness.settings), build_worker(config, harness.settings)
+    async with a.running(), b.running():
+        before = handled()
+        await harness.publish_joins(joiners, timedelta(milliseconds=100))
+
+        async def all_handled() -> bool:
+            return handled() >= before + 25
+
+        await until(all_handled)
+
+        async def alerted() -> bool:
+            return len(await harness.alerts(guild["mod_log_channel_id"])) >= 1
+
+        await until(alerted)
+        await asyncio.sleep(0.3)  # a second alert, if any, would be posted by now
+        assert len(await harness.alerts(guild["mod_log_channel_id"])) == 1
+
+
+async def test_malformed_join_is_dead_lettered(harness: Harness, amqp_url: str) -> None:
+    worker, _guard = build_worker(CONFIG, harness.settings)
+    async with worker.running():
+        await harness.publisher.publish("GUILD_MEMBER_ADD", b'{"guild_id": "x", "user": 5}')
+        connection = await aio_pika.connect(amqp_url)
+        try:
+            channel = await connection.channel()
+            dead = await channel.get_queue(f"{harness.settings.group}.raid-guard.dead")
+            async with asyncio.timeout(10):
+                while (message := await dead.get(no_ack=True, fail=False)) is None:
+                    await asyncio.sleep(0.05)
+        finally:
+            await connection.close()
+    assert "malformed GUILD_MEMBER_ADD" in str(message.headers["x-error"])
+
+
+async def test_a_failing_rest_call_is_reported_and_the_worker_carries_on(
+    harness: Harness,
+) -> None:
+    joiners = await harness.new_members(10, age_days=400)
+    config = replace(CONFIG, modlog_channel_id=1)  # no such channel: Discord answers 404
+    worker, _guard = build_worker(config, harness.settings)
+
+    def failures() -> float:
+        labels = {"operation": "create_message"}
+        return REGISTRY.get_sample_value("spectacles_raid_guard_rest_failures_total", labels) or 0.0
+
+    async with worker.running():
+        before_failures, before = failures(), handled()
+        await harness.publish_joins(joiners, timedelta(milliseconds=100))
+
+        async def all_handled() -> bool:
+            return handled() >= before + 10
+
+        await until(all_handled)
+        assert failures() == before_failures + 1
+        assert (await harness.guild())["verification_level"] == 3  # the lockdown still happened
+        assert worker.ready()[0]
