@@ -1,2 +1,40 @@
+"""``spectacles-rest-proxy``: run the REST proxy until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from spectacles.observability import configure_logging, get_logger
+
+from ._app import serve_forever
+from ._config import ProxySettings
+
+
 def main() -> None:
-    raise SystemExit("not implemented yet")
+    """Entry point: settings from the environment, fail fast on bad ones, exit 0 on SIGTERM."""
+    configure_logging(service="rest-proxy")
+    try:
+        settings = ProxySettings.from_env()
+    except ValueError as exc:
+        print(f"spectacles-rest-proxy: bad configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    asyncio.run(_run(settings))
+
+
+async def _run(settings: ProxySettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await serve_forever(settings, stop)
+    except OSError as exc:  # e.g. the port is taken
+        get_logger("spectacles.rest.proxy").error("rest_proxy.cannot_listen", error=str(exc))
+        raise SystemExit(1) from None
+    get_logger("spectacles.rest.proxy").info("rest_proxy.stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Proxy settings, read from the environment once, in the entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from spectacles.observability import parse_address
+
+from .._http import API_URL_ENV, DEFAULT_API_URL, resolve_base_url
+
+__all__ = ["DEFAULT_PROXY_ADDRESS", "ProxySettings"]
+
+DEFAULT_PROXY_ADDRESS: Final = "0.0.0.0:8081"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """How the proxy listens, where it forwards, and its limits.
+
+    ``token`` (``DISCORD_TOKEN``) is optional: when set, requests arriving without an
+    ``Authorization`` header are sent with ``Bot <token>``, so workers need no token at all.
+    """
+
+    address: str = DEFAULT_PROXY_ADDRESS
+    upstream: str = DEFAULT_API_URL
+    token: str | None = None
+    global_limit: int = 50
+    max_retries: int = 3
+    invalid_request_threshold: int = 9_000
+    request_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        parse_address(self.address)  # raises a ValueError naming the expected form
+        object.__setattr__(self, "upstream", resolve_base_url(self.upstream))
+        if self.global_limit < 1:
+            raise ValueError(f"REST_PROXY_GLOBAL_LIMIT must be >= 1, got {self.global_limit}")
+        if self.max_retries < 0:
+            raise ValueError(f"REST_PROXY_MAX_RETRIES must be >= 0, got {self.max_retries}")
+        if self.invalid_request_threshold < 1:
+            raise ValueError(
+                "REST_PROXY_INVALID_REQUEST_THRESHOLD must be >= 1, "
+                f"got {self.invalid_request_threshold}"
+            )
+        if self.request_timeout <= 0:
+            raise ValueError(f"REST_PROXY_TIMEOUT must be > 0, got {self.request_timeout}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ProxySettings:
+        """Build settings from ``REST_PROXY_*``, ``DISCORD_API_URL`` and ``DISCORD_TOKEN``."""
+        env = os.environ if env is None else env
+        token = env.get("DISCORD_TOKEN", "").strip().removeprefix("Bot ").strip() or None
+        return cls(
+            address=env.get("REST_PROXY_ADDRESS") or DEFAULT_PROXY_ADDRESS,
+            upstream=env.get(API_URL_ENV) or DEFAULT_API_URL,
+            token=token,
+            global_limit=_int(env, "REST_PROXY_GLOBAL_LIMIT", 50),
+            max_retries=_int(env, "REST_PROXY_MAX_RETRIES", 3),
+            invalid_request_threshold=_int(env, "REST_PROXY_INVALID_REQUEST_THRESHOLD", 9_000),
+            request_timeout=_float(env, "REST_PROXY_TIMEOUT", 30.0),
+        )
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{key} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{key} must be a number of seconds, got {raw!r}") from None
