@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
 from spectacles.broker.worker import WorkerSettings
+from spectacles.rest import RestClient
 from spectacles.simulator import Simulator, SimulatorConfig
 from spectacles.workers.raid_guard import RaidAction, RaidConfig
 from spectacles.workers.raid_guard.__main__ import build_worker
@@ -100,7 +101,11 @@ async def harness(amqp_url: str, unique_name: str) -> AsyncIterator[Harness]:
             await publisher.close()
             connection = await aio_pika.connect(amqp_url)
             try:
-                for queue in (f"{unique_name}.raid-guard", f"{unique_name}.raid-guard.dead"):
+                for queue in (
+                    f"{unique_name}.raid-guard",
+                    f"{unique_name}.raid-guard.dead",
+                    f"{unique_name}.raid-guard.restore-delay",
+                ):
                     channel = await connection.channel()
                     with contextlib.suppress(Exception):
                         await channel.queue_delete(queue)
@@ -250,3 +255,130 @@ async def test_a_failing_rest_call_is_reported_and_the_worker_carries_on(
         assert failures() == before_failures + 1
         assert (await harness.guild())["verification_level"] == 3  # the lockdown still happened
         assert worker.ready()[0]
+
+
+# -- the durable end of a raid (restore order parked in RabbitMQ) --------------------------------
+
+
+def restore_outcomes(change: str) -> float:
+    labels = {"change": change}
+    value = REGISTRY.get_sample_value("spectacles_raid_guard_verification_changes_total", labels)
+    return value or 0.0
+
+
+async def delay_queue_depth(amqp_url: str, group: str) -> int:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(f"{group}.raid-guard.restore-delay", passive=True)
+        count = queue.declaration_result.message_count
+        assert count is not None
+        return count
+    finally:
+        await connection.close()
+
+
+async def test_the_restore_survives_the_replica_that_raised_the_level(
+    harness: Harness, amqp_url: str
+) -> None:
+    guild = await harness.guild()
+    level_before = guild["verification_level"]
+    assert level_before < 3
+    joiners = await harness.new_members(12, age_days=400)
+    config = replace(CONFIG, action=RaidAction.ALERT, cooldown_seconds=3.0)
+    gid = int(harness.guild_id)
+
+    first, first_guard = build_worker(config, harness.settings)
+    async with first.running():
+        await harness.publish_joins(joiners, timedelta(milliseconds=100))
+
+        async def locked_down_and_alerted() -> bool:
+            alerts = await harness.alerts(guild["mod_log_channel_id"])
+            return (await harness.guild())["verification_level"] == 3 and len(alerts) == 1
+
+        await until(locked_down_and_alerted)
+    # Stopped mid-cooldown: it never ended the raid, so nothing in-process can restore the level.
+    assert first_guard.detector.raid(gid) is not None
+    assert (await harness.guild())["verification_level"] == 3
+    assert await delay_queue_depth(amqp_url, harness.settings.group) == 1
+
+    restored_before = restore_outcomes("restored")
+    fresh, fresh_guard = build_worker(config, harness.settings)
+    async with fresh.running():
+
+        async def restored() -> bool:
+            return (await harness.guild())["verification_level"] == level_before
+
+        await until(restored)
+        assert restore_outcomes("restored") == restored_before + 1
+        assert fresh_guard.detector.raiding_guilds() == []
+    assert len(await harness.alerts(guild["mod_log_channel_id"])) == 1
+    assert await delay_queue_depth(amqp_url, harness.settings.group) == 0
+
+
+async def test_the_restore_leaves_a_level_a_moderator_changed(harness: Harness) -> None:
+    joiners = await harness.new_members(10, age_days=400)
+    config = replace(CONFIG, action=RaidAction.ALERT, cooldown_seconds=1.5)
+    worker, guard = build_worker(config, harness.settings)
+    async with worker.running():
+        left_before = restore_outcomes("left")
+        await harness.publish_joins(joiners, timedelta(milliseconds=100))
+
+        async def locked_down() -> bool:
+            return (await harness.guild())["verification_level"] == 3
+
+        await until(locked_down)
+        # A moderator moves it on during the raid (VERY_HIGH): that choice wins over the restore.
+        async with RestClient(harness.settings.discord_token, base_url=harness.sim.api_url) as rest:
+            await rest.modify_guild(int(harness.guild_id), verification_level=4)
+
+        async def restore_ran() -> bool:
+            return restore_outcomes("left") >= left_before + 1
+
+        await until(restore_ran)
+        assert (await harness.guild())["verification_level"] == 4
+        await guard.wait_idle()
+
+
+async def test_the_restore_waits_while_joins_keep_coming(harness: Harness) -> None:
+    guild = await harness.guild()
+    level_before = guild["verification_level"]
+    burst = await harness.new_members(10, age_days=400)
+    trickle = await harness.new_members(8, age_days=400)
+    config = replace(CONFIG, action=RaidAction.ALERT, cooldown_seconds=2.0)
+    worker, guard = build_worker(config, harness.settings)
+    async with worker.running():
+        await harness.publish_joins(burst, timedelta(milliseconds=100))
+
+        async def locked_down() -> bool:
+            return (await harness.guild())["verification_level"] == 3
+
+        await until(locked_down)
+        # One join every 0.4 s for ~3 s: longer than the cooldown, never that long without a join.
+        for user_id in trickle:
+            await harness.publish_joins([user_id], timedelta(0))
+            await asyncio.sleep(0.4)
+        assert (await harness.guild())["verification_level"] == 3
+        assert guard.detector.raid(int(harness.guild_id)) is not None
+
+        async def restored() -> bool:
+            return (await harness.guild())["verification_level"] == level_before
+
+        await until(restored)
+        assert len(await harness.alerts(guild["mod_log_channel_id"])) == 1
+
+
+async def test_a_malformed_restore_order_is_dead_lettered(harness: Harness, amqp_url: str) -> None:
+    worker, _guard = build_worker(CONFIG, harness.settings)
+    async with worker.running():
+        await harness.publisher.publish("raid-guard.restore", b'{"guild_id": 5}')
+        connection = await aio_pika.connect(amqp_url)
+        try:
+            channel = await connection.channel()
+            dead = await channel.get_queue(f"{harness.settings.group}.raid-guard.dead")
+            async with asyncio.timeout(10):
+                while (message := await dead.get(no_ack=True, fail=False)) is None:
+                    await asyncio.sleep(0.05)
+        finally:
+            await connection.close()
+    assert "malformed raid-guard.restore" in str(message.headers["x-error"])

@@ -74,6 +74,7 @@ class Worker:
         self._settings = settings
         self._queue_type = queue_type
         self._handlers: dict[str, Handler[Any]] = {}
+        self._startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self._shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         # A lazy proxy: binds on first use, i.e. after run() configured logging.
         self._log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(
@@ -108,6 +109,15 @@ class Worker:
 
         return register
 
+    def on_startup(self, hook: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Run ``hook`` at start, once connected to RabbitMQ and before the first delivery.
+
+        For handlers that need more than their queue (``worker.broker``, ``worker.rest``), e.g.
+        declaring a delay queue; a hook that raises aborts ``start()``.
+        """
+        self._startup_hooks.append(hook)
+        return hook
+
     def on_shutdown(self, hook: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """Run ``hook`` at stop, after the last in-flight handler finished (usable as decorator)."""
         self._shutdown_hooks.append(hook)
@@ -124,6 +134,13 @@ class Worker:
     def health_port(self) -> int | None:
         """The port of ``/healthz``, ``/readyz`` and ``/metrics`` while running."""
         return self._health.port if self._health is not None else None
+
+    @property
+    def broker(self) -> Broker:
+        """The process's RabbitMQ connection (only while running), e.g. for extra channels."""
+        if self._broker is None:
+            raise RuntimeError(f"worker {self.name!r} is not running")
+        return self._broker
 
     @property
     def rest(self) -> RestClient:
@@ -153,6 +170,8 @@ class Worker:
             stack.push_async_callback(self._commands.close)
             for hook in reversed(self._shutdown_hooks):
                 stack.push_async_callback(hook)
+            for startup in self._startup_hooks:
+                await startup()
             consumer = Consumer(
                 self._broker,
                 worker=self.name,

@@ -10,8 +10,15 @@ from spectacles.workers.raid_guard.detector import (
     RaidStarted,
 )
 from spectacles.workers.raid_guard.guard import RaidGuard, joiner_from_event
+from spectacles.workers.raid_guard.restore import (
+    RESTORE_ROUTING_KEY,
+    RestoreNotScheduled,
+    RestoreOrder,
+    RestoreScheduler,
+)
 
 __all__ = [
+    "RESTORE_ROUTING_KEY",
     "Joiner",
     "Raid",
     "RaidAction",
@@ -21,6 +28,9 @@ __all__ = [
     "RaidDetector",
     "RaidGuard",
     "RaidStarted",
+    "RestoreNotScheduled",
+    "RestoreOrder",
+    "RestoreScheduler",
     "joiner_from_event",
     "raid_alert",
 ]

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from spectacles.broker.worker import Context, Worker, WorkerSettings
 from spectacles.models import GuildMemberAdd
 from spectacles.workers.raid_guard.config import RaidConfig
 from spectacles.workers.raid_guard.guard import RaidGuard
+from spectacles.workers.raid_guard.restore import (
+    RESTORE_ROUTING_KEY,
+    RestoreScheduler,
+    decode_order,
+)
 
 __all__ = ["WORKER_NAME", "build_worker", "main"]
 
@@ -20,7 +26,9 @@ def build_worker(
     """The raid-guard worker and its state.
 
     Single-active-consumer: every replica subscribes, RabbitMQ delivers to one of them, so the
-    join windows are never split; a standby takes over when the active one disconnects.
+    join windows are never split; a standby takes over when the active one disconnects. The
+    end of a raid is a delayed message that comes back through the same queue (``restore.py``),
+    so it survives the replica that parked it.
     """
     worker = Worker(WORKER_NAME, settings=settings, single_active_consumer=True)
     guard = RaidGuard(config)
@@ -28,6 +36,16 @@ def build_worker(
     @worker.on("GUILD_MEMBER_ADD")
     async def on_member_add(member: GuildMemberAdd, ctx: Context) -> None:
         await guard.on_member_add(member, ctx.rest, ctx.log)
+
+    @worker.on(RESTORE_ROUTING_KEY, custom=True)
+    async def on_restore(order: Any, ctx: Context) -> None:
+        await guard.on_restore(decode_order(order), ctx.rest, ctx.log)
+
+    @worker.on_startup
+    async def park_restores_in_rabbitmq() -> None:
+        scheduler = RestoreScheduler(worker.broker, worker=WORKER_NAME)
+        await scheduler.declare()
+        guard.attach(scheduler)
 
     worker.on_shutdown(guard.close)
     return worker, guard

@@ -41,6 +41,8 @@ class RaidConfig:
     """... whose join times fit within this many seconds."""
     cooldown_seconds: float = 600.0
     """A raid is over after this long without a join; then verification is restored."""
+    restore_retry_seconds: float = 30.0
+    """A restore that failed at Discord is tried again after this long (5 tries in all)."""
     action: RaidAction = RaidAction.ALERT
     min_account_age_days: float = 7.0
     """The action only hits accounts younger than this (at join time)."""
@@ -59,6 +61,10 @@ class RaidConfig:
             raise RaidConfigError("RAID_WINDOW_SECONDS", f"{self.window_seconds} must be > 0")
         if self.cooldown_seconds <= 0:
             raise RaidConfigError("RAID_COOLDOWN_SECONDS", f"{self.cooldown_seconds} must be > 0")
+        if self.restore_retry_seconds <= 0:
+            raise RaidConfigError(
+                "RAID_RESTORE_RETRY_SECONDS", f"{self.restore_retry_seconds} must be > 0"
+            )
         if self.min_account_age_days < 0:
             raise RaidConfigError(
                 "RAID_MIN_ACCOUNT_AGE_DAYS", f"{self.min_account_age_days} must be >= 0"
@@ -89,6 +95,9 @@ class RaidConfig:
             join_threshold=_int(env, "RAID_JOIN_THRESHOLD", defaults.join_threshold),
             window_seconds=_float(env, "RAID_WINDOW_SECONDS", defaults.window_seconds),
             cooldown_seconds=_float(env, "RAID_COOLDOWN_SECONDS", defaults.cooldown_seconds),
+            restore_retry_seconds=_float(
+                env, "RAID_RESTORE_RETRY_SECONDS", defaults.restore_retry_seconds
+            ),
             action=action,
             min_account_age_days=_float(
                 env, "RAID_MIN_ACCOUNT_AGE_DAYS", defaults.min_account_age_days

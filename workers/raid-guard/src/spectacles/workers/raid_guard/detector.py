@@ -106,6 +106,10 @@ class RaidDetector:
         state = self._guilds.get(guild_id)
         return state.raid if state is not None else None
 
+    def raiding_guilds(self) -> list[int]:
+        """Guilds with an ongoing raid."""
+        return [guild_id for guild_id, state in self._guilds.items() if state.raid is not None]
+
     def end(self, guild_id: int) -> Raid | None:
         """End the guild's raid (after its cooldown); the window starts afresh."""
         state = self._guilds.pop(guild_id, None)

@@ -1,8 +1,10 @@
 """Raid-guard's reactions: lock the guild down, alert the moderators, act on young accounts.
 
-Detection is the pure ``RaidDetector``; this module adds the Discord side effects and the
-cooldown timer. A REST call that still fails after the client's own retries is logged and
-counted, never raised: re-running the handler would only repeat the actions that did succeed.
+Detection is the pure ``RaidDetector``; this module adds the Discord side effects and the end
+of a raid: a durable ``RestoreOrder`` parked in RabbitMQ (see ``restore.py``), or, when RabbitMQ
+cannot take it, an in-process timer. A REST call that still fails after the client's own retries
+is logged and counted, never raised: re-running the handler would only repeat the actions that
+did succeed (the restore is the exception: it is parked again and retried).
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final, TypeVar
 
+import msgspec
 import structlog
 
+from spectacles.broker import DeadLetter
 from spectacles.models import (
     AllowedMentions,
     Channel,
@@ -37,6 +42,11 @@ from spectacles.workers.raid_guard.detector import (
     RaidDetector,
     RaidStarted,
 )
+from spectacles.workers.raid_guard.restore import (
+    RestoreNotScheduled,
+    RestoreOrder,
+    RestoreScheduler,
+)
 
 __all__ = ["HIGH", "RaidGuard", "joiner_from_event"]
 
@@ -45,6 +55,8 @@ T = TypeVar("T")
 HIGH: Final = 3
 """Verification level HIGH: members must be registered for 10 minutes before talking."""
 GUILD_TEXT: Final = 0
+MAX_RESTORE_TRIES: Final = 5
+"""A restore still failing at Discord after this many tries is dead-lettered (and logged)."""
 
 
 def joiner_from_event(member: GuildMemberAdd, received_at: datetime | None = None) -> Joiner:
@@ -82,8 +94,14 @@ class RaidGuard:
         )
         self._clock = clock
         self._log = log or get_logger("spectacles.raid_guard")
+        self._scheduler: RestoreScheduler | None = None
+        # Only for raids whose end could not be parked in RabbitMQ (the in-process fallback).
         self._previous_level: dict[int, int] = {}
         self._watchers: dict[int, asyncio.Task[None]] = {}
+
+    def attach(self, scheduler: RestoreScheduler) -> None:
+        """Park raid ends in RabbitMQ from now on (called at worker start, once connected)."""
+        self._scheduler = scheduler
 
     async def on_member_add(
         self,
@@ -104,8 +122,33 @@ class RaidGuard:
         """Is the account younger than the configured minimum age (at join time)?"""
         return joiner.account_age < timedelta(days=self.config.min_account_age_days)
 
+    async def on_restore(
+        self,
+        order: RestoreOrder,
+        rest: RestClient,
+        log: structlog.stdlib.BoundLogger | None = None,
+    ) -> None:
+        """A parked order came back: end the raid, or park it again while joins still arrive.
+
+        The level is restored only if it is still the one raid-guard set (HIGH): a moderator who
+        changed it since then had the last word. Any replica can run this, the one that raised
+        the level or the standby that took over.
+        """
+        log = (log or self._log).bind(guild_id=order.guild_id, raid_id=order.raid_id)
+        guild_id = int(order.guild_id)
+        raid = self.detector.raid(guild_id)
+        if raid is not None:
+            remaining = raid.last_seen + self.config.cooldown_seconds - self._clock()
+            if remaining > 0:
+                await self._parked().schedule(order, remaining)
+                log.debug("raid goes on: restore postponed", in_s=round(remaining, 3))
+                return
+            self._end_raid(guild_id, log)
+        if order.previous_level is not None:
+            await self._restore(order, guild_id, rest, log)
+
     async def close(self) -> None:
-        """Stop the cooldown timers (on shutdown); raised levels stay raised — see the README."""
+        """Stop the fallback timers (on shutdown); their levels stay raised — see the README."""
         watchers, self._watchers = list(self._watchers.values()), {}
         for task in watchers:
             task.cancel()
@@ -120,9 +163,12 @@ class RaidGuard:
             )
 
     async def wait_idle(self) -> None:
-        """Wait until every ongoing raid has ended and its level was restored (tests, drain)."""
-        while self._watchers:
-            await asyncio.gather(*self._watchers.values(), return_exceptions=True)
+        """Wait until every ongoing raid has ended (tests, drain)."""
+        while self._watchers or self.detector.raiding_guilds():
+            if self._watchers:
+                await asyncio.gather(*self._watchers.values(), return_exceptions=True)
+            else:
+                await asyncio.sleep(0.05)
 
     # -- a raid -------------------------------------------------------------------------------
 
@@ -134,13 +180,22 @@ class RaidGuard:
         metrics.ACTIVE_RAIDS.inc()
         log = log.bind(guild_id=str(guild_id))
         log.warning("raid detected", joins=len(raid.joiners), span_s=raid.span.total_seconds())
-        self._watchers[guild_id] = asyncio.create_task(
-            self._end_after_cooldown(guild_id, rest, log), name=f"raid-cooldown:{guild_id}"
-        )
         guild = await self._call("get_guild", rest.get_guild(guild_id), log)
-        verification = await self._lock_down(
-            guild_id, guild.verification_level if guild else None, rest, log
+        level = guild.verification_level if guild else None
+        # The end is parked *before* the level is raised: a crash in between leaves an order
+        # that finds the level not ours and does nothing, never a raised level without an order.
+        order = RestoreOrder(
+            guild_id=str(guild_id),
+            raid_id=uuid.uuid4().hex,
+            previous_level=level if level is not None and level < HIGH else None,
+            set_level=HIGH,
         )
+        parked = await self._park_end(order, log)
+        if not parked:
+            self._watchers[guild_id] = asyncio.create_task(
+                self._end_after_cooldown(guild_id, rest, log), name=f"raid-cooldown:{guild_id}"
+            )
+        verification = await self._lock_down(guild_id, level, rest, log, remember=not parked)
         young = [j for j in raid.joiners if self.is_young(j)]
         channel_id = await self._alert_channel(guild_id, guild, rest, log)
         if channel_id is None:
@@ -185,8 +240,83 @@ class RaidGuard:
                         return int(channel.id)
         return int(guild.system_channel_id) if guild and guild.system_channel_id else None
 
+    async def _park_end(self, order: RestoreOrder, log: structlog.stdlib.BoundLogger) -> bool:
+        """Park the raid's end in RabbitMQ; False means the in-process timer must do it."""
+        if self._scheduler is None:
+            return False
+        try:
+            await self._scheduler.schedule(order, self.config.cooldown_seconds)
+        except RestoreNotScheduled as exc:
+            metrics.REST_FAILURES.labels("park_restore").inc()
+            log.error(
+                "could not park the restore in RabbitMQ: an in-process timer restores instead "
+                "(lost if this replica stops during the raid)",
+                error=str(exc),
+            )
+            return False
+        return True
+
+    def _parked(self) -> RestoreScheduler:
+        if self._scheduler is None:
+            raise RuntimeError("a restore order arrived before RaidGuard.attach(scheduler)")
+        return self._scheduler
+
+    def _end_raid(self, guild_id: int, log: structlog.stdlib.BoundLogger) -> None:
+        ended = self.detector.end(guild_id)
+        if ended is not None:
+            metrics.ACTIVE_RAIDS.dec()
+            log.info("raid over", total_joins=ended.total_joins)
+
+    async def _restore(
+        self,
+        order: RestoreOrder,
+        guild_id: int,
+        rest: RestClient,
+        log: structlog.stdlib.BoundLogger,
+    ) -> None:
+        assert order.previous_level is not None
+        try:
+            guild = await rest.get_guild(guild_id)
+            if guild.verification_level != order.set_level:
+                metrics.VERIFICATION_CHANGES.labels("left").inc()
+                log.info(
+                    "verification level changed since the raid: left as is",
+                    level=VERIFICATION_NAMES.get(guild.verification_level),
+                    not_restored_to=VERIFICATION_NAMES.get(order.previous_level),
+                )
+                return
+            await rest.modify_guild(
+                guild_id, verification_level=order.previous_level, reason="raid-guard: raid over"
+            )
+        except RestError as exc:
+            metrics.REST_FAILURES.labels("restore").inc()
+            tries = order.failures + 1
+            if tries >= MAX_RESTORE_TRIES:
+                log.error("giving up restoring the verification level", tries=tries, error=str(exc))
+                raise DeadLetter(
+                    f"restoring verification of guild {guild_id} to {order.previous_level} "
+                    f"failed {tries} times: {exc}"
+                ) from exc
+            log.warning(
+                "restoring the verification level failed; will retry",
+                error=str(exc),
+                tries=tries,
+                retry_in_s=self.config.restore_retry_seconds,
+            )
+            retry = msgspec.structs.replace(order, failures=tries)
+            await self._parked().schedule(retry, self.config.restore_retry_seconds)
+            return
+        metrics.VERIFICATION_CHANGES.labels("restored").inc()
+        log.info("verification level restored", to=VERIFICATION_NAMES.get(order.previous_level))
+
     async def _lock_down(
-        self, guild_id: int, level: int | None, rest: RestClient, log: structlog.stdlib.BoundLogger
+        self,
+        guild_id: int,
+        level: int | None,
+        rest: RestClient,
+        log: structlog.stdlib.BoundLogger,
+        *,
+        remember: bool,
     ) -> str:
         """Raise verification to HIGH; returns the alert's line about it."""
         if level is None:
@@ -203,7 +333,8 @@ class RaidGuard:
         )
         if changed is None:
             return f"Could not raise the verification level (still {name}; see the logs)."
-        self._previous_level[guild_id] = level
+        if remember:
+            self._previous_level[guild_id] = level
         metrics.VERIFICATION_CHANGES.labels("raised").inc()
         return (
             f"Verification level raised to HIGH (was {name}); restored after "
@@ -220,7 +351,8 @@ class RaidGuard:
                     break
                 await asyncio.sleep(remaining)
             ended = self.detector.end(guild_id)
-            metrics.ACTIVE_RAIDS.dec()
+            if ended is not None:
+                metrics.ACTIVE_RAIDS.dec()
             level = self._previous_level.pop(guild_id, None)
             if level is not None:
                 restored = await self._call(

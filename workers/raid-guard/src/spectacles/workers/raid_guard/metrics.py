@@ -21,7 +21,8 @@ ACTIONS: Final = Counter(
 )
 VERIFICATION_CHANGES: Final = Counter(
     "spectacles_raid_guard_verification_changes_total",
-    "Verification level changes: 'raised' at a raid, 'restored' after its cooldown.",
+    "Verification level changes: 'raised' at a raid, 'restored' after its cooldown, 'left' when "
+    "someone changed it in between (no restore).",
     ("change",),
 )
 REST_FAILURES: Final = Counter(
