@@ -19,6 +19,7 @@ from spectacles.broker.errors import (
     PublishError,
     PublishNacked,
     PublishReturned,
+    TopologyMismatch,
 )
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
@@ -216,6 +217,19 @@ async def test_unknown_exchange_fails_the_publish_and_the_channel_recovers(
     assert await drain(queue, 1) == [b"after"]
 
 
+async def test_declaring_an_exchange_that_exists_differently_is_a_topology_mismatch(
+    settings: BrokerSettings, channel: AbstractChannel, unique_name: str
+) -> None:
+    await channel.declare_exchange(unique_name, aio_pika.ExchangeType.FANOUT, durable=False)
+    try:
+        async with await Publisher.connect(settings) as publisher:
+            with pytest.raises(TopologyMismatch, match=unique_name):
+                await publisher.declare_events_exchange()
+            await publisher.publish("EVENT", b"still publishing")  # the channel was unaffected
+    finally:
+        await channel.exchange_delete(unique_name)
+
+
 async def test_close_waits_for_in_flight_confirms(
     settings: BrokerSettings, queue: AbstractQueue
 ) -> None:
@@ -250,7 +264,7 @@ async def test_server_side_close_mid_stream_loses_nothing_confirmed(
     publisher: Publisher, queue: AbstractQueue, unique_name: str
 ) -> None:
     confirmed: list[bytes] = []
-    lost = 0
+    lost = submitted = 0
     stop = asyncio.Event()
 
     async def track(body: bytes, future: asyncio.Future[None]) -> None:
@@ -263,6 +277,7 @@ async def test_server_side_close_mid_stream_loses_nothing_confirmed(
             confirmed.append(body)
 
     async def stream() -> None:
+        nonlocal submitted
         index = 0
         trackers = []
         while not stop.is_set():
@@ -272,6 +287,7 @@ async def test_server_side_close_mid_stream_loses_nothing_confirmed(
                 future = await publisher.submit("EVENT", body)
             except BrokerUnavailable:
                 continue
+            submitted += 1
             trackers.append(asyncio.create_task(track(body, future)))
             if index % 20 == 0:
                 await asyncio.sleep(0.001)
@@ -284,6 +300,7 @@ async def test_server_side_close_mid_stream_loses_nothing_confirmed(
     await asyncio.sleep(0.2)
     stop.set()
     await asyncio.wait_for(streaming, 20)
+    assert len(confirmed) + lost == submitted  # every submit ended confirmed or ConnectionLost
 
     assert publisher.is_connected
     await publisher.publish("EVENT", b"after-reconnect")
@@ -496,3 +513,15 @@ def test_works_on_uvloop(amqp_url: str, unique_name: str) -> None:
             return bodies
 
     assert sorted(uvloop.run(scenario())) == sorted(b"%d" % index for index in range(100))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("max_in_flight", 0), ("publish_timeout", 0.0), ("connect_timeout", -1.0)],
+)
+async def test_bad_options_are_rejected_before_connecting(
+    unique_name: str, option: str, value: float
+) -> None:
+    settings = BrokerSettings(amqp_url="amqp://guest:guest@127.0.0.1:1/", group=unique_name)
+    with pytest.raises(ValueError, match=option):
+        await Publisher.connect(settings, **{option: value})  # type: ignore[arg-type]

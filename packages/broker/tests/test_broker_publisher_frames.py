@@ -83,6 +83,13 @@ def test_empty_body_sends_no_body_frame() -> None:
     assert len(_frames(encode_content(1, flags, props, b"", 1000))) == 1
 
 
+def test_a_str_body_is_a_clear_type_error() -> None:
+    flags, props = encode_properties(None, None, True, None, None, None)
+    for body in ("short", "long" * 1000):
+        with pytest.raises(TypeError, match="body must be bytes"):
+            encode_content(1, flags, props, body, 1000)  # type: ignore[arg-type]
+
+
 def test_oversized_short_strings_and_integers_are_rejected() -> None:
     with pytest.raises(ValueError, match="routing key"):
         encode_publish_method(1, "x", "k" * 256, False)

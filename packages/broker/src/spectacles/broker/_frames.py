@@ -200,6 +200,17 @@ def encode_content(
     channel: int, flags: int, properties: bytes, body: bytes, max_body_frame: int
 ) -> bytes:
     """Content header frame plus as many body frames as ``frame_max`` requires."""
+    try:
+        return _encode_content(channel, flags, properties, body, max_body_frame)
+    except TypeError:
+        raise TypeError(
+            f"body must be bytes (e.g. the JSON as sent), got {type(body).__name__}"
+        ) from None
+
+
+def _encode_content(
+    channel: int, flags: int, properties: bytes, body: bytes, max_body_frame: int
+) -> bytes:
     size = len(body)
     head = _content_head.pack(
         FRAME_HEADER, channel, 14 + len(properties), _BASIC_CLASS, 0, size, flags

@@ -32,9 +32,18 @@ from spectacles.broker._frames import (
     PROTOCOL_HEADER,
     encode_publish_method,
 )
-from spectacles.broker.errors import BrokerError, BrokerUnavailable, ConnectionLost, PublishError
+from spectacles.broker.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    ConnectionLost,
+    PublishError,
+    TopologyMismatch,
+)
+from spectacles.observability import get_logger
 
 __all__ = ["RETURN_TAG_HEADER", "AmqpEndpoint", "ConnectionListener", "PublishConnection"]
+
+log = get_logger(__name__)
 
 # A mandatory publish carries its delivery tag in this header: basic.return has no tag, and
 # correlating by order is wrong when an earlier mandatory publish is still waiting for its ack.
@@ -43,6 +52,8 @@ RETURN_TAG_HEADER = "x-spectacles-publish-tag"
 PUBLISH_CHANNEL = 1
 CONTROL_CHANNEL = 2
 _MAX_FRAME = 131072
+# Writes are batched per event-loop iteration; a producer that never yields gets flushed here.
+_FLUSH_AT = 256 * 1024
 
 _frame_head = struct.Struct(">BHI")
 _confirm = struct.Struct(">HHQB")  # class, method, delivery tag, bits
@@ -56,6 +67,14 @@ _CAPABILITIES = {
     "authentication_failure_close": True,
     "consumer_cancel_notify": True,
 }
+
+
+class ChannelClosed(BrokerError):
+    """RabbitMQ closed a channel in answer to one of our methods (``reply_code`` says why)."""
+
+    def __init__(self, message: str, *, reply_code: int) -> None:
+        super().__init__(message)
+        self.reply_code = reply_code
 
 
 class AmqpEndpoint:
@@ -165,7 +184,7 @@ class PublishConnection(asyncio.Protocol):
     async def _handshake(
         self, endpoint: AmqpEndpoint, client_properties: Mapping[str, Any]
     ) -> None:
-        start = await self._expect(0, PROTOCOL_HEADER, None)
+        start = await self._expect(0, PROTOCOL_HEADER)
         if not isinstance(start, commands.Connection.Start):
             raise BrokerError(f"unexpected {start.name} instead of Connection.Start")
         mechanisms = start.mechanisms.split()
@@ -173,9 +192,8 @@ class PublishConnection(asyncio.Protocol):
             raise BrokerError(f"server offers no PLAIN authentication (offers {mechanisms})")
         properties = dict(client_properties)
         properties["capabilities"] = _CAPABILITIES
-        tune = await self._expect(
+        tune = await self._call(
             0,
-            None,
             commands.Connection.StartOk(
                 client_properties=properties,
                 mechanism="PLAIN",
@@ -242,7 +260,9 @@ class PublishConnection(asyncio.Protocol):
         wbuf = self._wbuf
         wbuf += method
         wbuf += content
-        if not self._flush_pending:
+        if len(wbuf) >= _FLUSH_AT:
+            self._flush()
+        elif not self._flush_pending:
             self._flush_pending = True
             self._loop.call_soon(self._flush)
         return future
@@ -261,17 +281,15 @@ class PublishConnection(asyncio.Protocol):
     # -- control -------------------------------------------------------------------------------
 
     async def _call(self, channel: int, method: Frame) -> Frame:
-        return await self._expect(channel, pamqp_frame.marshal(method, channel), None)
+        return await self._expect(channel, pamqp_frame.marshal(method, channel))
 
-    async def _expect(self, channel: int, raw: bytes | None, method: Frame | None) -> Frame:
+    async def _expect(self, channel: int, raw: bytes) -> Frame:
+        """Send ``raw`` and wait for the next method RabbitMQ sends on ``channel``."""
         if self._lost:
             raise ConnectionLost(self._close_reason or "connection closed")
         waiter: asyncio.Future[Frame] = self._loop.create_future()
         self._waiters[channel] = waiter
-        if raw is not None:
-            self._send(raw)
-        if method is not None:
-            self._send(pamqp_frame.marshal(method, channel))
+        self._send(raw)
         return await waiter
 
     async def declare_exchange(self, name: str, exchange_type: str, *, durable: bool) -> None:
@@ -280,12 +298,20 @@ class PublishConnection(asyncio.Protocol):
             opened = await self._call(CONTROL_CHANNEL, commands.Channel.Open())
             if not isinstance(opened, commands.Channel.OpenOk):
                 raise BrokerError(f"unexpected {opened.name} instead of Channel.OpenOk")
-            await self._call(
-                CONTROL_CHANNEL,
-                commands.Exchange.Declare(
-                    exchange=name, exchange_type=exchange_type, durable=durable
-                ),
-            )
+            try:
+                await self._call(
+                    CONTROL_CHANNEL,
+                    commands.Exchange.Declare(
+                        exchange=name, exchange_type=exchange_type, durable=durable
+                    ),
+                )
+            except ChannelClosed as error:
+                if error.reply_code == 406:  # PRECONDITION_FAILED: exists, declared otherwise
+                    raise TopologyMismatch(
+                        f"exchange {name!r} already exists with other settings than "
+                        f"{exchange_type}, durable={durable}: {error}"
+                    ) from None
+                raise
             await self._call(
                 CONTROL_CHANNEL, commands.Channel.Close(reply_code=200, class_id=0, method_id=0)
             )
@@ -421,10 +447,14 @@ class PublishConnection(asyncio.Protocol):
                 self._transport.close()  # unlike abort(), sends the CloseOk first
             return
         if isinstance(method, commands.Connection.Blocked):
+            # A resource alarm: RabbitMQ stops reading our socket until it clears, so publishes
+            # back up into the window and time out with BrokerUnavailable if it lasts.
             self.blocked = True
+            log.warning("RabbitMQ blocked publishing (resource alarm)", reason=method.reason)
             return
         if isinstance(method, commands.Connection.Unblocked):
             self.blocked = False
+            log.info("RabbitMQ unblocked publishing")
             return
         if isinstance(method, commands.Channel.Close):
             self._on_channel_close(channel, method)
@@ -445,7 +475,7 @@ class PublishConnection(asyncio.Protocol):
         self._send(pamqp_frame.marshal(commands.Channel.CloseOk(), channel))
         waiter = self._waiters.pop(channel, None)
         if waiter is not None and not waiter.done():
-            waiter.set_exception(BrokerError(reason))
+            waiter.set_exception(ChannelClosed(reason, reply_code=method.reply_code or 0))
         if channel != PUBLISH_CHANNEL:
             return
         self.ready = False

@@ -58,8 +58,15 @@ class Publisher:
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
-        if publish_timeout <= 0 or connect_timeout <= 0 or close_timeout < 0:
-            raise ValueError("publish_timeout and connect_timeout must be > 0, close_timeout >= 0")
+        for option, value in (
+            ("publish_timeout", publish_timeout),
+            ("connect_timeout", connect_timeout),
+            ("reconnect_delay", reconnect_delay),
+        ):
+            if value <= 0:
+                raise ValueError(f"{option} must be > 0 seconds, got {value}")
+        if close_timeout < 0 or heartbeat < 0:
+            raise ValueError("close_timeout and heartbeat must be >= 0 (heartbeat 0 disables it)")
         self._settings = settings
         self._endpoint = AmqpEndpoint(settings.amqp_url)
         self._max_in_flight = max_in_flight
@@ -81,6 +88,7 @@ class Publisher:
         self._drained = asyncio.Event()  # set when nothing is in flight (close() waits on it)
         self._closed = False
         self._events_exchange = settings.group
+        self._listener = _Listener(self)
 
     @classmethod
     async def connect(
@@ -324,7 +332,7 @@ class Publisher:
     async def _open_connection(self) -> PublishConnection:
         return await PublishConnection.open(
             self._endpoint,
-            self,
+            self._listener,
             heartbeat=self._heartbeat,
             timeout=self._connect_timeout,
             client_properties=self._client_properties,
@@ -335,20 +343,20 @@ class Publisher:
         self._ready.set()
         self._wake_waiters()
 
-    def connection_ready(self, connection: PublishConnection) -> None:
+    def _on_ready(self, connection: PublishConnection) -> None:
         """The publish channel was reopened after a channel error."""
         if connection is self._connection:
             self._ready.set()
             self._wake_waiters()
 
-    def connection_unready(self, connection: PublishConnection, reason: str) -> None:
+    def _on_unready(self, connection: PublishConnection, reason: str) -> None:
         """A channel error: publishes wait while the channel reopens."""
         if connection is self._connection:
             log.warning("publish channel closed by RabbitMQ; reopening it", reason=reason)
             self._ready.clear()
             self._wake_waiters()
 
-    def connection_lost(self, connection: PublishConnection, reason: str) -> None:
+    def _on_lost(self, connection: PublishConnection, reason: str) -> None:
         """Start reconnecting in the background (unless we are closing)."""
         if connection is not self._connection:
             return
@@ -362,7 +370,7 @@ class Publisher:
         if self._reconnect_task is None or self._reconnect_task.done():
             self._reconnect_task = asyncio.create_task(self._reconnect())
 
-    def confirms_released(self, connection: PublishConnection) -> None:
+    def _on_released(self, connection: PublishConnection) -> None:
         """Acks arrived: give the freed slots to waiting submitters."""
         if self._space_waiters:
             self._wake_waiters()
@@ -414,3 +422,15 @@ class Publisher:
                     await self._drained.wait()
         await connection.close(timeout=2.0)
         self._connection = None
+
+
+class _Listener:
+    """Forwards connection events to the publisher without making them part of its API."""
+
+    __slots__ = ("confirms_released", "connection_lost", "connection_ready", "connection_unready")
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.connection_ready = publisher._on_ready
+        self.connection_unready = publisher._on_unready
+        self.connection_lost = publisher._on_lost
+        self.confirms_released = publisher._on_released
