@@ -2,12 +2,17 @@
 # Runs the Compose stack: `make up|demo|down|logs|ps` call this as `bash scripts/stack.sh <target>`.
 #   up     the stack against real Discord (needs DISCORD_TOKEN in .env)
 #   demo   the stack against the built-in Discord simulator (chat + raid scenarios), no token
+#          (extra arguments of up/demo go to `compose up`, e.g. stack.sh demo --scale ping=3)
 #   down   stop and remove the stack's containers (add -v to drop RabbitMQ's volume too)
 #   logs   follow the logs (optionally of some services: stack.sh logs ping raid-guard)
 #   ps     list the services and their health
 # Works with `docker compose` (v2) and `docker-compose` (v1.28+); $COMPOSE, when set, wins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Host ports the stack publishes, with their defaults (docker-compose.yml).
+declare -A PORT_DEFAULTS=([RABBITMQ_PORT]=5672 [RABBITMQ_UI_PORT]=15672 [GATEWAY_METRICS_PORT]=9180
+  [REST_PROXY_PORT]=8081 [SIMULATOR_PORT]=8000)
 
 die() { echo "stack: $*" >&2; exit 1; }
 say() { echo "stack: $*" >&2; }
@@ -53,8 +58,18 @@ compose_up() {
   compose "$@" 2>&1 | tee "$log" || rc=$?  # pipefail: compose's status
   if [ "$rc" != 0 ]; then
     if grep -qiE "address already in use|port is already allocated" "$log"; then
-      say "a host port is already in use. Set free ports in .env (see .env.example):"
-      say "  RABBITMQ_PORT, RABBITMQ_UI_PORT, GATEWAY_METRICS_PORT, REST_PROXY_PORT, SIMULATOR_PORT"
+      local port key hint=""
+      # "listen tcp4 127.0.0.1:5672: bind: address already in use" (or "Bind for ...:5672 failed")
+      port=$(grep -oE '(listen tcp[46]? |Bind for )[0-9.]+:[0-9]+' "$log" | head -n 1 | grep -oE '[0-9]+$' || true)
+      for key in "${!PORT_DEFAULTS[@]}"; do
+        [ "$(setting "$key" "${PORT_DEFAULTS[$key]}")" = "$port" ] && hint=$key
+      done
+      if [ -n "$hint" ]; then
+        say "host port $port is already in use: set $hint to a free port in .env (see .env.example)"
+      else
+        say "a host port is already in use: set free ports in .env (see .env.example):"
+        say "  ${!PORT_DEFAULTS[*]}"
+      fi
     fi
     rm -f "$log"; exit "$rc"
   fi
@@ -103,7 +118,7 @@ MSG
   require_engine
   # A previous `make demo` left the simulator running; the real stack does not need it.
   WITH_DEMO=1 compose --profile demo rm -s -f simulator >/dev/null 2>&1 || true
-  compose_up up -d --build --remove-orphans
+  compose_up up -d --build --remove-orphans "$@"
   wait_healthy || { compose ps; exit 1; }
   compose ps
   cat >&2 <<MSG
@@ -121,7 +136,7 @@ cmd_demo() {
   # Every service logs in to the simulator with its token (the environment wins over .env).
   export DISCORD_TOKEN
   DISCORD_TOKEN=$(setting SIMULATOR_TOKEN demo-token)
-  WITH_DEMO=1 compose_up --profile demo up -d --build --remove-orphans
+  WITH_DEMO=1 compose_up --profile demo up -d --build --remove-orphans "$@"
   WITH_DEMO=1 wait_healthy || { WITH_DEMO=1 compose --profile demo ps; exit 1; }
   WITH_DEMO=1 compose --profile demo ps
   local ui sim
@@ -141,12 +156,10 @@ MSG
 main() {
   local target=${1:-}
   [ $# -gt 0 ] && shift
-  export COMPOSE_PROJECT_NAME
-  COMPOSE_PROJECT_NAME=$(setting COMPOSE_PROJECT_NAME spectacles)
   detect_compose
   case $target in
-    up) cmd_up ;;
-    demo) cmd_demo ;;
+    up) cmd_up "$@" ;;
+    demo) cmd_demo "$@" ;;
     down) require_engine; WITH_DEMO=1 compose --profile demo down --remove-orphans "$@" ;;
     logs) require_engine; WITH_DEMO=1 compose --profile demo logs -f --tail=200 "$@" ;;
     ps) require_engine; WITH_DEMO=1 compose --profile demo ps "$@" ;;

@@ -25,12 +25,17 @@ _URL_PASSWORD = re.compile(
     r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)@", re.IGNORECASE
 )
 _BOT_HEADER = re.compile(r"\b(Bot|Bearer)\s+[A-Za-z0-9._\-]{20,}")
+_MIN_SECRET_LENGTH = 8
 _secrets: set[str] = set()
 
 
 def register_secret(value: str | None) -> None:
-    """Scrub ``value`` from every log line from now on (values under 4 chars are ignored)."""
-    if value and len(value) >= 4:
+    """Scrub ``value`` from every log line from now on.
+
+    Values under 8 characters are ignored: replacing a short common word everywhere would wreck
+    log lines, and URL passwords are scrubbed by pattern whatever their length.
+    """
+    if value and len(value) >= _MIN_SECRET_LENGTH:
         _secrets.add(value)
 
 

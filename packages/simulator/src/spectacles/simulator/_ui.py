@@ -25,7 +25,7 @@ _PAGE: Final = """<!doctype html>
  .channel{background:#2b2d31;border-radius:6px;display:flex;flex-direction:column;height:320px}
  .channel h3{margin:0;padding:8px 10px;font-size:13px;border-bottom:1px solid #1e1f22;color:#f2f3f5}
  .log{overflow-y:auto;padding:6px 10px;flex:1}
- .msg{margin:3px 0;word-wrap:break-word} .who{font-weight:600;color:#f2f3f5;margin-right:6px}
+ .msg{margin:3px 0;word-wrap:break-word;white-space:pre-wrap} .who{font-weight:600;color:#f2f3f5;margin-right:6px}
  .bot .who{color:#5865f2} .bot .tag{background:#5865f2;color:#fff;border-radius:3px;padding:0 4px;
   font-size:10px;margin-right:6px} .sys{color:#949ba4;font-style:italic}
  .time{color:#949ba4;font-size:11px;margin-right:6px}
