@@ -1,0 +1,68 @@
+"""Prometheus metrics of the gateway (default registry, served by the HealthServer).
+
+The relay hot path does not touch these: shards count events in plain dicts and
+`MetricsFlusher` adds the deltas here about once a second, because a labelled prometheus
+counter increment costs more than the rest of relaying one small event.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "COMMANDS",
+    "CONFIRM_LATENCY",
+    "EVENTS_PUBLISHED",
+    "EVENTS_RECEIVED",
+    "HEARTBEAT_LATENCY",
+    "IDENTIFIES",
+    "IN_FLIGHT",
+    "RECONNECTS",
+    "RESUMES",
+    "SHARD_STATE",
+]
+
+EVENTS_RECEIVED: Final = Counter(
+    "spectacles_gateway_events_received",
+    "Dispatch events received from Discord.",
+    ["shard", "event"],
+)
+EVENTS_PUBLISHED: Final = Counter(
+    "spectacles_gateway_events_published",
+    "Dispatch events confirmed by RabbitMQ.",
+    ["shard", "event"],
+)
+CONFIRM_LATENCY: Final = Histogram(
+    "spectacles_gateway_confirm_latency_seconds",
+    "Time from publishing an event to RabbitMQ's confirm (sampled).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+HEARTBEAT_LATENCY: Final = Gauge(
+    "spectacles_gateway_heartbeat_latency_seconds",
+    "Time between the last heartbeat and its ACK.",
+    ["shard"],
+)
+SHARD_STATE: Final = Gauge(
+    "spectacles_gateway_shard_state",
+    "1 for the state each shard is in, 0 for the others.",
+    ["shard", "state"],
+)
+IDENTIFIES: Final = Counter(
+    "spectacles_gateway_identifies", "IDENTIFY payloads sent (new sessions).", ["shard"]
+)
+RESUMES: Final = Counter("spectacles_gateway_resumes", "RESUME payloads sent.", ["shard"])
+RECONNECTS: Final = Counter(
+    "spectacles_gateway_reconnects",
+    "Connections ended and retried, by reason.",
+    ["shard", "reason"],
+)
+IN_FLIGHT: Final = Gauge(
+    "spectacles_gateway_in_flight", "Events published and not yet confirmed by RabbitMQ."
+)
+COMMANDS: Final = Counter(
+    "spectacles_gateway_commands",
+    "Gateway commands from workers, by outcome (sent, rejected).",
+    ["shard", "outcome"],
+)

@@ -1,0 +1,352 @@
+"""The gateway process: wires config, RabbitMQ, the session store, shards, commands and health.
+
+`GatewayService.run()` is the whole life of the process: plan the shards from /gateway/bot,
+connect to RabbitMQ (fail fast), load saved sessions, start every shard, then wait for a stop
+signal or for the last shard to stop; on the way out it waits for in-flight confirms, saves each
+session and closes the shards with a resumable code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from collections import Counter
+from typing import Any, Final
+
+import aiormq
+
+from spectacles.broker.broker import CONNECTION_ERRORS, Broker
+from spectacles.broker.errors import BrokerError
+from spectacles.broker.publisher import Publisher
+from spectacles.broker.settings import BrokerSettings
+from spectacles.observability import HealthServer, get_logger
+
+from . import metrics
+from .commands import CommandRelay
+from .config import GatewayConfig
+from .discovery import GatewayBot, fetch_gateway_bot
+from .errors import ConfigError, GatewayError, GatewayUnreachable
+from .identify import IdentifyQueue
+from .session import SessionState
+from .session_store import SessionStore, create_session_store
+from .shard import Shard, ShardState
+
+__all__ = ["EXIT_CONFIG", "EXIT_FATAL", "EXIT_OK", "GatewayService", "run_service"]
+
+EXIT_OK: Final = 0
+EXIT_FATAL: Final = 1
+EXIT_CONFIG: Final = 2
+METRICS_FLUSH_INTERVAL: Final = 1.0
+STORE_TIMEOUT: Final = 5.0
+
+log = get_logger("spectacles.gateway")
+
+
+class _Plan:
+    """Shard count, ids and URL decided at start-up."""
+
+    def __init__(self, count: int, ids: tuple[int, ...], url: str, queue: IdentifyQueue) -> None:
+        self.count = count
+        self.ids = ids
+        self.url = url
+        self.identify_queue = queue
+
+
+class GatewayService:
+    """Runs the configured shards of one process and relays their events to RabbitMQ."""
+
+    def __init__(self, config: GatewayConfig, *, connection_name: str | None = None) -> None:
+        self.config = config
+        self.connection_name = (
+            connection_name or f"spectacles-gateway:{socket.gethostname()}:{os.getpid()}"
+        )
+        self.shards: dict[int, Shard] = {}
+        self.publisher: Publisher | None = None
+        self.broker: Broker | None = None
+        self.health: HealthServer | None = None
+        self._store: SessionStore | None = None
+        self._commands: CommandRelay | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._saved: dict[int, tuple[str, int]] = {}
+        self._flushed: dict[int, dict[str, Any]] = {}
+        self._started = False
+        self._save_soon = asyncio.Event()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def run(self, *, install_signal_handlers: bool = True) -> int:
+        """Start, wait for a signal or for every shard to stop, shut down; the exit code."""
+        try:
+            await self.start()
+            if install_signal_handlers:
+                self._install_signal_handlers()
+            return await self.wait()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        """Ask `run()` to shut down (what SIGTERM / SIGINT do)."""
+        self._stop.set()
+
+    async def start(self) -> None:
+        """Connect everything and start the shards; raises on a fatal start-up problem."""
+        config = self.config
+        self._started = True
+        if config.metrics.enabled:
+            self.health = HealthServer(config.metrics.address, ready=self.readiness)
+            await self.health.start()
+            log.info("health and metrics listening", port=self.health.port)
+        plan = await self._plan()
+        settings = BrokerSettings(amqp_url=config.amqp_url, group=config.broker_group)
+        self.publisher = await Publisher.connect(
+            settings,
+            max_in_flight=config.gateway.max_in_flight,
+            connection_name=f"{self.connection_name}:publisher",
+        )
+        await self.publisher.declare_events_exchange()
+        self.broker = await Broker.connect(
+            settings, connection_name=f"{self.connection_name}:control"
+        )
+        self._store = create_session_store(config.session_store, self.broker)
+        sessions = await self._load_sessions(plan)
+        plan.identify_queue.check_capacity(sum(1 for i in plan.ids if i not in sessions))
+        for shard_id in plan.ids:
+            shard = Shard(
+                shard_id,
+                plan.count,
+                token=config.token,
+                intents=config.intents,
+                gateway_url=plan.url,
+                publisher=self.publisher,
+                events=config.events,
+                identify_queue=plan.identify_queue,
+                settings=config.gateway,
+                presence=config.presence,
+                session=sessions.get(shard_id),
+            )
+            shard.on_state_change = self._on_shard_state
+            self.shards[shard_id] = shard
+        for shard in self.shards.values():
+            _export_state(shard, shard.state)
+            await shard.start()
+        self._commands = CommandRelay(self.broker, self.shards)
+        await self._commands.start()
+        self._tasks.append(asyncio.create_task(self._save_periodically(), name="session-saver"))
+        self._tasks.append(asyncio.create_task(self._flush_metrics(), name="metrics-flusher"))
+        log.info(
+            "gateway started",
+            shards=list(plan.ids),
+            shard_count=plan.count,
+            events=sorted(config.events),
+            resumable=sorted(sessions),
+        )
+
+    async def wait(self) -> int:
+        """Until a stop is requested (exit 0) or no shard is left running (exit 1)."""
+        stop = asyncio.create_task(self._stop.wait())
+        all_stopped = asyncio.create_task(self._wait_all_stopped())
+        try:
+            await asyncio.wait([stop, all_stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            all_stopped.cancel()
+        if self._stop.is_set():
+            return EXIT_OK
+        log.error("no shard left running; exiting", shards=len(self.shards))
+        return EXIT_FATAL
+
+    async def _wait_all_stopped(self) -> None:
+        await asyncio.gather(
+            *(s.wait_stopped() for s in self.shards.values()), return_exceptions=True
+        )
+
+    async def stop(self) -> None:
+        """Stop commands, close shards (confirms drained, resumable close), save, disconnect."""
+        if not self._started:
+            return
+        self._started = False
+        if self._commands is not None:
+            await self._commands.stop()
+        # Each shard stops reading, waits for RabbitMQ to confirm what is in flight, and closes
+        # with a resumable code; only then is its resume point final and worth saving.
+        await asyncio.gather(*(s.close() for s in self.shards.values()), return_exceptions=True)
+        await self._save_all(force=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._flush_metrics_once()
+        if self._store is not None:
+            await self._store.close()
+        if self.publisher is not None:
+            await self.publisher.close()
+        if self.broker is not None:
+            await self.broker.close()
+        if self.health is not None:
+            await self.health.stop()
+        log.info("gateway stopped")
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+
+    # ----------------------------------------------------------------- planning
+
+    async def _plan(self) -> _Plan:
+        config = self.config
+        gateway = config.gateway
+        bot: GatewayBot | None
+        try:
+            bot = await fetch_gateway_bot(gateway.api_url, config.token)
+        except GatewayUnreachable:
+            if gateway.url is None or config.shards.count is None:
+                raise
+            log.warning("GET /gateway/bot failed; using the configured URL and shard count")
+            bot = None
+        recommended = bot.shards if bot is not None else 1
+        count, ids = config.shards.resolve(recommended)
+        url = gateway.url or (bot.url if bot is not None else "")
+        limit = bot.session_start_limit if bot is not None else None
+        queue = IdentifyQueue(
+            max_concurrency=limit.max_concurrency if limit else 1,
+            interval=gateway.identify_interval,
+            remaining=limit.remaining if limit else None,
+            reset_after_ms=limit.reset_after if limit else 0,
+        )
+        log.info(
+            "planned shards",
+            count=count,
+            ids=list(ids),
+            max_concurrency=queue.max_concurrency,
+            identifies_remaining=queue.remaining,
+        )
+        return _Plan(count, ids, url, queue)
+
+    # ----------------------------------------------------------------- sessions
+
+    async def _load_sessions(self, plan: _Plan) -> dict[int, SessionState]:
+        assert self._store is not None
+        found: dict[int, SessionState] = {}
+        for shard_id in plan.ids:
+            try:
+                state = await asyncio.wait_for(
+                    self._store.load(shard_id, plan.count), STORE_TIMEOUT
+                )
+            except (*CONNECTION_ERRORS, aiormq.exceptions.AMQPError, BrokerError, OSError) as exc:
+                log.warning("could not load a saved session", shard_id=shard_id, error=repr(exc))
+                continue
+            if state is not None:
+                found[shard_id] = state
+                self._saved[shard_id] = (state.session_id, state.seq)
+        return found
+
+    def _on_shard_state(self, shard: Shard, state: ShardState) -> None:
+        _export_state(shard, state)
+        if state is ShardState.READY:
+            self._save_soon.set()  # a new session: persist it now, not at the next tick
+
+    async def _save_periodically(self) -> None:
+        interval = self.config.session_store.save_interval or 5.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._save_soon.wait(), interval)
+            self._save_soon.clear()
+            await self._save_all(force=False)
+
+    async def _save_all(self, *, force: bool) -> None:
+        if self._store is None or self.config.session_store.type == "none":
+            return
+        for shard in self.shards.values():
+            state = shard.session
+            if state is None:
+                continue
+            key = (state.session_id, state.seq)
+            if not force and self._saved.get(shard.shard_id) == key:
+                continue
+            try:
+                await asyncio.wait_for(self._store.save(state), STORE_TIMEOUT)
+            except (*CONNECTION_ERRORS, aiormq.exceptions.AMQPError, BrokerError, OSError) as exc:
+                log.warning("could not save the session", shard_id=shard.shard_id, error=repr(exc))
+                continue
+            self._saved[shard.shard_id] = key
+
+    # ----------------------------------------------------------------- health and metrics
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when every running shard is READY and RabbitMQ is connected."""
+        states = {str(i): s.state.value for i, s in self.shards.items()}
+        broker = self.publisher is not None and self.publisher.is_connected
+        ready = bool(self.shards) and broker and all(s.is_ready for s in self.shards.values())
+        return ready, {"shards": states, "broker_connected": broker}
+
+    async def _flush_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_FLUSH_INTERVAL)
+            self._flush_metrics_once()
+
+    def _flush_metrics_once(self) -> None:
+        for shard_id, shard in self.shards.items():
+            label = str(shard_id)
+            seen = self._flushed.setdefault(
+                shard_id,
+                {"received": Counter(), "published": Counter(), "identifies": 0, "resumes": 0},
+            )
+            _flush_counter(metrics.EVENTS_RECEIVED, label, shard.received, seen["received"])
+            _flush_counter(metrics.EVENTS_PUBLISHED, label, shard.published, seen["published"])
+            if shard.identifies > seen["identifies"]:
+                metrics.IDENTIFIES.labels(label).inc(shard.identifies - seen["identifies"])
+                seen["identifies"] = shard.identifies
+            if shard.resumes > seen["resumes"]:
+                metrics.RESUMES.labels(label).inc(shard.resumes - seen["resumes"])
+                seen["resumes"] = shard.resumes
+            reconnects = seen.setdefault("reconnects", Counter())
+            for reason, total in shard.reconnects.items():
+                if total > reconnects[reason]:
+                    metrics.RECONNECTS.labels(label, reason).inc(total - reconnects[reason])
+                    reconnects[reason] = total
+            if shard.heartbeat_latency is not None:
+                metrics.HEARTBEAT_LATENCY.labels(label).set(shard.heartbeat_latency)
+            samples, shard.confirm_latencies = shard.confirm_latencies, []
+            for sample in samples:
+                metrics.CONFIRM_LATENCY.observe(sample)
+        if self.publisher is not None:
+            metrics.IN_FLIGHT.set(self.publisher.in_flight)
+
+
+def _flush_counter(counter: Any, shard: str, current: Counter[str], seen: Counter[str]) -> None:
+    for event, total in list(current.items()):
+        delta = total - seen[event]
+        if delta > 0:
+            counter.labels(shard, event).inc(delta)
+            seen[event] = total
+
+
+def _export_state(shard: Shard, state: ShardState) -> None:
+    label = str(shard.shard_id)
+    for candidate in ShardState:
+        metrics.SHARD_STATE.labels(label, candidate.value).set(1 if candidate is state else 0)
+
+
+async def run_service(config: GatewayConfig) -> int:
+    """Run the gateway until stopped; the process exit code (errors are logged, not raised)."""
+    service = GatewayService(config)
+    try:
+        return await service.run()
+    except ConfigError as exc:  # found late: e.g. shard ids beyond the recommended count
+        log.error("configuration error", error=str(exc))
+        return EXIT_CONFIG
+    except GatewayError as exc:
+        log.error("gateway cannot start", error=str(exc))
+        return EXIT_FATAL
+    except BrokerError as exc:
+        log.error("RabbitMQ is unreachable at start-up", error=str(exc))
+        return EXIT_FATAL
+    except OSError as exc:  # e.g. the metrics address is taken
+        log.error("gateway cannot start", error=f"{type(exc).__name__}: {exc}")
+        return EXIT_FATAL

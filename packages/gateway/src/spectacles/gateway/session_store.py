@@ -1,0 +1,228 @@
+"""Where shard sessions wait between gateway runs, so a restart RESUMEs instead of IDENTIFYing.
+
+Three stores, chosen by `[session_store] type`:
+
+- `amqp` (default): RabbitMQ itself, so any gateway host that takes over a shard finds its
+  session. One queue per shard, `{group}.sessions.{shard_id}`, declared with
+  `x-max-length = 1` and `x-overflow = drop-head`: the queue always holds only the newest
+  session. Each save is a persistent message with a per-message `expiration` (the TTL),
+  confirmed by RabbitMQ. Loading is `basic.get` followed by a requeueing `nack`, which leaves the
+  message in place. `x-expires` removes the queue of a shard nobody runs any more after a day.
+- `file`: one JSON file (atomic rename), for a single host without RabbitMQ persistence.
+- `none`: always IDENTIFY.
+
+A loaded session older than the TTL, or of another shard count, is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Final, Protocol
+
+import aio_pika
+import aiormq
+import msgspec
+from aio_pika.abc import AbstractChannel
+
+from spectacles.broker.broker import CONNECTION_ERRORS, Broker
+from spectacles.observability import get_logger
+
+from .config import SessionStoreSettings
+from .session import SessionState
+
+__all__ = [
+    "AmqpSessionStore",
+    "FileSessionStore",
+    "NullSessionStore",
+    "SessionStore",
+    "create_session_store",
+    "session_queue_name",
+]
+
+log = get_logger("spectacles.gateway.session_store")
+
+# Unused session queues (a shard moved to another shard count, a test) disappear after this.
+QUEUE_EXPIRES_MS: Final = 24 * 3600 * 1000
+STORE_TIMEOUT: Final = 5.0
+_decode_state: Final = msgspec.json.Decoder(SessionState).decode
+
+
+class SessionStore(Protocol):
+    """Persists each shard's `SessionState`."""
+
+    async def load(self, shard_id: int, shard_count: int) -> SessionState | None:
+        """The saved session of `shard_id`, or None when there is none still valid."""
+
+    async def save(self, state: SessionState) -> None:
+        """Replace the saved session of `state.shard_id`."""
+
+    async def close(self) -> None:
+        """Release resources (the broker connection belongs to the caller)."""
+
+
+def _valid(state: SessionState | None, shard_count: int, ttl: float) -> SessionState | None:
+    if state is None or state.shard_count != shard_count:
+        return None
+    if ttl and state.saved_at + ttl < time.time():
+        return None
+    return state
+
+
+def session_queue_name(group: str, shard_id: int) -> str:
+    """The queue holding the session of `shard_id` in `group`."""
+    return f"{group}.sessions.{shard_id}"
+
+
+class NullSessionStore:
+    """Remembers nothing: every start IDENTIFYs."""
+
+    async def load(self, shard_id: int, shard_count: int) -> SessionState | None:
+        """Always None."""
+        return None
+
+    async def save(self, state: SessionState) -> None:
+        """Forget it."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class FileSessionStore:
+    """All shards' sessions in one JSON file, replaced atomically on each save."""
+
+    def __init__(self, path: Path, ttl: float) -> None:
+        self._path = path
+        self._ttl = ttl
+        self._lock = asyncio.Lock()
+
+    def _read(self) -> dict[str, SessionState]:
+        try:
+            raw = self._path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            data = msgspec.json.decode(raw, type=dict[str, SessionState])
+        except msgspec.DecodeError:
+            log.warning("session file unreadable; starting fresh", path=str(self._path))
+            return {}
+        return data
+
+    def _write(self, sessions: dict[str, SessionState]) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=f".{self._path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(msgspec.json.encode(sessions))
+            os.replace(tmp, self._path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    async def load(self, shard_id: int, shard_count: int) -> SessionState | None:
+        """The saved, unexpired session of `shard_id`."""
+        async with self._lock:
+            state = self._read().get(str(shard_id))
+        return _valid(state, shard_count, self._ttl)
+
+    async def save(self, state: SessionState) -> None:
+        """Write the file with this shard's entry replaced."""
+        async with self._lock:
+            sessions = self._read()
+            sessions[str(state.shard_id)] = state
+            self._write(sessions)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class AmqpSessionStore:
+    """Sessions in RabbitMQ: one single-message queue per shard (see the module docstring)."""
+
+    def __init__(self, broker: Broker, ttl: float) -> None:
+        self._broker = broker
+        self._group = broker.topology.group
+        self._ttl = ttl
+        self._channel: AbstractChannel | None = None
+        self._declared: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    async def _open(self) -> AbstractChannel:
+        channel = self._channel
+        if channel is None or channel.is_closed:
+            channel = await self._broker.channel(publisher_confirms=True, timeout=STORE_TIMEOUT)
+            self._channel = channel
+            self._declared.clear()
+        return channel
+
+    async def _queue(self, shard_id: int) -> aio_pika.abc.AbstractQueue:
+        channel = await self._open()
+        name = session_queue_name(self._group, shard_id)
+        queue = await channel.declare_queue(
+            name,
+            durable=True,
+            arguments={
+                "x-queue-type": "classic",
+                "x-max-length": 1,
+                "x-overflow": "drop-head",
+                "x-expires": QUEUE_EXPIRES_MS,
+            },
+        )
+        self._declared.add(name)
+        return queue
+
+    async def load(self, shard_id: int, shard_count: int) -> SessionState | None:
+        """Peek at the shard's queue: get the message, then put it back."""
+        async with self._lock:
+            queue = await self._queue(shard_id)
+            message = await queue.get(no_ack=False, fail=False, timeout=STORE_TIMEOUT)
+            if message is None:
+                return None
+            await message.nack(requeue=True)
+        try:
+            state = _decode_state(message.body)
+        except msgspec.DecodeError:
+            log.warning("ignoring an unreadable stored session", shard_id=shard_id)
+            return None
+        return _valid(state, shard_count, self._ttl)
+
+    async def save(self, state: SessionState) -> None:
+        """Publish the session (confirmed); drop-head discards the previous one."""
+        async with self._lock:
+            await self._queue(state.shard_id)
+            assert self._channel is not None
+            message = aio_pika.Message(
+                msgspec.json.encode(state),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                expiration=self._ttl or None,
+                message_id=f"{state.shard_id}:{state.session_id}:{state.seq}",
+            )
+            await self._channel.default_exchange.publish(
+                message,
+                routing_key=session_queue_name(self._group, state.shard_id),
+                timeout=STORE_TIMEOUT,
+            )
+
+    async def close(self) -> None:
+        """Close the store's channel."""
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+                await channel.close()
+
+
+def create_session_store(settings: SessionStoreSettings, broker: Broker | None) -> SessionStore:
+    """The store `settings` ask for (`amqp` needs the control `broker`)."""
+    if settings.type == "none":
+        return NullSessionStore()
+    if settings.type == "file":
+        return FileSessionStore(Path(settings.path), settings.ttl)
+    if broker is None:
+        raise ValueError("the amqp session store needs a broker connection")
+    return AmqpSessionStore(broker, settings.ttl)

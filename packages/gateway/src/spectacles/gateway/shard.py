@@ -1,0 +1,610 @@
+"""One Discord gateway shard: its connection state machine and the relay hot path.
+
+`start` spawns `_keep_alive`, the reconnect loop: one `except` per error type decides between
+resume, re-identify, wait for RabbitMQ, or stop. `_connect` runs one connection: HELLO, then
+IDENTIFY (through the identify queue) or RESUME, then `_heartbeat` and `_poll_events` until
+one of them ends it. All session state is `session_id`, the confirmed `seq` and the resume URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, Final, Protocol
+
+import msgspec
+
+from spectacles.broker.errors import BrokerUnavailable, PublishError
+from spectacles.models import RESUMABLE_CLOSE_CODE, ClosePolicy, Intents
+from spectacles.observability import get_logger
+
+from .config import Compression, GatewaySettings, PresenceSettings
+from .errors import IdentifyLimitExceeded, ServerClosed, TransportError
+from .identify import IdentifyQueue
+from .ratelimit import SendLimiter, heartbeat_reserve
+from .session import ConfirmTracker, SessionState
+from .transport import GatewayTransport
+
+__all__ = ["EventPublisher", "Shard", "ShardState"]
+
+# Opcodes used on the hot path, as plain ints (IntEnum comparisons are slower).
+_DISPATCH: Final = 0
+_HEARTBEAT: Final = 1
+_IDENTIFY: Final = 2
+_RESUME: Final = 6
+_RECONNECT: Final = 7
+_INVALID_SESSION: Final = 9
+_HELLO: Final = 10
+_HEARTBEAT_ACK: Final = 11
+
+HELLO_TIMEOUT: Final = 20.0  # Discord sends HELLO at once; a silent server is a dead one
+DRAIN_TIMEOUT: Final = 10.0  # how long a closing connection waits for RabbitMQ confirms
+BROKER_POLL_INTERVAL: Final = 1.0  # how often a shard waiting for RabbitMQ checks for shutdown
+# A connection that stayed up this long resets the backoff: the last failure was not chronic.
+STABLE_AFTER: Final = 30.0
+# One event in 64 has its confirm latency measured (a callback per event would cost too much).
+LATENCY_SAMPLE_MASK: Final = 63
+# Events whose guild is `d.id` rather than `d.guild_id`.
+_GUILD_IS_ID: Final = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})
+
+
+class EventPublisher(Protocol):
+    """What a shard needs from `spectacles.broker.Publisher`."""
+
+    async def submit(
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, Any] | None = ...,
+        message_id: str | None = ...,
+        type: str | None = ...,
+        timestamp: float | None = ...,
+    ) -> asyncio.Future[None]:
+        """Write one message; the future resolves when RabbitMQ confirmed it."""
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether publishes can go out right now."""
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Wait until the publisher is connected; `BrokerUnavailable` on timeout."""
+
+
+class ShardState(enum.Enum):
+    """Where a shard is in its life; exported as the `shard_state` metric."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    IDENTIFYING = "identifying"
+    RESUMING = "resuming"
+    READY = "ready"
+    WAITING_BROKER = "waiting_broker"
+    BACKOFF = "backoff"
+    CLOSING = "closing"
+    STOPPED = "stopped"
+
+
+class _Envelope(msgspec.Struct):
+    op: int
+    d: msgspec.Raw = msgspec.Raw(b"null")
+    s: int | None = None
+    t: str | None = None
+
+
+class _Hello(msgspec.Struct):
+    heartbeat_interval: int
+
+
+class _ReadyInfo(msgspec.Struct):
+    session_id: str
+    resume_gateway_url: str | None = None
+
+
+class _GuildRef(msgspec.Struct):
+    guild_id: str | int | None = None
+
+
+class _GuildId(msgspec.Struct):
+    id: str | int | None = None
+
+
+_decode_envelope: Final = msgspec.json.Decoder(_Envelope).decode
+_decode_hello: Final = msgspec.json.Decoder(_Hello).decode
+_decode_ready: Final = msgspec.json.Decoder(_ReadyInfo).decode
+_decode_guild_ref: Final = msgspec.json.Decoder(_GuildRef).decode
+_decode_guild_id: Final = msgspec.json.Decoder(_GuildId).decode
+_encode: Final = msgspec.json.Encoder().encode
+
+
+class _Reconnect(Exception):
+    """Internal: the server asked for a new connection (op 7, op 9) or the socket is a zombie."""
+
+    def __init__(self, reason: str, *, resume: bool, delay: float = 0.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.resume = resume
+        self.delay = delay
+
+
+class _Closing(Exception):
+    """Internal: `close()` was called; leave the connection with a resumable close code."""
+
+
+class Shard:
+    """One gateway session `[shard_id, shard_count]`, relaying its dispatches to RabbitMQ."""
+
+    def __init__(
+        self,
+        shard_id: int,
+        shard_count: int,
+        *,
+        token: str,
+        intents: Intents,
+        gateway_url: str,
+        publisher: EventPublisher,
+        events: frozenset[str],
+        identify_queue: IdentifyQueue,
+        settings: GatewaySettings | None = None,
+        presence: PresenceSettings | None = None,
+        session: SessionState | None = None,
+        compress: Compression | None = None,
+    ) -> None:
+        self.shard_id = shard_id
+        self.shard_count = shard_count
+        self._token = token
+        self._intents = intents
+        self._gateway_url = gateway_url
+        self._publisher = publisher
+        self._events = events
+        self._identify_queue = identify_queue
+        self._settings = settings or GatewaySettings()
+        self._compress: Compression = compress or self._settings.compress
+        self._presence = presence
+        self._log = get_logger("spectacles.gateway.shard", shard_id=shard_id)
+
+        # Session: the RESUME point is the confirmed seq, never just the received one.
+        self._session_id: str | None = None
+        self._resume_url: str | None = None
+        self._resume_seq = 0
+        if session is not None and session.shard_count == shard_count:
+            self._session_id = session.session_id
+            self._resume_url = session.resume_gateway_url
+            self._resume_seq = session.seq
+        self._seq: int | None = None  # latest received, for heartbeats
+        self._tracker = ConfirmTracker(self._resume_seq)
+
+        self.state = ShardState.IDLE
+        self.fatal: ClosePolicy | None = None
+        self.fatal_error: BaseException | None = None
+        self.heartbeat_latency: float | None = None
+        self.identifies = 0
+        self.last_identify_at: float | None = None  # monotonic time of the last IDENTIFY sent
+        self.resumes = 0
+        self.reconnects: Counter[str] = Counter()
+        # Per-event counts the metrics flusher turns into prometheus increments.
+        self.received: Counter[str] = Counter()
+        self.published: Counter[str] = Counter()
+        # Sampled publish-to-confirm latencies (seconds), drained by the metrics flusher.
+        self.confirm_latencies: list[float] = []
+        self.on_state_change: Callable[[Shard, ShardState], None] | None = None
+
+        self._limiter = SendLimiter()
+        self._transport: GatewayTransport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._interrupt: asyncio.Future[None] | None = None
+        self._ready = asyncio.Event()
+        self._heartbeat_acked = True
+        self._publishing = False  # the poll loop is inside Publisher.submit (maybe waiting)
+        self._last_heartbeat = 0.0
+
+    # ----------------------------------------------------------------- public surface
+
+    @property
+    def session(self) -> SessionState | None:
+        """The resume point to persist: session id, last confirmed seq, resume URL."""
+        if self._session_id is None or self._resume_url is None:
+            return None
+        return SessionState(
+            shard_id=self.shard_id,
+            shard_count=self.shard_count,
+            session_id=self._session_id,
+            seq=max(self._resume_seq, self._tracker.confirmed),
+            resume_gateway_url=self._resume_url,
+            saved_at=time.time(),
+        )
+
+    @property
+    def is_ready(self) -> bool:
+        """True while the session is READY (or RESUMED) and events flow."""
+        return self.state is ShardState.READY
+
+    @property
+    def is_alive(self) -> bool:
+        """False once the shard stopped for good (fatal close code or `close()`)."""
+        return self._task is not None and not self._task.done()
+
+    @property
+    def pending_confirms(self) -> int:
+        """Events of the current connection not yet confirmed by RabbitMQ."""
+        return self._tracker.pending
+
+    async def start(self) -> None:
+        """Spawn the connection loop; returns at once (see `wait_ready`)."""
+        if self._task is not None:
+            raise RuntimeError(f"shard {self.shard_id} already started")
+        self._task = asyncio.create_task(self._keep_alive(), name=f"shard-{self.shard_id}")
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the session is READY; raises TimeoutError."""
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def wait_stopped(self) -> None:
+        """Wait until the shard stopped (after `close()` or a fatal close code)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def close(self) -> None:
+        """Stop reading, wait for in-flight confirms, close with a resumable code."""
+        self._closing = True
+        self._interrupt_connection(_Closing())
+        if self._task is not None:
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                if not self._task.cancelled():
+                    raise
+
+    async def send_command(self, payload: bytes) -> None:
+        """Send a worker's command (op 3/4/8/31) within this connection's rate limit."""
+        while True:
+            await self._ready.wait()
+            await self._limiter.acquire()
+            transport = self._transport
+            if transport is not None and self.is_ready:
+                await transport.send(payload)
+                return
+
+    # ----------------------------------------------------------------- connection loop
+
+    def _set_state(self, state: ShardState) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        if state is ShardState.READY:
+            self._ready.set()
+        else:
+            self._ready.clear()
+        if self.on_state_change is not None:
+            self.on_state_change(self, state)
+
+    def _interrupt_connection(self, error: BaseException) -> None:
+        interrupt = self._interrupt
+        if interrupt is not None and not interrupt.done():
+            interrupt.set_exception(error)
+
+    def _discard_interrupt(self) -> None:
+        interrupt, self._interrupt = self._interrupt, None
+        if interrupt is not None and interrupt.done() and not interrupt.cancelled():
+            interrupt.exception()  # retrieved: the loop checks `_closing` itself
+
+    def _drop_session(self) -> None:
+        self._session_id = None
+        self._resume_url = None
+        self._resume_seq = 0
+        self._seq = None
+
+    def _backoff_delay(self, failures: int) -> float:
+        if failures <= 0:
+            return 0.0
+        base: float = self._settings.backoff_base * 2.0 ** (failures - 1)
+        return min(self._settings.backoff_max, base) * random.uniform(0.5, 1.0)
+
+    async def _keep_alive(self) -> None:
+        failures = 0
+        delay = 0.0
+        try:
+            while not self._closing:
+                if delay > 0:
+                    self._set_state(ShardState.BACKOFF)
+                    await self._sleep_unless_closing(delay)
+                    if self._closing:
+                        break
+                started = time.monotonic()
+                reason = "unknown"
+                try:
+                    await self._connect()
+                except _Closing:
+                    break
+                except _Reconnect as exc:
+                    reason = exc.reason
+                    if not exc.resume:
+                        self._drop_session()
+                    self._log.info("reconnecting", reason=exc.reason, resume=exc.resume)
+                    failures = 0
+                    delay = exc.delay
+                except ServerClosed as exc:
+                    policy = exc.policy
+                    reason = f"close_{exc.code}"
+                    if policy.fatal:
+                        self._stop_fatally(policy)
+                        return
+                    if not policy.resume:
+                        self._drop_session()
+                    self._log.warning(
+                        "gateway closed the connection",
+                        code=exc.code,
+                        name=policy.name,
+                        cause=policy.cause,
+                        resume=policy.resume and self._session_id is not None,
+                    )
+                    failures = 0 if time.monotonic() - started > STABLE_AFTER else failures + 1
+                    delay = self._backoff_delay(failures)
+                except (TransportError, msgspec.DecodeError) as exc:
+                    reason = "transport"
+                    failures = 0 if time.monotonic() - started > STABLE_AFTER else failures + 1
+                    delay = self._backoff_delay(failures)
+                    self._log.warning("connection lost", error=str(exc), retry_in=round(delay, 2))
+                except (BrokerUnavailable, PublishError) as exc:
+                    reason = "broker"
+                    self._log.warning(
+                        "RabbitMQ did not confirm; holding the resume point and reconnecting",
+                        error=type(exc).__name__,
+                        seq=self._resume_seq,
+                    )
+                    await self._wait_for_broker()
+                    delay = 0.0
+                except IdentifyLimitExceeded as exc:
+                    self.fatal_error = exc
+                    self._log.error("shard stopped", error=str(exc))
+                    return
+                self.reconnects[reason] += 1
+        except Exception:
+            self._log.exception("shard crashed; it stays stopped")
+            raise
+        finally:
+            self._set_state(ShardState.STOPPED)
+
+    async def _sleep_unless_closing(self, delay: float) -> None:
+        self._interrupt = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._interrupt), delay)
+        except (TimeoutError, _Closing, BrokerUnavailable):
+            pass
+        finally:
+            self._interrupt = None
+
+    async def _wait_for_broker(self) -> None:
+        self._set_state(ShardState.WAITING_BROKER)
+        # The publisher reconnects on its own, with backoff; this only waits for it, in short
+        # steps so that a shutdown is not held up.
+        while not self._closing:
+            try:
+                await self._publisher.wait_connected(timeout=BROKER_POLL_INTERVAL)
+            except BrokerUnavailable:
+                continue
+            return
+
+    def _stop_fatally(self, policy: ClosePolicy) -> None:
+        self.fatal = policy
+        self._log.error(
+            "shard stopped: Discord refused the session",
+            code=policy.code,
+            name=policy.name,
+            cause=policy.cause,
+            fix=policy.fix,
+        )
+
+    async def _connect(self) -> None:
+        """One connection, from websocket open to the error that ends it (always raises)."""
+        resuming = self._session_id is not None and self._resume_url is not None
+        url = self._resume_url if resuming and self._resume_url else self._gateway_url
+        self._set_state(ShardState.CONNECTING)
+        self._interrupt = asyncio.get_running_loop().create_future()
+        self._tracker = ConfirmTracker(self._resume_seq, self._on_publish_failure, self.published)
+        self._seq = self._resume_seq if resuming else None
+        self._heartbeat_acked = True
+        self._publishing = False
+        self._limiter.reset()
+        try:
+            transport = await GatewayTransport.connect(url, self._compress)
+        except BaseException:
+            self._discard_interrupt()
+            raise
+        self._transport = transport
+        close_code = RESUMABLE_CLOSE_CODE
+        session = asyncio.create_task(self._run_session(transport, resuming))
+        try:
+            await asyncio.wait([session, self._interrupt], return_when=asyncio.FIRST_COMPLETED)
+            if self._interrupt.done():
+                self._interrupt.result()  # raises _Closing, BrokerUnavailable, ...
+            session.result()  # raises what ended the connection
+            raise TransportError("connection ended without a reason")  # pragma: no cover
+        except ServerClosed:
+            close_code = 0  # the server already closed it
+            raise
+        finally:
+            session.cancel()
+            await asyncio.gather(session, return_exceptions=True)
+            self._interrupt = None
+            self._transport = None
+            self._set_state(ShardState.CLOSING if self._closing else ShardState.CONNECTING)
+            # Stop reading first, then let RabbitMQ confirm what is in flight, so the resume
+            # point covers as much as possible and the replay is short.
+            self._resume_seq = await self._tracker.drain(DRAIN_TIMEOUT)
+            if close_code:
+                await transport.close(close_code)
+            else:
+                transport.abort()
+
+    async def _run_session(self, transport: GatewayTransport, resuming: bool) -> None:
+        """HELLO, IDENTIFY or RESUME, then heartbeats and events until one of them fails."""
+        interval = await self._receive_hello(transport)
+        self._limiter.set_reserved(heartbeat_reserve(interval))
+        tasks = [asyncio.create_task(self._heartbeat(transport, interval))]
+        try:
+            if resuming:
+                await self._send_resume(transport)
+            else:
+                await self._send_identify(transport)
+            tasks.append(asyncio.create_task(self._poll_events(transport)))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                finished.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _on_publish_failure(self, error: BaseException) -> None:
+        if isinstance(error, asyncio.CancelledError):
+            error = BrokerUnavailable("publish cancelled")
+        self._interrupt_connection(error)
+
+    async def _receive_hello(self, transport: GatewayTransport) -> float:
+        data = await asyncio.wait_for(transport.receive(), HELLO_TIMEOUT)
+        payload = _decode_envelope(data)
+        if payload.op == _RECONNECT:  # may come even before HELLO
+            raise _Reconnect("reconnect_requested", resume=True)
+        if payload.op != _HELLO:
+            raise TransportError(f"expected HELLO (op 10), got op {payload.op}")
+        interval: int = _decode_hello(payload.d).heartbeat_interval
+        return interval / 1000.0
+
+    async def _send(self, transport: GatewayTransport, op: int, d: Any) -> None:
+        await self._limiter.acquire()
+        await transport.send(_encode({"op": op, "d": d}))
+
+    async def _send_identify(self, transport: GatewayTransport) -> None:
+        self._set_state(ShardState.IDENTIFYING)
+        d: dict[str, Any] = {
+            "token": self._token,
+            "intents": int(self._intents),
+            "properties": {"os": "linux", "browser": "spectacles", "device": "spectacles"},
+            "shard": [self.shard_id, self.shard_count],
+            "large_threshold": self._settings.large_threshold,
+        }
+        if self._presence is not None:
+            d["presence"] = self._presence.to_payload()
+        async with self._identify_queue.slot(self.shard_id):
+            await self._send(transport, _IDENTIFY, d)
+            self.last_identify_at = time.monotonic()
+        self.identifies += 1
+        self._log.info("identified", shard=[self.shard_id, self.shard_count])
+
+    async def _send_resume(self, transport: GatewayTransport) -> None:
+        self._set_state(ShardState.RESUMING)
+        d = {"token": self._token, "session_id": self._session_id, "seq": self._resume_seq}
+        await self._send(transport, _RESUME, d)
+        self.resumes += 1
+        self._log.info("resuming", seq=self._resume_seq)
+
+    async def _heartbeat(self, transport: GatewayTransport, interval: float) -> None:
+        # Jitter only the first beat, so shards that connected together spread out.
+        await asyncio.sleep(interval * random.random())
+        while True:
+            if not self._heartbeat_acked and not self._publishing:
+                raise _Reconnect("zombie", resume=True)
+            # While the poll loop waits for RabbitMQ (backpressure) it cannot read the ACK:
+            # that is not a zombie connection, so keep beating and judge once reading resumes.
+            self._heartbeat_acked = False
+            await self._beat(transport)
+            await asyncio.sleep(interval)
+
+    async def _beat(self, transport: GatewayTransport) -> None:
+        if not self._limiter.try_acquire_priority():
+            self._log.warning("heartbeat over the send limit; sending it anyway")
+        self._last_heartbeat = time.monotonic()
+        await transport.send(_encode({"op": _HEARTBEAT, "d": self._seq}))
+
+    async def _poll_events(self, transport: GatewayTransport) -> None:
+        """Read payloads and relay dispatches (the hot path)."""
+        receive = transport.receive
+        decode = _decode_envelope
+        events = self._events
+        received = self.received
+        submit = self._publisher.submit
+        shard_id = self.shard_id
+        while True:
+            payload = decode(await receive())
+            op = payload.op
+            if op == _DISPATCH:
+                seq = payload.s
+                name = payload.t
+                if seq is None or name is None:  # pragma: no cover - malformed dispatch
+                    continue
+                self._seq = seq
+                received[name] += 1
+                if name == "READY" or name == "RESUMED":
+                    self._on_session_event(name, payload.d)
+                tracker = self._tracker
+                if name in events:
+                    raw = payload.d
+                    headers: dict[str, Any] = {"shard_id": shard_id, "seq": seq}
+                    guild_id = _guild_id(name, raw)
+                    if guild_id is not None:
+                        headers["guild_id"] = guild_id
+                    # Waits here while the publisher's window of unconfirmed events is full:
+                    # that is the backpressure; the socket is not read meanwhile.
+                    self._publishing = True
+                    future = await submit(
+                        name,
+                        bytes(raw),
+                        headers=headers,
+                        message_id=f"{shard_id}:{self._session_id}:{seq}",
+                        type=name,
+                        timestamp=time.time(),
+                    )
+                    self._publishing = False
+                    tracker.track(seq, future, name)
+                    if not seq & LATENCY_SAMPLE_MASK:
+                        future.add_done_callback(
+                            partial(_record_latency, self.confirm_latencies, time.perf_counter())
+                        )
+                else:
+                    tracker.skip(seq)
+            elif op == _HEARTBEAT_ACK:
+                self._heartbeat_acked = True
+                self.heartbeat_latency = time.monotonic() - self._last_heartbeat
+            elif op == _HEARTBEAT:
+                await self._beat(transport)
+            elif op == _RECONNECT:
+                raise _Reconnect("reconnect_requested", resume=True)
+            elif op == _INVALID_SESSION:
+                if bytes(payload.d).strip() == b"true":
+                    raise _Reconnect("invalid_session_resumable", resume=True)
+                low, high = self._settings.invalid_session_delay
+                raise _Reconnect("invalid_session", resume=False, delay=random.uniform(low, high))
+
+    def _on_session_event(self, name: str, raw: msgspec.Raw) -> None:
+        if name == "READY":
+            info = _decode_ready(raw)
+            self._session_id = info.session_id
+            self._resume_url = info.resume_gateway_url or self._gateway_url
+            self._log.info("ready", session_id=info.session_id)
+        else:
+            self._log.info("resumed", seq=self._resume_seq)
+        self._set_state(ShardState.READY)
+
+
+def _record_latency(into: list[float], started: float, future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        into.append(time.perf_counter() - started)
+
+
+def _guild_id(name: str, raw: msgspec.Raw) -> str | None:
+    """The event's guild id as a string, decoding only that one top-level field."""
+    try:
+        if name in _GUILD_IS_ID:
+            value = _decode_guild_id(raw).id
+        else:
+            value = _decode_guild_ref(raw).guild_id
+    except msgspec.DecodeError:
+        return None
+    return None if value is None else str(value)

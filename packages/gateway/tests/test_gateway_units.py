@@ -1,0 +1,178 @@
+"""Pure logic: confirm tracking, identify pacing, send limits, decompression, command rules."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from spectacles.broker.errors import DeadLetter
+from spectacles.gateway import (
+    ConfirmTracker,
+    FileSessionStore,
+    IdentifyLimitExceeded,
+    IdentifyQueue,
+    SendLimiter,
+    SessionState,
+)
+from spectacles.gateway.commands import validate_command_body
+from spectacles.gateway.transport import _ZlibStream, _ZstdStream, build_gateway_url
+
+
+async def test_confirm_tracker_advances_only_over_contiguous_confirms() -> None:
+    loop = asyncio.get_running_loop()
+    tracker = ConfirmTracker(0)
+    tracker.skip(1)  # READY, not relayed, nothing pending: confirmed at once
+    assert tracker.confirmed == 1
+    f2, f3 = loop.create_future(), loop.create_future()
+    tracker.track(2, f2, "MESSAGE_CREATE")
+    tracker.skip(3)  # not relayed, but behind an unconfirmed event
+    tracker.track(4, f3, "MESSAGE_CREATE")
+    assert tracker.confirmed == 1
+    f3.set_result(None)
+    await asyncio.sleep(0)
+    assert tracker.confirmed == 1  # 2 is still unconfirmed
+    f2.set_result(None)
+    await asyncio.sleep(0)
+    assert tracker.confirmed == 4
+    assert tracker.published["MESSAGE_CREATE"] == 2
+    assert tracker.pending == 0
+
+
+async def test_confirm_tracker_when_publish_fails_holds_and_reports() -> None:
+    loop = asyncio.get_running_loop()
+    failures: list[BaseException] = []
+    tracker = ConfirmTracker(10, failures.append)
+    f1, f2 = loop.create_future(), loop.create_future()
+    tracker.track(11, f1, "X")
+    tracker.track(12, f2, "X")
+    f1.set_exception(ConnectionError("gone"))
+    f2.set_result(None)
+    assert await tracker.drain(0.1) == 10
+    await asyncio.sleep(0)  # done-callbacks run on the next loop iteration
+    assert len(failures) == 1 and isinstance(failures[0], ConnectionError)
+
+
+async def test_identify_queue_paces_each_bucket() -> None:
+    queue = IdentifyQueue(max_concurrency=2, interval=0.2)
+    sent: dict[int, float] = {}
+
+    async def identify(shard_id: int) -> None:
+        async with queue.slot(shard_id):
+            sent[shard_id] = time.monotonic()
+
+    await asyncio.gather(*(identify(i) for i in range(4)))
+    # 0 and 1 are in different buckets; 2 waits for 0, 3 waits for 1.
+    assert sent[2] - sent[0] >= 0.2
+    assert sent[3] - sent[1] >= 0.2
+
+
+async def test_identify_queue_refuses_beyond_remaining() -> None:
+    queue = IdentifyQueue(max_concurrency=1, interval=0, remaining=2, reset_after_ms=60_000)
+    with pytest.raises(IdentifyLimitExceeded) as info:
+        queue.check_capacity(3)
+    assert info.value.remaining == 2 and "3" in str(info.value)
+    for shard in range(2):
+        async with queue.slot(shard):
+            pass
+    with pytest.raises(IdentifyLimitExceeded):
+        async with queue.slot(2):
+            pass
+
+
+async def test_send_limiter_keeps_reserve_for_priority() -> None:
+    limiter = SendLimiter(limit=5, window=0.3, reserved=2)
+    for _ in range(3):
+        await limiter.acquire()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(limiter.acquire(), 0.05)
+    assert limiter.try_acquire_priority()
+    assert limiter.try_acquire_priority()
+    assert not limiter.try_acquire_priority()
+    await asyncio.wait_for(limiter.acquire(), 1.0)  # the window slides
+
+
+def test_zlib_stream_joins_frames_until_sync_flush() -> None:
+    compressor = zlib.compressobj()
+    decoder = _ZlibStream()
+    for payload in (b'{"op":10}', b'{"op":11}' * 50):
+        data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        assert decoder.feed(data[:3]) is None
+        assert decoder.feed(data[3:]) == payload
+
+
+def test_zstd_stream_decodes_flushed_messages() -> None:
+    compressor = zstandard.ZstdCompressor().compressobj()
+    decoder = _ZstdStream()
+    for payload in (b'{"op":10}', b'{"op":0}' * 40):
+        data = compressor.compress(payload) + compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        assert decoder.feed(data) == payload
+
+
+def test_build_gateway_url() -> None:
+    assert (
+        build_gateway_url("wss://gateway.discord.gg", "zlib-stream")
+        == "wss://gateway.discord.gg/?v=10&encoding=json&compress=zlib-stream"
+    )
+    assert (
+        build_gateway_url("ws://h:1/gateway?v=9", "none") == "ws://h:1/gateway?v=10&encoding=json"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"op": 2, "d": {"token": "x"}}', "opcode 2"),
+        (b'{"op": 3, "d": {"s": "' + b"x" * 5000 + b'"}}', "4096"),
+        (b"not json", "JSON"),
+        (b'{"op": 8, "d": [1]}', "object"),
+    ],
+)
+def test_validate_command_body_rejects(body: bytes, reason: str) -> None:
+    with pytest.raises(DeadLetter) as info:
+        validate_command_body(body)
+    assert reason in info.value.reason
+
+
+def test_validate_command_body_accepts_allowed_ops() -> None:
+    for op in (3, 4, 8, 31):
+        body = b'{"op": %d, "d": {}}' % op
+        assert validate_command_body(body) == body
+
+
+async def test_file_session_store_round_trip_and_ttl(tmp_path: Path) -> None:
+    store = FileSessionStore(tmp_path / "s.json", ttl=60)
+    state = SessionState(
+        shard_id=1,
+        shard_count=2,
+        session_id="abc",
+        seq=42,
+        resume_gateway_url="ws://x",
+        saved_at=time.time(),
+    )
+    await store.save(state)
+    assert await store.load(1, 2) == state
+    assert await store.load(1, 3) is None  # another shard count: useless
+    assert await store.load(0, 2) is None
+    old = SessionState(
+        shard_id=0,
+        shard_count=2,
+        session_id="old",
+        seq=1,
+        resume_gateway_url="ws://x",
+        saved_at=time.time() - 120,
+    )
+    await store.save(old)
+    assert await store.load(0, 2) is None  # expired
+
+
+def test_public_api_is_exported() -> None:
+    import spectacles.gateway as gateway
+
+    for name in gateway.__all__:
+        assert hasattr(gateway, name), name
+    assert {"GatewayService", "Shard", "GatewayConfig", "load_config"} <= set(gateway.__all__)
