@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
@@ -17,6 +17,8 @@ from spectacles.broker.settings import BrokerSettings
 from spectacles.broker.worker import Context, Worker, WorkerConfigError, WorkerSettings
 from spectacles.models import GuildMemberAdd, MessageCreate
 from spectacles.rest import RestClient
+
+from .conftest import eventually
 
 MESSAGE = {
     "id": "1200000000000000001",
@@ -62,12 +64,6 @@ async def publisher(settings: WorkerSettings) -> AsyncIterator[Publisher]:
         yield pub
     finally:
         await pub.close()
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.02)
 
 
 async def dead_letters(amqp_url: str, queue: str, count: int, timeout: float = 10.0) -> list[Any]:
@@ -191,13 +187,14 @@ async def test_failing_handler_is_retried_then_dead_lettered(
     @worker.on("MESSAGE_CREATE")
     async def on_message(message: MessageCreate, ctx: Context) -> None:
         attempts.append(ctx.attempt)
-        raise RuntimeError("discord said no")
+        raise RuntimeError("discord said no (via amqp://bot:hunter2-secret@rabbit/)")
 
     async with worker.running():
         await publish_message(publisher, json.dumps(MESSAGE).encode())
         (dead,) = await dead_letters(settings.amqp_url, f"{settings.group}.sdk.dead", 1)
     assert attempts == [1, 2, 3]
     assert "discord said no" in str(dead.headers["x-error"])
+    assert "hunter2-secret" not in str(dead.headers["x-error"])  # the header is scrubbed too
 
 
 async def test_stop_finishes_in_flight_handlers_and_acks(
@@ -279,7 +276,7 @@ def test_settings_from_env_defaults_and_errors() -> None:
     custom = WorkerSettings.from_env(
         {
             "DISCORD_TOKEN": "abc",
-            "AMQP_URL": "amqp://u:p@rabbit:5672/",
+            "AMQP_URL": "amqp://u:hunter2-secret@rabbit:5672/",
             "BROKER_GROUP": "bot",
             "DISCORD_API_URL": "http://sim:8000/api/v10",
             "WORKER_CONCURRENCY": "3",
@@ -291,6 +288,9 @@ def test_settings_from_env_defaults_and_errors() -> None:
     )
     assert (custom.group, custom.concurrency, custom.queue_type) == ("bot", 3, "classic")
     assert (custom.log_level, custom.log_format) == ("DEBUG", "json")
+    assert "hunter2-secret" not in repr(custom)
+    auto = WorkerSettings.from_env({"DISCORD_TOKEN": "abc", "LOG_FORMAT": "auto"})
+    assert auto.log_format == "auto"
 
     cases: list[tuple[dict[str, str], str]] = [
         ({}, "DISCORD_TOKEN"),

@@ -18,6 +18,7 @@ from spectacles.gateway import (
     IdentifyQueue,
     SendLimiter,
     SessionState,
+    TransportError,
 )
 from spectacles.gateway.commands import validate_command_body
 from spectacles.gateway.transport import _ZlibStream, _ZstdStream, build_gateway_url
@@ -111,6 +112,12 @@ def test_zstd_stream_decodes_flushed_messages() -> None:
     for payload in (b'{"op":10}', b'{"op":0}' * 40):
         data = compressor.compress(payload) + compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
         assert decoder.feed(data) == payload
+
+
+def test_zstd_stream_when_corrupt_raises_transport_error() -> None:
+    # A TransportError makes the shard reconnect; any other error would stop it for good.
+    with pytest.raises(TransportError, match="corrupt"):
+        _ZstdStream().feed(b"definitely not zstd")
 
 
 def test_build_gateway_url() -> None:

@@ -88,6 +88,17 @@ def test_level_from_environment_filters_lower_levels() -> None:
     assert "shown-error" in out
 
 
+def test_log_format_auto_is_accepted_like_the_gateway_config() -> None:
+    # One LOG_FORMAT in .env serves every service: `auto` (gateway spelling) must work here too.
+    out = _run(
+        "from spectacles.observability import configure_logging, get_logger\n"
+        "configure_logging(service='t')\n"
+        "get_logger('x').warning('hello-auto')\n",
+        env={"LOG_FORMAT": "auto"},
+    )
+    assert "hello-auto" in out
+
+
 def test_configure_logging_when_bad_level_then_error_names_key() -> None:
     with pytest.raises(ValueError, match="LOG_LEVEL"):
         configure_logging("LOUD", "json")

@@ -155,6 +155,20 @@ def test_entry_point_rejects_bad_config_clearly() -> None:
     assert "REST_PROXY_ADDRESS" in result.stderr or "host:port" in result.stderr
 
 
+def test_entry_point_when_log_level_bad_exits_2_naming_it() -> None:
+    env = {**os.environ, "LOG_LEVEL": "loud"}
+    result = subprocess.run(
+        [sys.executable, "-m", "spectacles.rest.proxy"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "LOG_LEVEL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 async def test_entry_point_serves_health_and_stops_on_sigterm(upstream: Any) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

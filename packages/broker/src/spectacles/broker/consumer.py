@@ -25,7 +25,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 
-from spectacles.observability import get_logger
+from spectacles.observability import get_logger, redact
 
 from .broker import CONNECTION_ERRORS, Broker
 from .delivery import (
@@ -367,7 +367,10 @@ class Consumer:
         delivery: Delivery,
         exc: BaseException | None,
     ) -> None:
-        error = reason[:ERROR_HEADER_MAX_CHARS]
+        # The header outlives the process and is read by whoever can read the dead queue:
+        # scrub registered secrets and URL passwords from the error text (the log is scrubbed
+        # anyway).
+        error = redact(reason)[:ERROR_HEADER_MAX_CHARS]
         log.error(
             "consumer.dead_lettered",
             queue=self.queue_name,

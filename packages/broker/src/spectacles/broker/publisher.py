@@ -387,9 +387,14 @@ class Publisher:
                 return
             try:
                 connection = await self._open_connection()
-            except BrokerUnavailable as error:
+            except Exception as error:
+                # BrokerUnavailable is the expected failure; any other error must not kill this
+                # task either, or every publish would wait for a connection that never comes.
                 log.warning(
-                    "RabbitMQ still unreachable", attempt=attempt, error=str(error), retry_in=delay
+                    "RabbitMQ still unreachable",
+                    attempt=attempt,
+                    error=str(error) if isinstance(error, BrokerUnavailable) else repr(error),
+                    retry_in=delay,
                 )
                 delay = min(delay * 2, self._max_reconnect_delay)
                 continue

@@ -19,7 +19,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
-from spectacles.broker.errors import BrokerUnavailable, PublishError
+from spectacles.broker.errors import BrokerError, BrokerUnavailable, PublishError
 from spectacles.models import RESUMABLE_CLOSE_CODE, ClosePolicy, Intents
 from spectacles.observability import get_logger
 
@@ -375,7 +375,9 @@ class Shard:
         self._interrupt = asyncio.get_running_loop().create_future()
         try:
             await asyncio.wait_for(asyncio.shield(self._interrupt), delay)
-        except (TimeoutError, _Closing, BrokerUnavailable):
+        except (TimeoutError, _Closing, BrokerError):
+            # A late failure of the previous connection's publishes (its seq is already held
+            # back) only ends the wait early; it must not escape and stop the shard.
             pass
         finally:
             self._interrupt = None
@@ -468,7 +470,11 @@ class Shard:
         self._interrupt_connection(error)
 
     async def _receive_hello(self, transport: GatewayTransport) -> float:
-        data = await asyncio.wait_for(transport.receive(), HELLO_TIMEOUT)
+        try:
+            data = await asyncio.wait_for(transport.receive(), HELLO_TIMEOUT)
+        except TimeoutError:
+            # A transport failure like any other: reconnect with backoff, never stop the shard.
+            raise TransportError(f"no HELLO within {HELLO_TIMEOUT:g}s") from None
         payload = _decode_envelope(data)
         if payload.op == _RECONNECT:  # may come even before HELLO
             raise _Reconnect("reconnect_requested", resume=True)

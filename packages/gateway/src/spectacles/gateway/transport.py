@@ -68,9 +68,13 @@ class _ZstdStream:
         import zstandard
 
         self._decompressor = zstandard.ZstdDecompressor().decompressobj()
+        self._error: type[Exception] = zstandard.ZstdError
 
     def feed(self, frame: bytes) -> bytes | None:
-        data: bytes = self._decompressor.decompress(frame)
+        try:
+            data: bytes = self._decompressor.decompress(frame)
+        except self._error as exc:
+            raise TransportError(f"corrupt compressed payload: {exc}") from exc
         return data
 
 

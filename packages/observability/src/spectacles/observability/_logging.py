@@ -93,8 +93,10 @@ def configure_logging(
             f"LOG_LEVEL: unknown level {level_name!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL"
         )
     fmt = (fmt or os.environ.get("LOG_FORMAT") or "").lower()
+    if fmt == "auto":  # the gateway's documented spelling of "decide by the terminal"
+        fmt = ""
     if fmt not in ("", "json", "console"):
-        raise ValueError(f"LOG_FORMAT: unknown format {fmt!r}; use json or console")
+        raise ValueError(f"LOG_FORMAT: unknown format {fmt!r}; use auto, json or console")
     as_json = fmt == "json" or (fmt == "" and not sys.stderr.isatty())
 
     shared: list[Any] = [

@@ -24,7 +24,7 @@ DEFAULT_METRICS_ADDRESS: Final = "0.0.0.0:8080"
 
 QueueType = Literal["quorum", "classic"]
 _QUEUE_TYPES: Final = ("quorum", "classic")
-_LOG_FORMATS: Final = ("", "json", "console")
+_LOG_FORMATS: Final = ("", "auto", "json", "console")
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -42,7 +42,7 @@ class WorkerSettings:
     """What a worker process needs to reach RabbitMQ and Discord, and how it reports."""
 
     discord_token: str = field(repr=False)
-    amqp_url: str = DEFAULT_AMQP_URL
+    amqp_url: str = field(default=DEFAULT_AMQP_URL, repr=False)  # may carry a password
     group: str = DEFAULT_GROUP
     discord_api_url: str = DEFAULT_API_URL
     concurrency: int = DEFAULT_CONCURRENCY
@@ -79,7 +79,9 @@ class WorkerSettings:
                 "LOG_LEVEL", f"{self.log_level!r} must be one of {', '.join(_LOG_LEVELS)}"
             )
         if self.log_format.lower() not in _LOG_FORMATS:
-            raise WorkerConfigError("LOG_FORMAT", f"{self.log_format!r} must be json or console")
+            raise WorkerConfigError(
+                "LOG_FORMAT", f"{self.log_format!r} must be auto, json or console"
+            )
         try:
             parse_address(self.metrics_address)
         except ValueError as exc:

@@ -14,8 +14,8 @@ from ._config import ProxySettings
 
 def main() -> None:
     """Entry point: settings from the environment, fail fast on bad ones, exit 0 on SIGTERM."""
-    configure_logging(service="rest-proxy")
     try:
+        configure_logging(service="rest-proxy")  # LOG_LEVEL / LOG_FORMAT
         settings = ProxySettings.from_env()
     except ValueError as exc:
         print(f"spectacles-rest-proxy: bad configuration: {exc}", file=sys.stderr)
