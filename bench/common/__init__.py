@@ -1,0 +1,1 @@
+"""Shared benchmark harness: subprocesses, the simulator process, RabbitMQ names, report tables."""

@@ -1,0 +1,428 @@
+"""Markdown for `bench/results/<date>.md` and the summary table `run_all.py` prints."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+Row = tuple[str, str, str, str, str, str]
+
+
+def _num(value: Any, fmt: str = ",.0f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, fmt)
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    if not a or not b or any(isinstance(v, float) and math.isnan(v) for v in (a, b)):
+        return None
+    return float(a) / float(b)
+
+
+def _x(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}x"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("met" if ok else "NOT met")
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)
+    return d
+
+
+def summary_rows(results: dict[str, Any]) -> list[Row]:
+    relay = results.get("relay") or {}
+    tp = relay.get("throughput") or {}
+    g, c, j = tp.get("gateway") or {}, tp.get("ceiling") or {}, tp.get("js") or {}
+    sim = relay.get("simulator_send") or {}
+    lat = relay.get("latency") or {}
+    rows: list[Row] = []
+
+    g_rate, c_rate, j_rate = g.get("rate"), c.get("rate"), j.get("rate")
+    rows.append(("1. Relay throughput, events/s end to end", _num(g_rate), "-", "-", "-", "-"))
+    g_cpu, c_cpu = g.get("cpu_s_per_100k"), c.get("cpu_s_per_100k")
+    rows.append(
+        (
+            "1. Gateway CPU s per 100k events",
+            _num(g_cpu, ".2f"),
+            f"aio-pika publisher: {_num(c_cpu, '.2f')}",
+            _x(_ratio(g_cpu, c_cpu)),
+            "-",
+            "-",
+        )
+    )
+    r = _ratio(g_rate, c_rate)
+    rows.append(
+        (
+            "2. Gateway / naive aio-pika ceiling",
+            _num(g_rate),
+            f"aio-pika: {_num(c_rate)}",
+            _x(r),
+            ">= 0.8x (stretch 1.5x)",
+            _verdict(None if r is None else r >= 0.8)
+            + ("" if r is None or r < 1.5 else ", stretch met"),
+        )
+    )
+    rows.append(
+        (
+            "2. Gateway / simulator send rate",
+            _num(g_rate),
+            f"simulator: {_num(sim.get('rate'))}",
+            _x(_ratio(g_rate, sim.get("rate"))),
+            "-",
+            "-",
+        )
+    )
+    gl = _get(lat, "gateway", "latency_ms") or {}
+    cl = _get(lat, "ceiling", "latency_ms") or {}
+    jl = _get(lat, "js", "latency_ms") or {}
+    jpl = _get(lat, "js_persistent", "latency_ms") or {}
+
+    def trio(d: dict[str, Any]) -> str:
+        p50, p99, top = (_num(d.get(k), ".1f") for k in ("p50", "p99", "max"))
+        return f"{p50} / {p99} / {top}"
+
+    p99 = gl.get("p99")
+    rows.append(
+        (
+            "3. Latency at 2,000 ev/s, p50 / p99 / max ms",
+            trio(gl) if gl else "-",
+            f"aio-pika: {trio(cl) if cl else '-'}; JS: {trio(jl) if jl else '-'}"
+            + (f"; JS persistent: {trio(jpl)}" if jpl else ""),
+            "-",
+            "p99 <= 10 ms",
+            _verdict(None if p99 is None else p99 <= 10),
+        )
+    )
+    mem_rows = {row["shards"]: row for row in (_get(results, "memory", "rows") or [])}
+    mem = "; ".join(
+        f"{n}: {_num(row['idle_rss_mb'], '.1f')} / {_num(row['load_peak_rss_mb'], '.1f')}"
+        for n, row in sorted(mem_rows.items())
+    )
+    js_mem = (
+        f"JS 1 shard: {_num(relay.get('js_idle_rss_mb'), '.1f')} / "
+        f"{_num(j.get('peak_rss_mb'), '.1f')}"
+        if relay.get("js_idle_rss_mb")
+        else "-"
+    )
+    idle16 = mem_rows[16]["idle_rss_mb"] if 16 in mem_rows else None
+    rows.append(
+        (
+            "4. Gateway RSS MB idle / load (shards: idle / load)",
+            mem or "-",
+            js_mem,
+            "-",
+            "<= 60 MB at 16 idle shards",
+            _verdict(None if idle16 is None else idle16 <= 60),
+        )
+    )
+    ws = _get(results, "workers", "summary") or {}
+    w_rate, a_rate = _get(ws, "worker", "rate"), _get(ws, "aio-pika", "rate")
+    rows.append(
+        (
+            "5. No-op worker, messages/s",
+            _num(w_rate),
+            f"plain aio-pika consumer: {_num(a_rate)}",
+            _x(_ratio(w_rate, a_rate)),
+            "-",
+            "-",
+        )
+    )
+    r6 = _ratio(g_rate, j_rate)
+    rows.append(
+        (
+            "6. Ours / JavaScript Spectacles gateway",
+            _num(g_rate),
+            f"JS: {_num(j_rate)}",
+            _x(r6),
+            ">= 2x",
+            _verdict(None if r6 is None else r6 >= 2),
+        )
+    )
+    j_cpu = j.get("cpu_s_per_100k")
+    r_cpu = _ratio(j_cpu, g_cpu)
+    rows.append(
+        (
+            "6. CPU per event: JS gateway / ours",
+            f"{_num(g_cpu, '.2f')} s/100k",
+            f"JS: {_num(j_cpu, '.2f')} s/100k",
+            _x(r_cpu),
+            "(>= 2x on throughput)",
+            "-",
+        )
+    )
+    jp_rate = _get(tp, "js_persistent", "rate")
+    if jp_rate:
+        rows.append(
+            (
+                "6. Ours / JS gateway publishing persistent",
+                _num(g_rate),
+                f"JS persistent: {_num(jp_rate)}",
+                _x(_ratio(g_rate, jp_rate)),
+                "-",
+                "-",
+            )
+        )
+    return rows
+
+
+def summary_table(rows: list[Row]) -> str:
+    head = "| figure | ours | baseline (same run) | ratio | target | verdict |"
+    lines = [head, "|---|---:|---|---:|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _throughput_table(relay: dict[str, Any]) -> list[str]:
+    tp = relay.get("throughput") or {}
+    names = {
+        "gateway": "spectacles gateway (ours)",
+        "ceiling": "naive aio-pika publisher (the ceiling)",
+        "js": "JavaScript Spectacles gateway (as shipped: transient, no confirms)",
+        "js_persistent": "JavaScript gateway publishing persistent (still no confirms)",
+    }
+    lines = [
+        "| contender | events/s (median) | per round | process CPU s / 100k | "
+        "RabbitMQ CPU s / 100k | consumer CPU s / 100k | all processes CPU s / 100k | "
+        "peak RSS MB | all received |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for key, label in names.items():
+        row = tp.get(key)
+        if not row and key == "js_persistent":
+            continue
+        if not row:
+            lines.append(f"| {label} | - | - | - | - | - | - | - | not run |")
+            continue
+        lines.append(
+            f"| {label} | {_num(row['rate'])} | {', '.join(_num(x) for x in row['rates'])} | "
+            f"{_num(row['cpu_s_per_100k'], '.2f')} | "
+            f"{_num(row.get('rabbit_cpu_s_per_100k'), '.2f')} | "
+            f"{_num(row.get('consumer_cpu_s_per_100k'), '.2f')} | "
+            f"{_num(row.get('all_cpu_s_per_100k'), '.2f')} | "
+            f"{_num(row['peak_rss_mb'], '.1f')} | {'yes' if row['complete'] else 'NO'} |"
+        )
+    sim = relay.get("simulator_send")
+    if sim:
+        lines.append(
+            f"| simulator send rate (discarding client) | {_num(sim['rate'])} | - | "
+            f"{_num(sim['cpu_s_per_100k'], '.2f')} (simulator) | - | - | - | - | - |"
+        )
+    return lines
+
+
+def _js_note(relay: dict[str, Any]) -> list[str]:
+    info = relay.get("js_info")
+    if not info:
+        return []
+    return [
+        f"JavaScript gateway: `@spectacles/gateway` 0.12.1 + `@spectacles/brokers` 0.9.3, inflater "
+        f"`{info.get('zlib')}`, bodies serialised as `{info.get('serialize')}`; adapted to the "
+        "simulator in the harness only (bench/README.md).",
+        "",
+    ]
+
+
+def _latency_table(relay: dict[str, Any]) -> list[str]:
+    lat = relay.get("latency") or {}
+    lines = [
+        "| contender | p50 ms | p90 ms | p99 ms | max ms | mean ms | events | achieved ev/s | "
+        "p99 per slice |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for key, label in (
+        ("gateway", "simulator -> spectacles gateway -> RabbitMQ -> consumer"),
+        ("ceiling", "aio-pika publisher (paced) -> RabbitMQ -> consumer"),
+        ("js", "simulator -> JavaScript gateway (transient) -> RabbitMQ -> consumer"),
+        ("js_persistent", "simulator -> JavaScript gateway (persistent) -> RabbitMQ -> consumer"),
+    ):
+        row = lat.get(key)
+        if not row or not row.get("latency_ms"):
+            continue
+        d = row["latency_ms"]
+        lines.append(
+            f"| {label} | {_num(d['p50'], '.1f')} | {_num(d['p90'], '.1f')} | "
+            f"{_num(d['p99'], '.1f')} | {_num(d['max'], '.1f')} | {_num(d['mean'], '.1f')} | "
+            f"{_num(d['n'])} | {_num(row['rate'])} | "
+            f"{', '.join(_num(x, '.1f') for x in row.get('slice_p99_ms', []))} |"
+        )
+    return lines
+
+
+def _memory_table(results: dict[str, Any]) -> list[str]:
+    memory = results.get("memory") or {}
+    relay = results.get("relay") or {}
+    lines = [
+        "| process | shards | all READY after s | idle RSS MB | peak RSS MB under load | "
+        "load events | events/s | CPU s / 100k |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in memory.get("rows") or []:
+        lines.append(
+            f"| spectacles gateway | {row['shards']} | {_num(row['ready_s'], '.1f')} | "
+            f"{_num(row['idle_rss_mb'], '.1f')} | {_num(row['load_peak_rss_mb'], '.1f')} | "
+            f"{_num(row['load_events'])} | {_num(row['rate'])} | "
+            f"{_num(row['cpu_s_per_100k'], '.2f')} |"
+        )
+    js = _get(relay, "throughput", "js")
+    if relay.get("js_idle_rss_mb") and js:
+        lines.append(
+            f"| JavaScript gateway (relay run) | 1 | - | {_num(relay['js_idle_rss_mb'], '.1f')} | "
+            f"{_num(js['peak_rss_mb'], '.1f')} | - | - | - |"
+        )
+    return lines
+
+
+def _workers_table(results: dict[str, Any]) -> list[str]:
+    ws = _get(results, "workers", "summary") or {}
+    lines = [
+        "| consumer | messages/s (median) | per round | CPU s / 100k |",
+        "|---|---:|---|---:|",
+    ]
+    for key, label in (
+        ("worker", "spectacles Worker, no-op handler (typed decode, ack after handler)"),
+        ("aio-pika", "plain aio-pika consumer, no-op, manual ack"),
+    ):
+        row = ws.get(key)
+        if row:
+            lines.append(
+                f"| {label} | {_num(row['rate'])} | {', '.join(_num(x) for x in row['rates'])} | "
+                f"{_num(row['cpu_s_per_100k'], '.2f')} |"
+            )
+    return lines
+
+
+def _other_tables(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    decode = results.get("decode") or {}
+    if decode.get("results"):
+        lines += [
+            "### Decode (bench/decode, quick mode)",
+            "",
+            "| event | bytes | library | ns/op | vs msgspec |",
+            "|---|---:|---|---:|---:|",
+        ]
+        for r in decode["results"]:
+            lines.append(
+                f"| {r['event']} | {r['bytes']} | {r['library']} | {_num(r['ns_per_op'])} | "
+                f"{r['ratio_vs_msgspec']:.2f}x |"
+            )
+        lines.append("")
+    publish = results.get("publish") or {}
+    if publish.get("variants"):
+        lines += [
+            f"### Confirmed publish (bench/publish, n={publish['n']}, asyncio loop)",
+            "",
+            "| variant | msgs/s | CPU us/msg | vs naive aio-pika |",
+            "|---|---:|---:|---:|",
+        ]
+        for label, row in publish["variants"].items():
+            lines.append(
+                f"| {label} | {_num(row['msgs_per_s'])} | {_num(row['cpu_us_per_msg'], '.1f')} | "
+                f"{row['vs_aio_pika']:.2f}x |"
+            )
+        lines.append("")
+    flood = results.get("flood") or {}
+    if flood.get("server_rate"):
+        lines += [
+            "### Simulator flood (bench/simulator, one inflating client)",
+            "",
+            "| events | server events/s | server CPU us/event | end-to-end events/s |",
+            "|---:|---:|---:|---:|",
+            f"| {_num(flood['events'])} | {_num(flood['server_rate'])} | "
+            f"{flood['server_cpu_us_per_event']} | {_num(flood['end_to_end_rate'])} |",
+            "",
+        ]
+    return lines
+
+
+def _errors(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for stage in ("relay", "memory", "workers", "decode", "publish", "flood"):
+        errors = _get(results, stage, "errors") or {}
+        for key, value in errors.items():
+            lines.append(f"- **{stage} / {key}**: `{str(value)[:400]}`")
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    relay = results.get("relay") or {}
+    rs = relay.get("settings") or {}
+    libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items())
+    lines = [
+        f"# Benchmarks {results['started']}{' (quick)' if results.get('quick') else ''}",
+        "",
+        "## Machine",
+        "",
+        f"- {m['nproc']} CPUs, {m['cpu']}; {m['platform']}",
+        f"- {m['python']}; Node.js {m['node']}; RabbitMQ {m['rabbitmq']} (same machine)",
+        f"- Libraries: {libs}",
+        f"- Load average at start {m['load_average']}, at end {m.get('load_average_end')} "
+        "(the machine is shared: compare ratios within this run, not absolute numbers)",
+        "",
+        "## Commands",
+        "",
+        "```",
+        "make bench            # = " + results["command"],
+        "make bench BENCH_ARGS=--quick",
+        "```",
+        "",
+        f"Run id `{results['run_id']}`, {results.get('elapsed_s')} s in total; subprocess logs in "
+        "`bench/.work/`. RabbitMQ names left over and swept at the end: "
+        f"{results.get('leftovers_swept')}.",
+        "",
+        "## Summary",
+        "",
+        summary_table(summary_rows(results)),
+        "",
+        "## 1, 2, 6. Relay throughput, the ceilings, the JavaScript original",
+        "",
+        f"{_num(rs.get('n'))} ~1 KB MESSAGE_CREATE events per relay pass "
+        f"({_num(rs.get('ceiling_n'))} for the naive ceiling; zlib-stream, persistent, "
+        f"confirms for ours and the ceiling), {rs.get('rounds')} round(s), contenders taking turns "
+        f"in each round after a {_num(rs.get('warmup'))}-event warm-up. Rate = events / (last "
+        "receipt at the consumer - flood start). CPU = the contender's process (psutil). "
+        f"Relayed bodies average {_num(relay.get('relayed_body_bytes'))} bytes; the ceiling "
+        f"publishes {_num(relay.get('ceiling_bodies'))} of them, sampled from the relay. "
+        "*All processes* = relay + RabbitMQ + consumer + simulator: on a machine whose cores "
+        "they share, the end-to-end rate follows that sum, not the relay's own CPU alone.",
+        "",
+        *_throughput_table(relay),
+        "",
+        *_js_note(relay),
+        "## 3. Latency at a fixed 2,000 events/s",
+        "",
+        f"{_num(rs.get('latency_seconds'))} s at {_num(rs.get('latency_rate'))} events/s per "
+        f"contender, in {rs.get('latency_slices')} slices taking turns (percentiles over all "
+        "events); send time "
+        "= the simulator's snowflake `nonce` (ms resolution, so every value is over-stated by "
+        "0-1 ms); receipt = the consumer's wall clock (same machine).",
+        "",
+        *_latency_table(relay),
+        "",
+        "## 4. Gateway memory",
+        "",
+        *_memory_table(results),
+        "",
+        "## 5. Workers",
+        "",
+        *_workers_table(results),
+        "",
+        "## Other benchmarks in this run",
+        "",
+        *(_other_tables(results) or ["(none ran)", ""]),
+        "## Errors",
+        "",
+        *(_errors(results) or ["None."]),
+        "",
+        "See `bench/README.md` for the method of every figure and the JavaScript harness.",
+        "",
+    ]
+    return "\n".join(lines)
