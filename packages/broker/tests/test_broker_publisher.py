@@ -113,6 +113,36 @@ async def test_publish_is_confirmed_and_arrives_with_every_property(
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
 
 
+async def test_prepared_publishes_arrive_like_submitted_ones(
+    publisher: Publisher, queue: AbstractQueue
+) -> None:
+    # The relay's path: constant parts encoded once, per-message headers appended after them.
+    stream = publisher.prepare("EVENT", headers={"shard_id": 3}, type="MESSAGE_CREATE")
+    returned = publisher.prepare("NOBODY", mandatory=True)
+    sent_at = datetime.datetime(2026, 11, 29, 12, 0, 5, tzinfo=datetime.UTC)
+    first = await publisher.submit_prepared(
+        stream,
+        b'{"id":"1"}',
+        headers={"seq": 41, "guild_id": "175928847299117063"},
+        message_id="3:abc:41",
+        timestamp=sent_at,
+    )
+    second = await publisher.submit_prepared(stream, b'{"id":"2"}', headers={"seq": 42})
+    lost = await publisher.submit_prepared(returned, b"lost")
+    await asyncio.gather(first, second)
+    with pytest.raises(PublishReturned):
+        await lost
+    one = await queue.get(timeout=5, no_ack=True)
+    two = await queue.get(timeout=5, no_ack=True)
+    assert (one.body, one.routing_key, one.type) == (b'{"id":"1"}', "EVENT", "MESSAGE_CREATE")
+    assert one.headers == {"shard_id": 3, "seq": 41, "guild_id": "175928847299117063"}
+    assert (one.message_id, one.timestamp) == ("3:abc:41", sent_at)
+    assert one.content_type == "application/json"
+    assert one.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert two.headers == {"shard_id": 3, "seq": 42}
+    assert two.message_id is None and two.timestamp is None
+
+
 async def test_transient_publish_without_optional_properties(
     publisher: Publisher, queue: AbstractQueue
 ) -> None:

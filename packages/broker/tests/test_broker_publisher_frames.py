@@ -14,6 +14,7 @@ from pamqp.header import ContentHeader
 
 from spectacles.broker._confirm import ConfirmTracker
 from spectacles.broker._frames import (
+    PropertiesTemplate,
     encode_content,
     encode_properties,
     encode_publish_method,
@@ -57,6 +58,52 @@ def test_properties_and_body_round_trip() -> None:
     assert properties.message_type == "READY"
     assert properties.timestamp == when
     assert properties.headers == {**headers, "raw": bytearray(b"\x00")}
+
+
+@pytest.mark.parametrize(
+    ("fixed", "variable", "message_id", "timestamp"),
+    [
+        ({"shard_id": 7}, {"seq": 5, "guild_id": "175928847299117063"}, "7:s:5", 1764380000.9),
+        ({"shard_id": 7}, {"seq": 6}, "7:s:6", None),
+        (None, None, None, None),
+        (
+            None,
+            {"ok": True, "raw": b"\x00"},
+            None,
+            datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+        ),
+    ],
+)
+def test_properties_template_encodes_exactly_like_encode_properties(
+    fixed: dict[str, object] | None,
+    variable: dict[str, object] | None,
+    message_id: str | None,
+    timestamp: datetime.datetime | float | None,
+) -> None:
+    union = {**(fixed or {}), **(variable or {})} or None
+    for content_type, persistent, type_ in (
+        ("application/json", True, "MESSAGE_CREATE"),
+        (None, False, None),
+    ):
+        template = PropertiesTemplate(
+            content_type=content_type, headers=fixed, persistent=persistent, type_=type_
+        )
+        expected = encode_properties(content_type, union, persistent, message_id, timestamp, type_)
+        assert template.encode(variable, message_id, timestamp) == expected
+
+
+def test_properties_template_with_exotic_headers_decodes_to_the_union() -> None:
+    template = PropertiesTemplate(
+        content_type=None, headers={"price": decimal.Decimal("1.5")}, persistent=True, type_=None
+    )
+    flags, props = template.encode({"nested": {"a": [1, "b"]}, "seq": 1}, None, None)
+    (_, header), _ = _frames(encode_content(1, flags, props, b"{}", 1000))
+    assert isinstance(header, ContentHeader)
+    assert header.properties.headers == {
+        "price": decimal.Decimal("1.5"),
+        "nested": {"a": [1, "b"]},
+        "seq": 1,
+    }
 
 
 def test_exotic_header_values_use_the_general_encoder() -> None:

@@ -1,14 +1,22 @@
-"""The RabbitMQ session store against the real broker."""
+"""The session stores: RabbitMQ against the real broker, the file store on a real disk."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import os
+import threading
 import time
+from pathlib import Path
 
 import aio_pika
+import msgspec
+import pytest
+from gateway_testkit import close_connections, connections_named, wait_until
 
 from spectacles.broker.broker import Broker
 from spectacles.broker.settings import BrokerSettings
-from spectacles.gateway import AmqpSessionStore, SessionState, session_queue_name
+from spectacles.gateway import AmqpSessionStore, FileSessionStore, SessionState, session_queue_name
 
 
 def state(shard_id: int, seq: int, *, saved_at: float | None = None) -> SessionState:
@@ -69,11 +77,100 @@ async def test_amqp_session_store_message_expires(amqp_url: str, unique_name: st
 
 
 async def _wait_empty(queue: aio_pika.abc.AbstractQueue) -> None:
-    import asyncio
-
     for _ in range(50):
         declared = await queue.declare()
         if declared.message_count == 0:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("session message did not expire")
+
+
+async def _queue_exists(broker: Broker, name: str) -> bool:
+    channel = await broker.channel()
+    try:
+        await channel.declare_queue(name, passive=True)
+    except aio_pika.exceptions.ChannelClosed:  # 404: the passive declare closes the channel
+        return False
+    await channel.close()
+    return True
+
+
+async def test_amqp_session_store_declares_once_per_connection(amqp_url: str, group: str) -> None:
+    broker = await Broker.connect(
+        BrokerSettings(amqp_url=amqp_url, group=group),
+        connection_name=f"{group}-store",
+        reconnect_delay=0.05,
+    )
+    store = AmqpSessionStore(broker, ttl=60)
+    name = session_queue_name(group, 0)
+    try:
+        await store.save(state(0, 1))
+        assert await _queue_exists(broker, name)
+        channel = await broker.channel()
+        await channel.queue_delete(name)
+        await channel.close()
+        # Declared already on this connection: the next save only publishes (to nowhere now).
+        await store.save(state(0, 2))
+        assert not await _queue_exists(broker, name)
+
+        pids = await asyncio.to_thread(connections_named, f"{group}-store")
+        assert len(pids) == 1
+        await asyncio.to_thread(close_connections, pids)
+        await wait_until(lambda: broker.reconnects >= 1, timeout=15, what="broker reconnect")
+        # A new connection: the queue is declared again before the save.
+        await store.save(state(0, 3))
+        loaded = await store.load(0, 2)
+        assert loaded is not None and loaded.seq == 3
+    finally:
+        await store.close()
+        await broker.close()
+
+
+async def test_file_session_store_writes_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "sessions" / "s.json"
+    store = FileSessionStore(path, ttl=60)
+    await asyncio.gather(*(store.save(state(shard_id, seq=7)) for shard_id in range(4)))
+    on_disk = msgspec.json.decode(path.read_bytes(), type=dict[str, SessionState])
+    assert sorted(on_disk) == ["0", "1", "2", "3"]
+    assert os.listdir(path.parent) == ["s.json"]  # no temporary file left behind
+    loaded = await store.load(2, 2)
+    assert loaded is not None and loaded.seq == 7
+
+
+async def test_file_session_store_reads_off_the_event_loop(tmp_path: Path) -> None:
+    # Opening a FIFO blocks until a writer comes. A read done on the event loop would block
+    # the loop, and the writer below (a coroutine on that loop) could never run.
+    path = tmp_path / "s.json"
+    os.mkfifo(path)
+    store = FileSessionStore(path, ttl=60)
+    expected = state(0, 42)
+    loading = asyncio.create_task(store.load(0, 2))
+
+    def unblock_a_blocked_loop() -> None:  # so that a failing test fails instead of hanging
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError as exc:
+            assert exc.errno == errno.ENXIO  # no reader waiting: the read already finished
+
+    watchdog = threading.Timer(10.0, unblock_a_blocked_loop)
+    watchdog.start()
+    try:
+        writer = await _open_fifo_writer(path)
+        with os.fdopen(writer, "wb") as fh:
+            fh.write(msgspec.json.encode({"0": expected}))
+        loaded = await asyncio.wait_for(loading, 10)
+    finally:
+        watchdog.cancel()
+        loading.cancel()
+    assert loaded == expected
+
+
+async def _open_fifo_writer(path: Path) -> int:
+    for _ in range(250):
+        try:
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until a reader opened it
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+        await asyncio.sleep(0.02)
+    pytest.fail("the store never opened the session file")

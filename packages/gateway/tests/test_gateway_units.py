@@ -106,6 +106,12 @@ def test_zlib_stream_joins_frames_until_sync_flush() -> None:
         assert decoder.feed(data[3:]) == payload
 
 
+def test_zlib_stream_when_corrupt_raises_transport_error() -> None:
+    # zlib-ng raises its own error type; either must reach the shard as a TransportError.
+    with pytest.raises(TransportError, match="corrupt"):
+        _ZlibStream().feed(b"definitely not zlib\x00\x00\xff\xff")
+
+
 def test_zstd_stream_decodes_flushed_messages() -> None:
     compressor = zstandard.ZstdCompressor().compressobj()
     decoder = _ZstdStream()

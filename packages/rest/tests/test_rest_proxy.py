@@ -16,8 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from spectacles.rest import RestClient
-from spectacles.rest.proxy import ProxySettings, RestProxy, token_key
+from spectacles.observability import redact
+from spectacles.rest import RestClient, Unauthorized
+from spectacles.rest.proxy import ProxySettings, RestProxy, TooManyTokens, token_key
 
 
 @asynccontextmanager
@@ -74,14 +75,73 @@ async def test_forwards_percent_encoded_paths_byte_for_byte(upstream: Any) -> No
     assert upstream.requests[0][:2] == ("PUT", path)
 
 
-async def test_injects_token_only_when_the_client_sends_none(upstream: Any) -> None:
+async def test_injects_token_when_the_client_sends_none(upstream: Any) -> None:
     async with running_proxy(upstream.url, token="proxy-token") as proxy:
         async with RestClient(None, base_url=f"{proxy.url}/api/v10") as rest:
             await rest.create_message(1, "a")
-        async with RestClient("own-token", base_url=f"{proxy.url}/api/v10") as rest:
+        async with RestClient("proxy-token", base_url=f"{proxy.url}/api/v10") as rest:
             await rest.create_message(1, "b")
-    assert upstream.requests[0][2]["Authorization"] == "Bot proxy-token"
-    assert upstream.requests[1][2]["Authorization"] == "Bot own-token"
+        tokens = len(proxy._limiters)
+    assert [r[2]["Authorization"] for r in upstream.requests] == ["Bot proxy-token"] * 2
+    assert tokens == 1  # with or without the header, one token, one limiter
+
+
+async def test_with_discord_token_set_other_tokens_get_discords_401(upstream: Any) -> None:
+    other = "someone-elses-token-7Hq2"
+    async with (
+        running_proxy(upstream.url, token="proxy-token") as proxy,
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.get(
+            f"{proxy.url}/api/v10/users/@me", headers={"Authorization": f"Bot {other}"}
+        ) as response:
+            assert response.status == 401
+            assert await response.json() == {"message": "401: Unauthorized", "code": 0}
+        async with RestClient("client-side-token", base_url=f"{proxy.url}/api/v10") as rest:
+            with pytest.raises(Unauthorized):
+                await rest.get_current_user()
+        tokens = len(proxy._limiters)
+    assert upstream.requests == []  # refused by the proxy, never forwarded
+    assert tokens == 0
+    assert redact(other) == other  # a refused token is not made a log secret
+
+
+async def test_without_discord_token_distinct_tokens_are_capped(upstream: Any) -> None:
+    accepted = ["capped-token-one-9xQ", "capped-token-two-9xQ"]
+    refused = "capped-token-three-9xQ"
+    async with (
+        running_proxy(upstream.url, max_tokens=2) as proxy,
+        aiohttp.ClientSession() as session,
+    ):
+        for token in [*accepted, None]:  # no header at all is not a token
+            headers = {"Authorization": f"Bot {token}"} if token else {}
+            async with session.get(f"{proxy.url}/api/v10/channels/1", headers=headers) as response:
+                assert response.status == 200
+        async with session.get(
+            f"{proxy.url}/api/v10/channels/1", headers={"Authorization": f"Bot {refused}"}
+        ) as response:
+            assert response.status == 503
+            assert response.headers["X-Spectacles-Proxy-Error"] == "1"
+            assert "REST_PROXY_MAX_TOKENS=2" in (await response.json())["message"]
+        async with session.get(
+            f"{proxy.url}/api/v10/channels/1", headers={"Authorization": f"Bot {accepted[0]}"}
+        ) as response:
+            assert response.status == 200  # known tokens keep working
+        async with session.get(f"{proxy.url}/readyz") as response:
+            assert (await response.json())["tokens"] == 3  # two tokens and the anonymous one
+    sent = [r[2].get("Authorization") for r in upstream.requests]
+    assert sent == [f"Bot {accepted[0]}", f"Bot {accepted[1]}", None, f"Bot {accepted[0]}"]
+    assert redact(refused) == refused
+    assert all(redact(token) == "[REDACTED]" for token in accepted)
+
+
+def test_limiter_for_a_token_beyond_the_cap_raises_too_many_tokens() -> None:
+    proxy = RestProxy(ProxySettings(address="127.0.0.1:0", max_tokens=1))
+    proxy.limiter_for("Bot first-token-abc")
+    proxy.limiter_for(None)
+    with pytest.raises(TooManyTokens) as info:
+        proxy.limiter_for("Bot second-token-abc")
+    assert info.value.limit == 1
 
 
 async def test_upstream_429_is_retried_inside_the_proxy(upstream: Any) -> None:
@@ -140,6 +200,10 @@ def test_settings_from_env_validate_and_name_the_key() -> None:
         ProxySettings.from_env({"REST_PROXY_GLOBAL_LIMIT": "many"})
     with pytest.raises(ValueError, match="host:port"):
         ProxySettings.from_env({"REST_PROXY_ADDRESS": "nowhere"})
+    assert ProxySettings.from_env({}).max_tokens == 8
+    assert ProxySettings.from_env({"REST_PROXY_MAX_TOKENS": "3"}).max_tokens == 3
+    with pytest.raises(ValueError, match="REST_PROXY_MAX_TOKENS"):
+        ProxySettings.from_env({"REST_PROXY_MAX_TOKENS": "0"})
 
 
 def test_entry_point_rejects_bad_config_clearly() -> None:

@@ -143,6 +143,13 @@ def test_config_from_env() -> None:
         ({"RAID_JOIN_THRESHOLD": "ten"}, "RAID_JOIN_THRESHOLD"),
         ({"RAID_JOIN_THRESHOLD": "1"}, "RAID_JOIN_THRESHOLD"),
         ({"RAID_WINDOW_SECONDS": "0"}, "RAID_WINDOW_SECONDS"),
+        ({"RAID_WINDOW_SECONDS": "nan"}, "RAID_WINDOW_SECONDS"),
+        ({"RAID_WINDOW_SECONDS": "inf"}, "RAID_WINDOW_SECONDS"),
+        ({"RAID_COOLDOWN_SECONDS": "NaN"}, "RAID_COOLDOWN_SECONDS"),
+        ({"RAID_COOLDOWN_SECONDS": "Infinity"}, "RAID_COOLDOWN_SECONDS"),
+        ({"RAID_RESTORE_RETRY_SECONDS": "inf"}, "RAID_RESTORE_RETRY_SECONDS"),
+        ({"RAID_MIN_ACCOUNT_AGE_DAYS": "nan"}, "RAID_MIN_ACCOUNT_AGE_DAYS"),
+        ({"RAID_MIN_ACCOUNT_AGE_DAYS": "-inf"}, "RAID_MIN_ACCOUNT_AGE_DAYS"),
         ({"RAID_TIMEOUT_MINUTES": "999999"}, "RAID_TIMEOUT_MINUTES"),
         ({"RAID_MODLOG_CHANNELS": "1=2"}, "RAID_MODLOG_CHANNELS"),
         ({"RAID_MODLOG_CHANNEL_ID": "#mod-log"}, "RAID_MODLOG_CHANNEL_ID"),
@@ -153,3 +160,21 @@ def test_bad_config_names_the_variable(env: dict[str, str], key: str) -> None:
         RaidConfig.from_env(env)
     assert info.value.key == key
     assert str(info.value).startswith(key)
+
+
+@pytest.mark.parametrize(
+    ("field", "key"),
+    [
+        ("window_seconds", "RAID_WINDOW_SECONDS"),
+        ("cooldown_seconds", "RAID_COOLDOWN_SECONDS"),
+        ("restore_retry_seconds", "RAID_RESTORE_RETRY_SECONDS"),
+        ("min_account_age_days", "RAID_MIN_ACCOUNT_AGE_DAYS"),
+    ],
+)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_numbers_built_in_code_name_the_variable(
+    field: str, key: str, value: float
+) -> None:
+    with pytest.raises(RaidConfigError) as info:
+        RaidConfig(**{field: value})
+    assert info.value.key == key

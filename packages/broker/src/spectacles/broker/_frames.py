@@ -22,6 +22,7 @@ __all__ = [
     "FRAME_METHOD",
     "HEARTBEAT_FRAME",
     "PROTOCOL_HEADER",
+    "PropertiesTemplate",
     "encode_content",
     "encode_properties",
     "encode_publish_method",
@@ -103,6 +104,12 @@ def encode_table(table: Mapping[str, Any]) -> bytes:
     """
     if not table:
         return _EMPTY_TABLE
+    items = _encode_items(table)
+    return _u32.pack(len(items)) + items
+
+
+def _encode_items(table: Mapping[str, Any]) -> bytes:
+    """The table's fields without the length prefix (so two encoded parts can be joined)."""
     parts: list[bytes] = []
     for key, value in table.items():
         kind = type(value)
@@ -129,9 +136,8 @@ def encode_table(table: Mapping[str, Any]) -> bytes:
         elif value is None:
             parts += (_shortstr(key, f"header name {key!r}"), b"V")
         else:
-            return _encode_table_generic(table)
-    data = b"".join(parts)
-    return _u32.pack(len(data)) + data
+            return _encode_table_generic(table)[4:]
+    return b"".join(parts)
 
 
 def _encode_table_generic(table: Mapping[str, Any]) -> bytes:
@@ -194,6 +200,79 @@ def encode_properties(
             type_part,
         )
     )
+
+
+class PropertiesTemplate:
+    """Properties of a stream of similar messages, with the parts they share encoded once.
+
+    A relay publishes every event of one kind with the same content type, delivery mode, type
+    and constant headers (its shard id); only a few headers, the message id and the timestamp
+    change. ``encode`` returns exactly what :func:`encode_properties` returns for the same
+    values, with the constant headers first (in their given order), then the per-message ones.
+    """
+
+    __slots__ = ("_delivery_mode", "_fixed_headers", "_flags", "_head", "_tail")
+
+    def __init__(
+        self,
+        *,
+        content_type: str | None,
+        headers: Mapping[str, Any] | None,
+        persistent: bool,
+        type_: str | None,
+    ) -> None:
+        flags = _FLAG_DELIVERY_MODE
+        self._head = b""
+        self._tail = b""
+        if content_type is not None:
+            flags |= _FLAG_CONTENT_TYPE
+            self._head = _shortstr(content_type, "content_type")
+        if type_ is not None:
+            flags |= _FLAG_TYPE
+            self._tail = _shortstr(type_, "type")
+        self._flags = flags
+        self._fixed_headers = _encode_items(headers) if headers else b""
+        self._delivery_mode = b"\x02" if persistent else b"\x01"
+
+    def encode(
+        self,
+        headers: Mapping[str, Any] | None,
+        message_id: str | None,
+        timestamp: datetime.datetime | float | None,
+    ) -> tuple[int, bytes]:
+        """Property flags and the encoded property list for one message."""
+        flags = self._flags
+        items = self._fixed_headers
+        if headers:
+            items += _encode_items(headers)
+        table = b""
+        if items:
+            flags |= _FLAG_HEADERS
+            table = _u32.pack(len(items)) + items
+        message_id_part = timestamp_part = b""
+        if message_id is not None:
+            flags |= _FLAG_MESSAGE_ID
+            raw = message_id.encode()
+            if len(raw) > 255:
+                raise ValueError(f"message_id is {len(raw)} bytes; AMQP allows at most 255")
+            message_id_part = _LENGTH_BYTE[len(raw)] + raw
+        if timestamp is not None:
+            flags |= _FLAG_TIMESTAMP
+            timestamp_part = _u64.pack(
+                int(timestamp)
+                if type(timestamp) is float or type(timestamp) is int
+                else _timestamp_seconds(timestamp)
+            )
+        return flags, b"".join(
+            (
+                self._head,
+                table,
+                self._delivery_mode,
+                message_id_part,
+                timestamp_part,
+                self._tail,
+            )
+        )
 
 
 def encode_content(

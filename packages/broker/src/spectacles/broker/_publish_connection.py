@@ -41,7 +41,13 @@ from spectacles.broker.errors import (
 )
 from spectacles.observability import get_logger
 
-__all__ = ["RETURN_TAG_HEADER", "AmqpEndpoint", "ConnectionListener", "PublishConnection"]
+__all__ = [
+    "PUBLISH_CHANNEL",
+    "RETURN_TAG_HEADER",
+    "AmqpEndpoint",
+    "ConnectionListener",
+    "PublishConnection",
+]
 
 log = get_logger(__name__)
 
@@ -255,6 +261,12 @@ class PublishConnection(asyncio.Protocol):
             method = encode_publish_method(PUBLISH_CHANNEL, exchange, routing_key, mandatory)
             if len(self._methods) < 4096:
                 self._methods[key] = method
+        return self.publish_method(method, exchange, routing_key, content)
+
+    def publish_method(
+        self, method: bytes, exchange: str, routing_key: str, content: bytes
+    ) -> asyncio.Future[None]:
+        """``publish`` with the basic.publish frame already encoded (for ``PUBLISH_CHANNEL``)."""
         future: asyncio.Future[None] = self._loop.create_future()
         self.tracker.add(future, exchange, routing_key)
         wbuf = self._wbuf

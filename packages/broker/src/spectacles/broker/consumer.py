@@ -23,10 +23,12 @@ from typing import Any, Final
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aiormq.abc import DeliveredMessage
 
 from spectacles.observability import get_logger, redact
 
+from ._acks import AckBatcher
 from .broker import CONNECTION_ERRORS, Broker
 from .delivery import (
     ATTEMPTS_HEADER,
@@ -72,6 +74,7 @@ class _Subscription:
     queue: AbstractQueue
     dlx: AbstractExchange
     consumer_tag: str
+    acks: AckBatcher
 
 
 class Consumer:
@@ -183,7 +186,7 @@ class Consumer:
         sub, self._subscription = self._subscription, None
         if sub is not None and not sub.channel.is_closed:
             with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
-                await asyncio.wait_for(sub.queue.cancel(sub.consumer_tag), timeout=5.0)
+                await asyncio.wait_for(sub.acks.channel.basic_cancel(sub.consumer_tag), 5.0)
         await self._drain(self._stop_timeout if timeout is None else timeout)
         if sub is not None and not sub.channel.is_closed:
             with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
@@ -205,9 +208,14 @@ class Consumer:
                     queue=self.queue_name,
                 ) from None
             dlx = await declare_dead_letter_exchange(channel, self._broker.topology)
-            sub = _Subscription(channel=channel, queue=queue, dlx=dlx, consumer_tag="")
-            sub.consumer_tag = await queue.consume(partial(self._on_message, sub))
             underlay = await channel.get_underlay_channel()
+            sub = _Subscription(
+                channel=channel, queue=queue, dlx=dlx, consumer_tag="", acks=AckBatcher(underlay)
+            )
+            # Consume on aiormq's channel, not through aio-pika's Queue.consume: that builds an
+            # IncomingMessage and a second task per delivery, most of a no-op worker's cost.
+            consume_ok = await underlay.basic_consume(queue.name, partial(self._on_message, sub))
+            sub.consumer_tag = consume_ok.consumer_tag or ""
             underlay.on_consumer_cancel_callbacks.add(partial(self._on_server_cancel, sub))
         except BaseException:
             if not channel.is_closed:
@@ -279,7 +287,7 @@ class Consumer:
 
     # -- one message ----------------------------------------------------------------------------
 
-    async def _on_message(self, sub: _Subscription, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, sub: _Subscription, message: DeliveredMessage) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
@@ -289,8 +297,9 @@ class Consumer:
             if task is not None:
                 self._in_flight.discard(task)
 
-    async def _process(self, sub: _Subscription, message: AbstractIncomingMessage) -> None:
-        headers: dict[str, Any] = dict(message.headers) if message.headers else {}
+    async def _process(self, sub: _Subscription, message: DeliveredMessage) -> None:
+        raw_headers = message.header.properties.headers
+        headers: dict[str, Any] = dict(raw_headers) if raw_headers else {}
         failures = _as_int(headers.get(ATTEMPTS_HEADER))
         delivery_count = headers.get(DELIVERY_COUNT_HEADER)
         if delivery_count is not None:
@@ -328,13 +337,13 @@ class Consumer:
                 if await self._republish(sub, message, headers, attempt):
                     self._report(delivery, Outcome.RETRIED, exc)
         else:
-            if await _settle(message):
+            if await _ack(sub, message):
                 self._report(delivery, Outcome.ACKED, None)
 
     async def _record_interrupted(
         self,
         sub: _Subscription,
-        message: AbstractIncomingMessage,
+        message: DeliveredMessage,
         headers: dict[str, Any],
         failures: int,
     ) -> None:
@@ -348,19 +357,19 @@ class Consumer:
     async def _republish(
         self,
         sub: _Subscription,
-        message: AbstractIncomingMessage,
+        message: DeliveredMessage,
         headers: dict[str, Any],
         failures: int,
     ) -> bool:
         copy = _copy(message, headers, {ATTEMPTS_HEADER: failures}, keep_expiration=True)
         return await self._publish_then_ack(
-            message, sub.channel.default_exchange, copy, self.queue_name
+            sub, message, sub.channel.default_exchange, copy, self.queue_name
         )
 
     async def _dead_letter(
         self,
         sub: _Subscription,
-        message: AbstractIncomingMessage,
+        message: DeliveredMessage,
         headers: dict[str, Any],
         attempts: int,
         reason: str,
@@ -386,12 +395,13 @@ class Consumer:
             {ATTEMPTS_HEADER: attempts, ERROR_HEADER: error},
             keep_expiration=False,
         )
-        if await self._publish_then_ack(message, sub.dlx, copy, self.queue_name):
+        if await self._publish_then_ack(sub, message, sub.dlx, copy, self.queue_name):
             self._report(delivery, Outcome.DEAD_LETTERED, exc)
 
     async def _publish_then_ack(
         self,
-        message: AbstractIncomingMessage,
+        sub: _Subscription,
+        message: DeliveredMessage,
         exchange: AbstractExchange,
         copy: aio_pika.Message,
         routing_key: str,
@@ -412,9 +422,14 @@ class Consumer:
             )
             await asyncio.sleep(_REFUSED_PUBLISH_PAUSE)
             with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
-                await message.nack(requeue=True)
+                if message.delivery_tag is not None:
+                    await message.channel.basic_nack(message.delivery_tag, requeue=True)
+                    _settled_alone(sub, message)
             return False
-        return await _settle(message)
+        if await _settle(message):
+            _settled_alone(sub, message)
+            return True
+        return False
 
     def _report(self, delivery: Delivery, outcome: Outcome, exc: BaseException | None) -> None:
         if self._on_outcome is None:
@@ -430,37 +445,57 @@ async def _close_quietly(channel: AbstractChannel) -> None:
         await channel.close()
 
 
-async def _settle(message: AbstractIncomingMessage) -> bool:
+async def _settle(message: DeliveredMessage) -> bool:
+    """Ack ``message`` on its own (after a republish): True once written."""
+    tag = message.delivery_tag
+    if tag is None:
+        return False
     try:
-        await message.ack()
+        await message.channel.basic_ack(tag)
     except CONNECTION_ERRORS:
         return False  # channel died: RabbitMQ redelivers the message
     return True
 
 
-def _delivery(message: AbstractIncomingMessage, headers: dict[str, Any], attempt: int) -> Delivery:
+async def _ack(sub: _Subscription, message: DeliveredMessage) -> bool:
+    """Ack after a handler returned: batched with the tick's other acks on the same channel."""
+    tag = message.delivery_tag
+    if tag is None or message.channel is not sub.acks.channel:
+        return await _settle(message)
+    return await sub.acks.ack(tag)
+
+
+def _settled_alone(sub: _Subscription, message: DeliveredMessage) -> None:
+    # Acked or nacked on its own: a later batched ``multiple`` ack may now reach past it.
+    tag = message.delivery_tag
+    if tag is not None and message.channel is sub.acks.channel:
+        sub.acks.settled(tag)
+
+
+def _delivery(message: DeliveredMessage, headers: dict[str, Any], attempt: int) -> Delivery:
     original_key = headers.get(ORIGINAL_ROUTING_KEY_HEADER)
     original_exchange = headers.get(ORIGINAL_EXCHANGE_HEADER)
+    properties = message.header.properties
     return Delivery(
         body=message.body,
         routing_key=str(original_key) if original_key is not None else message.routing_key or "",
         headers=headers,
-        message_id=message.message_id,
-        type=message.type,
-        timestamp=message.timestamp,
+        message_id=properties.message_id,
+        type=properties.message_type,
+        timestamp=properties.timestamp,
         attempt=attempt,
         redelivered=bool(message.redelivered),
         exchange=(
             str(original_exchange) if original_exchange is not None else message.exchange or ""
         ),
-        content_type=message.content_type,
-        correlation_id=message.correlation_id,
-        reply_to=message.reply_to,
+        content_type=properties.content_type,
+        correlation_id=properties.correlation_id,
+        reply_to=properties.reply_to,
     )
 
 
 def _copy(
-    message: AbstractIncomingMessage,
+    message: DeliveredMessage,
     headers: dict[str, Any],
     extra: dict[str, Any],
     *,
@@ -470,20 +505,23 @@ def _copy(
     new_headers.setdefault(ORIGINAL_EXCHANGE_HEADER, message.exchange or "")
     new_headers.setdefault(ORIGINAL_ROUTING_KEY_HEADER, message.routing_key or "")
     new_headers.update(extra)
+    properties = message.header.properties
+    # AMQP carries the expiration as milliseconds in a string; aio-pika takes seconds.
+    expiration = float(properties.expiration) / 1000 if properties.expiration else None
     return aio_pika.Message(
         message.body,
         headers=new_headers,
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        delivery_mode=message.delivery_mode or aio_pika.DeliveryMode.PERSISTENT,
-        priority=message.priority,
-        correlation_id=message.correlation_id,
-        reply_to=message.reply_to,
-        expiration=message.expiration if keep_expiration else None,
-        message_id=message.message_id,
-        timestamp=message.timestamp,
-        type=message.type,
-        app_id=message.app_id,
+        content_type=properties.content_type,
+        content_encoding=properties.content_encoding,
+        delivery_mode=properties.delivery_mode or aio_pika.DeliveryMode.PERSISTENT,
+        priority=properties.priority,
+        correlation_id=properties.correlation_id,
+        reply_to=properties.reply_to,
+        expiration=expiration if keep_expiration else None,
+        message_id=properties.message_id,
+        timestamp=properties.timestamp,
+        type=properties.message_type,
+        app_id=properties.app_id,
     )
 
 

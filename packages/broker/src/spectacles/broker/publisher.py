@@ -19,8 +19,14 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from spectacles.broker._frames import encode_content, encode_properties
+from spectacles.broker._frames import (
+    PropertiesTemplate,
+    encode_content,
+    encode_properties,
+    encode_publish_method,
+)
 from spectacles.broker._publish_connection import (
+    PUBLISH_CHANNEL,
     RETURN_TAG_HEADER,
     AmqpEndpoint,
     PublishConnection,
@@ -29,9 +35,28 @@ from spectacles.broker.errors import BrokerUnavailable
 from spectacles.broker.settings import BrokerSettings
 from spectacles.observability import get_logger
 
-__all__ = ["Publisher"]
+__all__ = ["PreparedPublish", "Publisher"]
 
 log = get_logger(__name__)
+
+
+class PreparedPublish:
+    """Everything constant about a stream of publishes, encoded once by ``Publisher.prepare``.
+
+    Holds the basic.publish frame and a :class:`PropertiesTemplate`; ``submit_prepared`` then
+    only encodes what changes per message. Reusable across reconnections.
+    """
+
+    __slots__ = ("exchange", "mandatory", "method", "properties", "routing_key")
+
+    def __init__(
+        self, exchange: str, routing_key: str, mandatory: bool, properties: PropertiesTemplate
+    ) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.mandatory = mandatory
+        self.properties = properties
+        self.method = encode_publish_method(PUBLISH_CHANNEL, exchange, routing_key, mandatory)
 
 
 class Publisher:
@@ -240,6 +265,60 @@ class Publisher:
         )
         content = encode_content(1, flags, properties, body, connection.max_body_frame)
         return connection.publish(exchange, routing_key, mandatory, content)
+
+    def prepare(
+        self,
+        routing_key: str,
+        *,
+        exchange: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        type: str | None = None,
+        content_type: str | None = "application/json",
+        persistent: bool = True,
+        mandatory: bool = False,
+    ) -> PreparedPublish:
+        """Encode once what every publish of a stream shares (see ``submit_prepared``).
+
+        ``headers`` are the constant ones; per-message headers given to ``submit_prepared``
+        follow them. The messages on the wire are the same as ``submit`` with the union.
+        """
+        return PreparedPublish(
+            self._events_exchange if exchange is None else exchange,
+            routing_key,
+            mandatory,
+            PropertiesTemplate(
+                content_type=content_type, headers=headers, persistent=persistent, type_=type
+            ),
+        )
+
+    async def submit_prepared(
+        self,
+        prepared: PreparedPublish,
+        body: bytes,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        timestamp: datetime.datetime | float | None = None,
+    ) -> asyncio.Future[None]:
+        """``submit`` for a prepared stream: same waiting, same confirm future, less encoding."""
+        connection = self._connection
+        if (
+            connection is None
+            or not connection.ready
+            or connection.paused
+            or self._space_waiters
+            or len(connection.tracker) + self._woken >= self._max_in_flight
+        ):
+            connection = await self._acquire()
+        if prepared.mandatory:
+            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_tag}
+        flags, properties = prepared.properties.encode(headers, message_id, timestamp)
+        content = encode_content(
+            PUBLISH_CHANNEL, flags, properties, body, connection.max_body_frame
+        )
+        return connection.publish_method(
+            prepared.method, prepared.exchange, prepared.routing_key, content
+        )
 
     async def _acquire(self) -> PublishConnection:
         """Wait for a connection with a free window slot, bounded by ``publish_timeout``."""

@@ -7,6 +7,7 @@ heartbeats leave: `reserved` slots of every window are kept for them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
@@ -62,13 +63,21 @@ class SendLimiter:
         self._sent.append(now)
         return True
 
-    async def acquire(self) -> None:
-        """Wait until a non-reserved slot is free, then take it (FIFO among waiters)."""
+    async def acquire(self) -> float:
+        """Wait until a non-reserved slot is free, then take it (FIFO among waiters).
+
+        Returns the slot's stamp, for `refund` when nothing ends up being sent.
+        """
         async with self._lock:
             while True:
                 now = time.monotonic()
                 self._prune(now)
                 if len(self._sent) < self._limit - self._reserved:
                     self._sent.append(now)
-                    return
+                    return now
                 await asyncio.sleep(max(0.01, self._sent[0] + self._window - now))
+
+    def refund(self, stamp: float) -> None:
+        """Give back the slot `acquire` returned as `stamp` (a no-op after `reset`)."""
+        with contextlib.suppress(ValueError):
+            self._sent.remove(stamp)

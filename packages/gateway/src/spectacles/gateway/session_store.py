@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Final, Protocol
@@ -49,6 +50,8 @@ log = get_logger("spectacles.gateway.session_store")
 # Unused session queues (a shard moved to another shard count, a test) disappear after this.
 QUEUE_EXPIRES_MS: Final = 24 * 3600 * 1000
 STORE_TIMEOUT: Final = 5.0
+# Re-declare (refresh `x-expires`) this often at most: publishes alone do not keep a queue alive.
+REDECLARE_AFTER: Final = 3600.0
 _decode_state: Final = msgspec.json.Decoder(SessionState).decode
 
 
@@ -98,7 +101,9 @@ class FileSessionStore:
     def __init__(self, path: Path, ttl: float) -> None:
         self._path = path
         self._ttl = ttl
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one file job at a time, queued on the loop
+        # A cancelled save leaves its thread running: this keeps the next one from interleaving.
+        self._file_lock = threading.Lock()
 
     def _read(self) -> dict[str, SessionState]:
         try:
@@ -118,24 +123,37 @@ class FileSessionStore:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(msgspec.json.encode(sessions))
+                fh.flush()
+                os.fsync(fh.fileno())  # the rename must never expose a file still being written
             os.replace(tmp, self._path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
 
-    async def load(self, shard_id: int, shard_count: int) -> SessionState | None:
-        """The saved, unexpired session of `shard_id`."""
-        async with self._lock:
-            state = self._read().get(str(shard_id))
-        return _valid(state, shard_count, self._ttl)
+    def _load_all(self) -> dict[str, SessionState]:
+        with self._file_lock:
+            return self._read()
 
-    async def save(self, state: SessionState) -> None:
-        """Write the file with this shard's entry replaced."""
-        async with self._lock:
+    def _replace(self, state: SessionState) -> None:
+        with self._file_lock:
             sessions = self._read()
             sessions[str(state.shard_id)] = state
             self._write(sessions)
+
+    # Disk I/O (an fsync, a slow or network file system) must not stall the event loop, which
+    # relays every shard's events: the file work runs in a thread, one job at a time.
+
+    async def load(self, shard_id: int, shard_count: int) -> SessionState | None:
+        """The saved, unexpired session of `shard_id`."""
+        async with self._lock:
+            sessions = await asyncio.to_thread(self._load_all)
+        return _valid(sessions.get(str(shard_id)), shard_count, self._ttl)
+
+    async def save(self, state: SessionState) -> None:
+        """Write the file with this shard's entry replaced (temp file + `os.replace`)."""
+        async with self._lock:
+            await asyncio.to_thread(self._replace, state)
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -149,7 +167,8 @@ class AmqpSessionStore:
         self._group = broker.topology.group
         self._ttl = ttl
         self._channel: AbstractChannel | None = None
-        self._declared: set[str] = set()
+        # Queues declared on the current channel, and when (monotonic seconds).
+        self._declared: dict[str, float] = {}
         self._lock = asyncio.Lock()
 
     async def _open(self) -> AbstractChannel:
@@ -157,12 +176,21 @@ class AmqpSessionStore:
         if channel is None or channel.is_closed:
             channel = await self._broker.channel(publisher_confirms=True, timeout=STORE_TIMEOUT)
             self._channel = channel
-            self._declared.clear()
+            self._declared.clear()  # a new connection (or channel): the queues may be gone
         return channel
 
     async def _queue(self, shard_id: int) -> aio_pika.abc.AbstractQueue:
+        """The shard's queue, declared once per channel (not on every save).
+
+        Publishing does not count as use for `x-expires`, so a queue only ever saved to is
+        re-declared every `REDECLARE_AFTER` seconds, long before it could expire.
+        """
         channel = await self._open()
         name = session_queue_name(self._group, shard_id)
+        declared_at = self._declared.get(name)
+        now = time.monotonic()
+        if declared_at is not None and now - declared_at < REDECLARE_AFTER:
+            return await channel.get_queue(name, ensure=False)
         queue = await channel.declare_queue(
             name,
             durable=True,
@@ -173,7 +201,7 @@ class AmqpSessionStore:
                 "x-expires": QUEUE_EXPIRES_MS,
             },
         )
-        self._declared.add(name)
+        self._declared[name] = now
         return queue
 
     async def load(self, shard_id: int, shard_count: int) -> SessionState | None:

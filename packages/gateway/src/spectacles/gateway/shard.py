@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from spectacles.broker.errors import BrokerError, BrokerUnavailable, PublishError
+from spectacles.broker.publisher import PreparedPublish
 from spectacles.models import RESUMABLE_CLOSE_CODE, ClosePolicy, Intents
 from spectacles.observability import get_logger
 
@@ -56,14 +57,22 @@ _GUILD_IS_ID: Final = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"}
 class EventPublisher(Protocol):
     """What a shard needs from `spectacles.broker.Publisher`."""
 
-    async def submit(
+    def prepare(
         self,
         routing_key: str,
+        *,
+        headers: Mapping[str, Any] | None = ...,
+        type: str | None = ...,
+    ) -> PreparedPublish:
+        """Encode once what every publish of one event name from this shard shares."""
+
+    async def submit_prepared(
+        self,
+        prepared: PreparedPublish,
         body: bytes,
         *,
         headers: Mapping[str, Any] | None = ...,
         message_id: str | None = ...,
-        type: str | None = ...,
         timestamp: float | None = ...,
     ) -> asyncio.Future[None]:
         """Write one message; the future resolves when RabbitMQ confirmed it."""
@@ -265,11 +274,15 @@ class Shard:
         """Send a worker's command (op 3/4/8/31) within this connection's rate limit."""
         while True:
             await self._ready.wait()
-            await self._limiter.acquire()
             transport = self._transport
-            if transport is not None and self.is_ready:
+            slot = await self._limiter.acquire()
+            if transport is not None and transport is self._transport and self.is_ready:
                 await transport.send(payload)
                 return
+            # The connection went away while we waited for the slot: nothing was sent, so the
+            # slot goes back (after a reconnect the limiter was reset and this is a no-op).
+            self._limiter.refund(slot)
+            await asyncio.sleep(0)
 
     # ----------------------------------------------------------------- connection loop
 
@@ -415,7 +428,7 @@ class Shard:
         self._publishing = False
         self._limiter.reset()
         try:
-            transport = await GatewayTransport.connect(url, self._compress)
+            transport = await self._open_transport(url, self._interrupt)
         except BaseException:
             self._discard_interrupt()
             raise
@@ -444,6 +457,21 @@ class Shard:
                 await transport.close(close_code)
             else:
                 transport.abort()
+
+    async def _open_transport(self, url: str, interrupt: asyncio.Future[None]) -> GatewayTransport:
+        """Open the websocket, unless `close()` interrupts first: no wait for the open timeout."""
+        opening = asyncio.create_task(GatewayTransport.connect(url, self._compress))
+        try:
+            await asyncio.wait((opening, interrupt), return_when=asyncio.FIRST_COMPLETED)
+            if not opening.done():
+                interrupt.result()  # raises _Closing (or a late failure of the last connection)
+            return opening.result()
+        finally:
+            if not opening.done():
+                opening.cancel()  # websockets aborts the half-open socket
+                (opened,) = await asyncio.gather(opening, return_exceptions=True)
+                if isinstance(opened, GatewayTransport):  # it won the race with the cancel
+                    opened.abort()
 
     async def _run_session(self, transport: GatewayTransport, resuming: bool) -> None:
         """HELLO, IDENTIFY or RESUME, then heartbeats and events until one of them fails."""
@@ -535,8 +563,12 @@ class Shard:
         decode = _decode_envelope
         events = self._events
         received = self.received
-        submit = self._publisher.submit
+        publisher = self._publisher
+        submit = publisher.submit_prepared
         shard_id = self.shard_id
+        # Per event name, the encoded constant parts: exchange, routing key, type, shard_id.
+        prepared: dict[str, PreparedPublish] = {}
+        wall_clock = time.time
         while True:
             payload = decode(await receive())
             op = payload.op
@@ -552,20 +584,24 @@ class Shard:
                 tracker = self._tracker
                 if name in events:
                     raw = payload.d
-                    headers: dict[str, Any] = {"shard_id": shard_id, "seq": seq}
+                    stream = prepared.get(name)
+                    if stream is None:
+                        stream = prepared[name] = publisher.prepare(
+                            name, headers={"shard_id": shard_id}, type=name
+                        )
                     guild_id = _guild_id(name, raw)
-                    if guild_id is not None:
-                        headers["guild_id"] = guild_id
+                    headers: dict[str, Any] = (
+                        {"seq": seq} if guild_id is None else {"seq": seq, "guild_id": guild_id}
+                    )
                     # Waits here while the publisher's window of unconfirmed events is full:
                     # that is the backpressure; the socket is not read meanwhile.
                     self._publishing = True
                     future = await submit(
-                        name,
+                        stream,
                         bytes(raw),
                         headers=headers,
                         message_id=f"{shard_id}:{self._session_id}:{seq}",
-                        type=name,
-                        timestamp=time.time(),
+                        timestamp=wall_clock(),
                     )
                     self._publishing = False
                     tracker.track(seq, future, name)

@@ -8,6 +8,7 @@ shard's reconnect loop branches on our types, not on the websocket library's.
 from __future__ import annotations
 
 import zlib
+from types import ModuleType
 from typing import Final, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -21,6 +22,20 @@ from .config import Compression
 from .errors import ServerClosed, TransportError
 
 __all__ = ["GatewayTransport", "build_gateway_url"]
+
+
+def _inflate_module() -> ModuleType:
+    """zlib-ng when installed: it inflates Discord's stream ~25% faster than stdlib zlib."""
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:  # pragma: no cover - a platform without zlib-ng wheels
+        return zlib
+    return zlib_ng
+
+
+_inflate: Final = _inflate_module()
+# Both modules' errors: a corrupt stream must become a TransportError (reconnect), whichever.
+_INFLATE_ERRORS: Final = (zlib.error, _inflate.error)
 
 API_VERSION: Final = 10
 # zlib-stream: every payload ends with a Z_SYNC_FLUSH, whose last four bytes are these.
@@ -47,16 +62,20 @@ class _ZlibStream:
     """One inflate context for the whole connection; frames buffered up to the sync-flush."""
 
     def __init__(self) -> None:
-        self._inflator = zlib.decompressobj()
+        self._decompress = _inflate.decompressobj().decompress
         self._buffer = bytearray()
 
     def feed(self, frame: bytes) -> bytes | None:
-        if not self._buffer and frame.endswith(ZLIB_SUFFIX):
-            return self._inflator.decompress(frame)  # fast path: a payload in one frame
-        self._buffer += frame
-        if not self._buffer.endswith(ZLIB_SUFFIX):
-            return None
-        data = self._inflator.decompress(self._buffer)
+        try:
+            if not self._buffer and frame.endswith(ZLIB_SUFFIX):
+                data: bytes = self._decompress(frame)  # fast path: a payload in one frame
+                return data
+            self._buffer += frame
+            if not self._buffer.endswith(ZLIB_SUFFIX):
+                return None
+            data = self._decompress(self._buffer)
+        except _INFLATE_ERRORS as exc:
+            raise TransportError(f"corrupt compressed payload: {exc}") from exc
         self._buffer.clear()
         return data
 
@@ -133,8 +152,6 @@ class GatewayTransport:
                     return data
         except ConnectionClosed as exc:
             raise self._closed(exc) from None
-        except zlib.error as exc:
-            raise TransportError(f"corrupt compressed payload: {exc}") from exc
 
     async def send(self, payload: bytes) -> None:
         """Send one payload as a text frame (the client never compresses)."""

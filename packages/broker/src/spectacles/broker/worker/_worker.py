@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
+from functools import partial
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -86,6 +87,8 @@ class Worker:
         self._rest: RestClient | None = None
         self._commands: CommandSender | None = None
         self._consumer: Consumer | None = None
+        self._in_flight = metrics.IN_FLIGHT.labels(name)
+        self._event_metrics: dict[str, metrics.EventMetrics] = {}
 
     # -- registration -------------------------------------------------------------------------
 
@@ -286,7 +289,10 @@ class Worker:
             raise _Malformed(f"malformed {event} body: {exc}") from exc
 
         ctx = self._context(event, payload, delivery)
-        in_flight = metrics.IN_FLIGHT.labels(self.name)
+        counters = self._event_metrics.get(event)
+        if counters is None:
+            counters = self._event_metrics[event] = metrics.EventMetrics.of(self.name, event)
+        in_flight = self._in_flight
         in_flight.inc()
         started = time.perf_counter()
         try:
@@ -295,16 +301,16 @@ class Worker:
             ctx.log.warning("handler dead-lettered the event", reason=exc.reason)
             raise
         except Exception:
-            metrics.FAILED.labels(self.name, event).inc()
+            counters.failed.inc()
             final = delivery.attempt >= self.max_attempts
             ctx.log.exception(
                 "handler failed", will_retry=not final, max_attempts=self.max_attempts
             )
             raise
         else:
-            metrics.HANDLED.labels(self.name, event).inc()
+            counters.handled.inc()
         finally:
-            metrics.HANDLER_SECONDS.labels(self.name, event).observe(time.perf_counter() - started)
+            counters.seconds.observe(time.perf_counter() - started)
             in_flight.dec()
 
     def _on_outcome(
@@ -326,25 +332,30 @@ class Worker:
     def _context(self, event: str, payload: object, delivery: Delivery) -> Context:
         assert self._rest is not None and self._commands is not None  # set while consuming
         headers: Mapping[str, Any] = delivery.headers or {}
-        shard_id = _as_int(headers.get("shard_id"))
-        guild_id = _field(payload, "guild_id") or headers.get("guild_id")
-        log = self._log.bind(
-            dispatch=event,
-            message_id=delivery.message_id,
-            shard_id=shard_id,
-            guild_id=str(guild_id) if guild_id is not None else None,
-            channel_id=_str_or_none(_field(payload, "channel_id")),
-            attempt=delivery.attempt,
-        )
         return Context(
             rest=self._rest,
             commands=self._commands,
-            log=log,
+            log_factory=partial(self._bind_log, event, payload, delivery),
             worker=self.name,
             event=event,
             headers=headers,
-            shard_id=shard_id,
+            shard_id=_as_int(headers.get("shard_id")),
             message_id=delivery.message_id,
+            attempt=delivery.attempt,
+        )
+
+    def _bind_log(
+        self, event: str, payload: object, delivery: Delivery
+    ) -> structlog.stdlib.BoundLogger:
+        """The handler's logger, bound on first use of ``ctx.log`` (most handlers never log)."""
+        headers: Mapping[str, Any] = delivery.headers or {}
+        guild_id = _field(payload, "guild_id") or headers.get("guild_id")
+        return self._log.bind(
+            dispatch=event,
+            message_id=delivery.message_id,
+            shard_id=_as_int(headers.get("shard_id")),
+            guild_id=str(guild_id) if guild_id is not None else None,
+            channel_id=_str_or_none(_field(payload, "channel_id")),
             attempt=delivery.attempt,
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import re
 import time
 from typing import Final
@@ -29,7 +30,7 @@ from .._ratelimit import RateLimiter, parse_429
 from .._route import route_key_for_path
 from ._config import ProxySettings
 
-__all__ = ["RestProxy", "token_key"]
+__all__ = ["RestProxy", "TooManyTokens", "token_key"]
 
 _log = get_logger("spectacles.rest.proxy")
 
@@ -67,6 +68,17 @@ _UPSTREAM_429 = Counter(
     "429 answers the proxy got from upstream (limits it could not predict).",
     ["scope"],
 )
+
+
+class TooManyTokens(Exception):
+    """The proxy already has a limiter for ``limit`` distinct tokens and takes no more."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the proxy already serves REST_PROXY_MAX_TOKENS={limit} distinct tokens; "
+            "raise REST_PROXY_MAX_TOKENS, or set DISCORD_TOKEN so only that token is accepted"
+        )
+        self.limit = limit
 
 
 def token_key(authorization: str | None) -> str:
@@ -161,10 +173,17 @@ class RestProxy:
         return f"http://{host}:{self.port}"
 
     def limiter_for(self, authorization: str | None) -> RateLimiter:
-        """The one limiter of a token (created on first use)."""
+        """The one limiter of a token (created on first use).
+
+        Raises `TooManyTokens` for a new token beyond ``max_tokens``: every client choosing
+        its own header must not grow memory, and the redaction work of every log line, forever.
+        """
         key = token_key(authorization)
         limiter = self._limiters.get(key)
         if limiter is None:
+            tokens = len(self._limiters) - ("anonymous" in self._limiters)
+            if authorization and tokens >= self.settings.max_tokens:
+                raise TooManyTokens(self.settings.max_tokens)
             limiter = self._limiters[key] = RateLimiter(global_limit=self.settings.global_limit)
             if authorization:
                 register_secret(authorization.removeprefix("Bot ").strip())
@@ -173,13 +192,31 @@ class RestProxy:
 
     # -- forwarding -----------------------------------------------------------------------
 
+    def _is_own_token(self, authorization: str) -> bool:
+        """With ``DISCORD_TOKEN`` set, the proxy is that bot's alone: other tokens are refused."""
+        assert self.settings.token is not None
+        sent = authorization.strip().removeprefix("Bot ").strip()
+        return hmac.compare_digest(sent.encode(), self.settings.token.encode())
+
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         raw_path, _, query = request.raw_path.partition("?")
         api_path = _VERSION_PREFIX.sub("", raw_path.removeprefix("/api"), count=1) or "/"
         bucket_route, major, use_global = route_key_for_path(request.method, api_path)
         template = bucket_route.partition(" ")[2]
-        authorization = request.headers.get("Authorization") or self._auth
+        authorization = request.headers.get("Authorization") or None
+        if self._auth is not None:
+            if authorization is not None and not self._is_own_token(authorization):
+                _REQUESTS.labels(request.method, template, "401").inc()
+                # Discord's own answer, so clients raise their usual Unauthorized.
+                return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+            authorization = self._auth
+        try:
+            limiter = self.limiter_for(authorization)
+        except TooManyTokens as exc:
+            _REQUESTS.labels(request.method, template, "503").inc()
+            _log.warning("rest_proxy.too_many_tokens", token_id=token_key(authorization))
+            return _proxy_error(503, str(exc))
         headers = CIMultiDict(
             (k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP
         )
@@ -188,7 +225,6 @@ class RestProxy:
         # Already percent-encoded by the client: forward it byte for byte (emoji in paths).
         url = URL(self.settings.upstream + api_path + (f"?{query}" if query else ""), encoded=True)
         body = await request.read()
-        limiter = self.limiter_for(authorization)
         response = await self._send(
             request.method, url, headers, body, limiter, bucket_route, major, use_global
         )

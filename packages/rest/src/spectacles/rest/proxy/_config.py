@@ -21,7 +21,9 @@ class ProxySettings:
     """How the proxy listens, where it forwards, and its limits.
 
     ``token`` (``DISCORD_TOKEN``) is optional: when set, requests arriving without an
-    ``Authorization`` header are sent with ``Bot <token>``, so workers need no token at all.
+    ``Authorization`` header are sent with ``Bot <token>``, so workers need no token at all,
+    and requests with any other token are refused (401). Without it, ``max_tokens`` bounds how
+    many distinct tokens get a limiter: each costs memory and a log-redaction pattern.
     """
 
     address: str = DEFAULT_PROXY_ADDRESS
@@ -31,6 +33,7 @@ class ProxySettings:
     max_retries: int = 3
     invalid_request_threshold: int = 9_000
     request_timeout: float = 30.0
+    max_tokens: int = 8
 
     def __post_init__(self) -> None:
         parse_address(self.address)  # raises a ValueError naming the expected form
@@ -44,6 +47,8 @@ class ProxySettings:
                 "REST_PROXY_INVALID_REQUEST_THRESHOLD must be >= 1, "
                 f"got {self.invalid_request_threshold}"
             )
+        if self.max_tokens < 1:
+            raise ValueError(f"REST_PROXY_MAX_TOKENS must be >= 1, got {self.max_tokens}")
         if self.request_timeout <= 0:
             raise ValueError(f"REST_PROXY_TIMEOUT must be > 0, got {self.request_timeout}")
 
@@ -60,6 +65,7 @@ class ProxySettings:
             max_retries=_int(env, "REST_PROXY_MAX_RETRIES", 3),
             invalid_request_threshold=_int(env, "REST_PROXY_INVALID_REQUEST_THRESHOLD", 9_000),
             request_timeout=_float(env, "REST_PROXY_TIMEOUT", 30.0),
+            max_tokens=_int(env, "REST_PROXY_MAX_TOKENS", 8),
         )
 
 

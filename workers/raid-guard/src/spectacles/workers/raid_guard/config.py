@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,15 @@ class RaidConfig:
     """Without a configured id, the guild's text channel of this name gets the alert."""
 
     def __post_init__(self) -> None:
+        # nan passes every comparison below and inf never ends a window or a cooldown.
+        for key, value in (
+            ("RAID_WINDOW_SECONDS", self.window_seconds),
+            ("RAID_COOLDOWN_SECONDS", self.cooldown_seconds),
+            ("RAID_RESTORE_RETRY_SECONDS", self.restore_retry_seconds),
+            ("RAID_MIN_ACCOUNT_AGE_DAYS", self.min_account_age_days),
+        ):
+            if not math.isfinite(value):
+                raise RaidConfigError(key, f"{value} must be a finite number")
         if self.join_threshold < 2:
             raise RaidConfigError("RAID_JOIN_THRESHOLD", f"{self.join_threshold} must be >= 2")
         if self.window_seconds <= 0:
@@ -126,9 +136,12 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
     if not text:
         return default
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise RaidConfigError(key, f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise RaidConfigError(key, f"{text!r} must be a finite number")
+    return value
 
 
 def _snowflake(key: str, text: str) -> int:

@@ -1,0 +1,132 @@
+"""Shard lifecycle edges: closing while the websocket opens, command slots across reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import websockets
+from gateway_testkit import wait_until
+from websockets.asyncio.server import ServerConnection
+
+from spectacles.broker.publisher import Publisher
+from spectacles.broker.settings import BrokerSettings
+from spectacles.gateway import IdentifyQueue, SendLimiter, Shard, ShardState
+from spectacles.gateway import transport as transport_module
+from spectacles.gateway.config import GatewaySettings
+from spectacles.gateway.transport import GatewayTransport
+from spectacles.models import Intents
+
+COMMAND = b'{"op":3,"d":{"since":null,"activities":[],"status":"idle","afk":false}}'
+
+
+@pytest.fixture
+async def publisher(amqp_url: str, group: str) -> AsyncIterator[Publisher]:
+    publisher = await Publisher.connect(BrokerSettings(amqp_url=amqp_url, group=group))
+    try:
+        yield publisher
+    finally:
+        await publisher.close()
+
+
+def make_shard(url: str, publisher: Publisher) -> Shard:
+    return Shard(
+        0,
+        1,
+        token="sim-token-Zq9xV3pL7",
+        intents=Intents.GUILDS,
+        gateway_url=url,
+        publisher=publisher,
+        events=frozenset({"READY"}),
+        identify_queue=IdentifyQueue(interval=0.0),
+        settings=GatewaySettings(backoff_base=0.05, backoff_max=0.1, compress="none"),
+    )
+
+
+async def test_close_while_the_websocket_is_opening_does_not_wait_for_the_open_timeout(
+    publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Far beyond the bound on close() below: a close that waits for it fails the test.
+    monkeypatch.setattr(transport_module, "OPEN_TIMEOUT", 120.0)
+    accepted = asyncio.Event()
+    dropped = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def never_answers_the_handshake(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writers.append(writer)
+        accepted.set()
+        await reader.read()  # until the client drops the half-open connection
+        dropped.set()
+
+    server = await asyncio.start_server(never_answers_the_handshake, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    shard = make_shard(f"ws://127.0.0.1:{port}/", publisher)
+    await shard.start()
+    closing: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait_for(accepted.wait(), 10)
+        assert shard.state is ShardState.CONNECTING
+        closing = asyncio.create_task(shard.close())
+        # Not wait_for: cancelling close() would stop the shard too and hide the wait.
+        await asyncio.wait({closing}, timeout=10)
+        assert closing.done(), "close() waited for the websocket open timeout"
+        closing.result()
+        assert shard.state is ShardState.STOPPED
+        assert not shard.is_alive
+        await asyncio.wait_for(dropped.wait(), 10)  # the socket was not left open
+    finally:
+        if closing is not None and not closing.done():
+            closing.cancel()
+            await asyncio.gather(closing, return_exceptions=True)
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_send_command_gives_its_slot_back_when_the_shard_stops_being_ready(
+    publisher: Publisher,
+) -> None:
+    received: list[str | bytes] = []
+
+    async def record(ws: ServerConnection) -> None:
+        async for message in ws:
+            received.append(message)
+
+    async with websockets.serve(record, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        shard = make_shard(f"ws://127.0.0.1:{port}/", publisher)
+        limiter = shard._limiter = SendLimiter(limit=1, window=60.0, reserved=0)
+        transport = shard._transport = await GatewayTransport.connect(
+            f"ws://127.0.0.1:{port}/", "none"
+        )
+        try:
+            shard._set_state(ShardState.READY)
+            async with limiter._lock:  # someone else holds the limiter: the command waits
+                sending = asyncio.create_task(shard.send_command(COMMAND))
+                await asyncio.sleep(0.1)  # let it reach the limiter
+                shard._set_state(ShardState.CONNECTING)  # meanwhile the connection drops
+            await asyncio.sleep(0.1)  # it takes its slot, finds the shard not ready, waits
+            assert not sending.done()
+            shard._set_state(ShardState.READY)
+            # The only slot of this 60 s window must still be free for the real send.
+            await asyncio.wait_for(sending, 5)
+            await wait_until(lambda: len(received) == 1, timeout=5, what="the command")
+            assert received == [COMMAND.decode()]
+        finally:
+            await transport.close(1000)
+
+
+async def test_send_limiter_refund_frees_the_slot() -> None:
+    limiter = SendLimiter(limit=2, window=60.0, reserved=0)
+    first = await limiter.acquire()
+    second = await limiter.acquire()
+    assert not limiter.try_acquire_priority()  # the window is full
+    limiter.refund(second)
+    await asyncio.wait_for(limiter.acquire(), 1)
+    limiter.reset()
+    limiter.refund(first)  # after a reset (new connection) there is nothing to give back
+    assert limiter.try_acquire_priority() and limiter.try_acquire_priority()
