@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -40,6 +41,10 @@ GATEWAY_TIMINGS: dict[str, Any] = {
     "backoff_max": 0.5,
 }
 BIN = Path(sys.executable).parent  # the workspace venv's console scripts
+
+#: How to run rabbitmqctl; e.g. RABBITMQCTL="docker compose exec -T rabbit rabbitmqctl" when the
+#: broker under test runs in a container.
+RABBITMQCTL = shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
 
 
 def sim_config(**overrides: Any) -> SimulatorConfig:
@@ -361,10 +366,10 @@ def known_names(
 
 async def _rabbitmqctl_names(kind: str, group: str) -> list[str]:
     """Names of `kind` (queues / exchanges) of `group` on the local broker, when we can ask it."""
-    if shutil.which("rabbitmqctl") is None:
+    if shutil.which(RABBITMQCTL[0]) is None:
         return []
     process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl",
+        *RABBITMQCTL,
         f"list_{kind}",
         "-q",
         "--no-table-headers",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shlex
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -12,6 +14,10 @@ import pytest
 
 from spectacles.broker.broker import Broker
 from spectacles.broker.settings import BrokerSettings
+
+#: How to run rabbitmqctl; e.g. RABBITMQCTL="docker compose exec -T rabbit rabbitmqctl" when the
+#: broker under test runs in a container.
+RABBITMQCTL = shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
 
 
 @pytest.fixture
@@ -81,7 +87,7 @@ async def raw_channel(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractChann
 def close_connections_named(name_prefix: str) -> int:
     """Server-side close (rabbitmqctl) of only the connections whose name starts with the prefix."""
     listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
+        [*RABBITMQCTL, "-q", "list_connections", "pid", "client_properties"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -92,7 +98,7 @@ def close_connections_named(name_prefix: str) -> int:
         pid, _, props = line.partition("\t")
         if f'{{"connection_name","{name_prefix}' in props:
             subprocess.run(
-                ["rabbitmqctl", "-q", "close_connection", pid.strip(), "test: server-side close"],
+                [*RABBITMQCTL, "-q", "close_connection", pid.strip(), "test: server-side close"],
                 capture_output=True,
                 timeout=30,
                 check=True,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import os
+import shlex
 import subprocess
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -25,6 +27,10 @@ from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
 
 pytestmark = pytest.mark.timeout(60)
+
+#: How to run rabbitmqctl; e.g. RABBITMQCTL="docker compose exec -T rabbit rabbitmqctl" when the
+#: broker under test runs in a container.
+RABBITMQCTL = shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
 
 
 @pytest.fixture
@@ -274,7 +280,7 @@ async def test_close_waits_for_in_flight_confirms(
 
 def _close_connection_named(name: str) -> None:
     listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
+        [*RABBITMQCTL, "-q", "list_connections", "pid", "client_properties"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -283,7 +289,7 @@ def _close_connection_named(name: str) -> None:
     pids = [line.split("\t")[0] for line in listing.splitlines() if f'"{name}"' in line]
     assert len(pids) == 1, listing
     subprocess.run(
-        ["rabbitmqctl", "-q", "close_connection", pids[0], "test"],
+        [*RABBITMQCTL, "-q", "close_connection", pids[0], "test"],
         capture_output=True,
         timeout=30,
         check=True,

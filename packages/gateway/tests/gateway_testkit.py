@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import shlex
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -26,6 +28,10 @@ from spectacles.simulator import Simulator, SimulatorConfig
 TOKEN = "sim-token-Zq9xV3pL7"
 INTENTS = ["GUILDS", "GUILD_MEMBERS", "GUILD_MESSAGES", "MESSAGE_CONTENT"]
 EVENTS = ["READY", "GUILD_CREATE", "MESSAGE_CREATE", "GUILD_MEMBERS_CHUNK"]
+
+#: How to run rabbitmqctl; e.g. RABBITMQCTL="docker compose exec -T rabbit rabbitmqctl" when the
+#: broker under test runs in a container.
+RABBITMQCTL = shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
 
 
 def sim_config(**overrides: Any) -> SimulatorConfig:
@@ -186,7 +192,7 @@ async def group(amqp_url: str, unique_name: str) -> AsyncIterator[str]:
 def connections_named(prefix: str) -> list[str]:
     """Pids of the RabbitMQ connections whose client-given name starts with `prefix`."""
     listing = subprocess.run(
-        ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "pid", "client_properties"],
+        [*RABBITMQCTL, "list_connections", "-q", "--no-table-headers", "pid", "client_properties"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -207,7 +213,7 @@ def close_connections(pids: list[str]) -> None:
     """
     for pid in pids:
         subprocess.run(
-            ["rabbitmqctl", "close_connection", pid, "test: broker outage"],
+            [*RABBITMQCTL, "close_connection", pid, "test: broker outage"],
             capture_output=True,
             timeout=30,
             check=True,
