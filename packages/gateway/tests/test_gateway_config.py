@@ -81,6 +81,28 @@ def test_parse_config_when_unknown_names_the_key_and_choices(
     assert key in str(error) and choice in str(error)
 
 
+@pytest.mark.parametrize(
+    ("data", "suggestion"),
+    [
+        ({**BASE, "events": ["MESSAGE_CRATE"]}, "did you mean 'MESSAGE_CREATE'?"),
+        ({**BASE, "intents": ["GUILD_MEMBER"]}, "did you mean 'GUILD_MEMBERS'?"),
+    ],
+)
+def test_parse_config_when_typo_then_problem_suggests_the_name(
+    data: dict[str, object], suggestion: str
+) -> None:
+    assert suggestion in config_error(data).problem
+
+
+def test_parse_config_when_intent_unknown_then_problem_names_only_that_intent() -> None:
+    problem = config_error({**BASE, "intents": ["GUILDS", "BOGUS_INTENT"]}).problem
+    assert problem == "unknown intent 'BOGUS_INTENT'"
+
+
+def test_parse_config_when_name_is_nothing_like_a_choice_then_no_suggestion() -> None:
+    assert "did you mean" not in config_error({**BASE, "events": ["BANANA"]}).problem
+
+
 @pytest.mark.parametrize("spec", ["0-", "3-1", "a", "1,,2", "-1", "0-99999999"])
 def test_parse_config_when_bad_shard_spec(spec: str) -> None:
     error = config_error({**BASE, "shards": {"ids": spec}})

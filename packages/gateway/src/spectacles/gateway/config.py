@@ -8,6 +8,7 @@ choices). Things that are legal but probably wrong (an event the intents cannot 
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import tomllib
@@ -349,11 +350,21 @@ def _names(key: str, value: Any) -> list[str]:
     return [n.strip().upper() for n in value]
 
 
+def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """A typo's likely intent, so the fix is in the first line of the error, not the list."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _events(key: str, value: Any) -> frozenset[str]:
     names = _names(key, value)
     unknown = [n for n in names if n not in DISPATCH_EVENTS]
     if unknown:
-        raise ConfigError(key, f"unknown event {unknown[0]!r}", sorted(DISPATCH_EVENTS))
+        raise ConfigError(
+            key,
+            f"unknown event {unknown[0]!r}{_did_you_mean(unknown[0], DISPATCH_EVENTS)}",
+            sorted(DISPATCH_EVENTS),
+        )
     if not names:
         raise ConfigError(key, "no events configured: nothing would be relayed")
     return frozenset(names)
@@ -369,10 +380,10 @@ def _intents(key: str, value: Any) -> Intents:
     try:
         return Intents.from_names(_names(key, value))
     except UnknownIntentError as exc:
-        bad = getattr(exc, "name", None) or str(exc)
-        raise ConfigError(
-            key, f"unknown intent {bad!r}", [i.name for i in Intents if i.name]
-        ) from None
+        bad = exc.unknown[0] if exc.unknown else f"bits {exc.unknown_bits}"
+        names = [i.name for i in Intents if i.name]
+        hint = _did_you_mean(str(bad).upper(), names)
+        raise ConfigError(key, f"unknown intent {bad!r}{hint}", names) from None
 
 
 def _delay_range(key: str, value: Any) -> tuple[float, float]:
