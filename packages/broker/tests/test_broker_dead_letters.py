@@ -31,17 +31,23 @@ async def test_dead_letters_when_cause_fixed_then_replay_delivers_them_once(
     broker: Broker, raw_channel: AbstractChannel, amqp_cleanup, broker_settings: BrokerSettings
 ) -> None:
     broken = True
-    handled: list[tuple[str | None, int]] = []
+    handled: list[tuple[str | None, int, str]] = []
+    bystander: list[str | None] = []
 
     async def handler(delivery: Delivery) -> None:
         if broken:
             raise DeadLetter("permission missing")
-        handled.append((delivery.message_id, delivery.attempt))
+        handled.append((delivery.message_id, delivery.attempt, delivery.routing_key))
+
+    async def other_worker(delivery: Delivery) -> None:
+        bystander.append(delivery.message_id)
 
     consumer = Consumer(broker, worker="dl", events=["E"], handler=handler)
-    amqp_cleanup(queue=consumer.queue_name)
-    amqp_cleanup(queue=consumer.dead_queue_name)
-    await consumer.start()
+    other = Consumer(broker, worker="dl-other", events=["E"], handler=other_worker)
+    for c in (consumer, other):
+        amqp_cleanup(queue=c.queue_name)
+        amqp_cleanup(queue=c.dead_queue_name)
+        await c.start()
     for i in range(3):
         await _publish(raw_channel, broker_settings.group, "E", f'{{"n":{i}}}'.encode(), f"m-{i}")
 
@@ -62,8 +68,11 @@ async def test_dead_letters_when_cause_fixed_then_replay_delivers_them_once(
     assert await replay_dead(broker, "dl") == 1
     await eventually(lambda: len(handled) == 3)
     await consumer.stop()
-    # a replayed message starts afresh: first attempt, once each
-    assert sorted(handled) == [("m-0", 1), ("m-1", 1), ("m-2", 1)]
+    await other.stop()
+    # a replayed message starts afresh (first attempt, once each), still named by its event, and
+    # only the worker whose dead queue it came from sees it again
+    assert sorted(handled) == [("m-0", 1, "E"), ("m-1", 1, "E"), ("m-2", 1, "E")]
+    assert sorted(bystander) == ["m-0", "m-1", "m-2"]
     assert await list_dead(broker, "dl") == []
 
 

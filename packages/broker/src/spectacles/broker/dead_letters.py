@@ -1,9 +1,10 @@
 """Inspect, replay and purge a worker's dead letters: the operator's half of "loses nothing".
 
 A message lands in ``{group}.{worker}.dead`` when its handler kept failing or its body could not be
-decoded. Once the cause is fixed (a bug deployed, a permission granted) the operator replays it to
-where it was first published; replay is confirmed before the dead copy is acked, so a crash in
-between leaves a duplicate, never a loss.
+decoded. Once the cause is fixed (a bug deployed, a permission granted) the operator replays it
+into that worker's queue only (other workers handled the event already), through the default
+exchange, like a retry: the ``x-original-*`` headers keep the event name for the handler. Replay is
+confirmed before the dead copy is acked, so a crash in between leaves a duplicate, never a loss.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ _FAILURE_HEADERS: Final = frozenset(
     {
         ATTEMPTS_HEADER,
         ERROR_HEADER,
-        ORIGINAL_EXCHANGE_HEADER,
-        ORIGINAL_ROUTING_KEY_HEADER,
         DELIVERY_COUNT_HEADER,
         "x-death",
         "x-first-death-exchange",
@@ -114,11 +113,12 @@ async def list_dead(broker: Broker, worker: str, *, limit: int = 20) -> list[Dea
 
 
 async def replay_dead(broker: Broker, worker: str, *, limit: int | None = None) -> int:
-    """Publish dead letters back to their original exchange and routing key; returns the count."""
+    """Put dead letters back into ``worker``'s own queue for a fresh set of attempts."""
     channel = await broker.channel(publisher_confirms=True, on_return_raises=True)
     replayed = 0
     try:
         queue = await _dead_queue(channel, broker, worker)
+        queue_name = broker.topology.worker_queue(worker)
         while limit is None or replayed < limit:
             message = await queue.get(no_ack=False, fail=False)
             if message is None:
@@ -127,6 +127,8 @@ async def replay_dead(broker: Broker, worker: str, *, limit: int | None = None) 
             headers = {
                 k: v for k, v in (message.headers or {}).items() if k not in _FAILURE_HEADERS
             }
+            headers[ORIGINAL_EXCHANGE_HEADER] = exchange_name
+            headers[ORIGINAL_ROUTING_KEY_HEADER] = routing_key
             copy = aio_pika.Message(
                 body=message.body,
                 headers=headers,
@@ -137,13 +139,8 @@ async def replay_dead(broker: Broker, worker: str, *, limit: int | None = None) 
                 timestamp=message.timestamp,
                 correlation_id=message.correlation_id,
             )
-            exchange = (
-                await channel.get_exchange(exchange_name, ensure=False)
-                if exchange_name
-                else channel.default_exchange
-            )
-            # mandatory: a dead letter whose event no queue wants any more stays dead, not dropped
-            await exchange.publish(copy, routing_key=routing_key, mandatory=True)
+            # mandatory: if the worker's queue is gone the dead letter stays, it is not dropped
+            await channel.default_exchange.publish(copy, routing_key=queue_name, mandatory=True)
             await message.ack()
             replayed += 1
     finally:

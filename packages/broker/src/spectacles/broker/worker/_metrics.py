@@ -27,7 +27,8 @@ FAILED: Final = Counter(
 )
 DEAD_LETTERED: Final = Counter(
     "spectacles_worker_events_dead_lettered_total",
-    "Messages sent to the .dead queue: 'malformed' bodies at once, 'failed' after max_attempts.",
+    "Messages sent to the .dead queue: 'malformed' body, 'handler' raised DeadLetter, "
+    "'unhandled' event (both at once), 'failed' after max_attempts.",
     (*_LABELS, "reason"),
 )
 HANDLER_SECONDS: Final = Histogram(
