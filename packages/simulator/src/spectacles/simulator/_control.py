@@ -303,6 +303,8 @@ class ControlApi:
                     "seq": s.seq,
                     "intents": s.intents,
                     "connected": s.connection is not None,
+                    "presence": s.presence,
+                    "presence_updates": s.presence_updates,
                 }
                 for s in self.hub.sessions.values()
             ]

@@ -39,6 +39,7 @@ from spectacles.simulator._frames import (
     encoder_for,
     frame,
 )
+from spectacles.simulator._presence import presence_problem
 from spectacles.simulator._sessions import Session
 from spectacles.simulator._stats import Stats
 from spectacles.simulator._world import World
@@ -476,6 +477,8 @@ class GatewayHub:
         elif op in _COMMAND_OPS:
             if connection.session is None:
                 await self._close(connection, CloseCode.NOT_AUTHENTICATED, "Not authenticated.")
+            elif op == Opcode.PRESENCE_UPDATE:
+                await self._on_presence_update(connection, data)
             elif op == Opcode.REQUEST_GUILD_MEMBERS:
                 await self._on_request_members(connection, data)
         else:
@@ -503,6 +506,11 @@ class GatewayHub:
         intents = data.get("intents")
         if not isinstance(intents, int) or isinstance(intents, bool):
             await self._close(connection, CloseCode.DECODE_ERROR, "IDENTIFY needs integer intents.")
+            return
+        presence = data.get("presence")
+        problem = None if presence is None else presence_problem(presence, partial=True)
+        if problem is not None:
+            await self._close(connection, CloseCode.DECODE_ERROR, f"Invalid IDENTIFY: {problem}.")
             return
         if intents < 0 or intents & ~int(ALL_INTENTS):
             await self._close(connection, CloseCode.INVALID_INTENTS, "Invalid intent(s).")
@@ -537,6 +545,8 @@ class GatewayHub:
         session = Session(
             secrets.token_hex(16), shard_id, num_shards, intents, config.replay_buffer_size
         )
+        if presence is not None:
+            session.set_presence(presence, update=False)
         self.sessions[session.session_id] = session
         session.attach(connection)
         connection.session = session
@@ -613,6 +623,16 @@ class GatewayHub:
         for payload in replay:
             connection.send(payload)
         self.deliver(session, "RESUMED", b'{"_trace":["[\\"spectacles-sim\\"]"]}')
+
+    async def _on_presence_update(self, connection: Connection, data: Any) -> None:
+        session = connection.session
+        assert session is not None
+        problem = presence_problem(data)
+        if problem is not None:
+            await self._close(connection, CloseCode.DECODE_ERROR, f"Invalid op 3: {problem}.")
+            return
+        session.set_presence(data, update=True)
+        log.info("gateway_presence_update", session_id=session.session_id, status=data["status"])
 
     async def _on_request_members(self, connection: Connection, data: Any) -> None:
         session = connection.session

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import islice
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["PayloadSink", "Session"]
 
@@ -26,6 +26,8 @@ class Session:
         "detached_at",
         "intents",
         "num_shards",
+        "presence",
+        "presence_updates",
         "seq",
         "session_id",
         "shard_id",
@@ -42,6 +44,9 @@ class Session:
         self._buffer: deque[bytes] = deque(maxlen=buffer_size)
         self.connection: PayloadSink | None = None
         self.detached_at: float | None = None
+        # The bot's presence as the client last set it (IDENTIFY or op 3); None until then.
+        self.presence: dict[str, Any] | None = None
+        self.presence_updates = 0
 
     def owns_guild(self, guild_id: int | None) -> bool:
         """Whether events of `guild_id` go to this session (guild-less ones go to shard 0)."""
@@ -66,6 +71,12 @@ class Session:
         if seq > self.seq or seq < 0 or seq + 1 < first:
             return None
         return list(islice(self._buffer, seq + 1 - first, None))
+
+    def set_presence(self, presence: dict[str, Any], *, update: bool) -> None:
+        """Record the presence the client set (`update`: by an op 3, which is counted)."""
+        self.presence = presence
+        if update:
+            self.presence_updates += 1
 
     def attach(self, connection: PayloadSink) -> None:
         """The session is live on `connection`."""
