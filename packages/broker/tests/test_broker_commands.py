@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,11 +24,53 @@ from spectacles.broker.topology import Topology
 
 from .conftest import eventually
 
+GUILD = "81384788765712384"
+VALID_D: dict[int, dict[str, Any]] = {
+    3: {
+        "since": None,
+        "activities": [{"name": "chess", "type": 0}],
+        "status": "idle",
+        "afk": False,
+    },
+    4: {"guild_id": GUILD, "channel_id": None, "self_mute": False, "self_deaf": True},
+    8: {"guild_id": GUILD, "query": "", "limit": 0},
+    31: {"guild_ids": [GUILD]},
+}
+
 
 @pytest.mark.parametrize("op", [3, 4, 8, 31])
 def test_allowed_opcodes_encode_op_and_d(op: int) -> None:
-    body = validate_command(op, {"guild_id": "81384788765712384"})
-    assert json.loads(body) == {"op": op, "d": {"guild_id": "81384788765712384"}}
+    body = validate_command(op, VALID_D[op])
+    assert json.loads(body) == {"op": op, "d": VALID_D[op]}
+    assert parse_command(body)[0] == op
+
+
+@pytest.mark.parametrize(
+    ("op", "d", "problem"),
+    [
+        (3, {**VALID_D[3], "status": "busy"}, "status"),
+        (3, {"status": "online"}, "missing required field `since`"),
+        (3, {**VALID_D[3], "activities": "chess"}, "activities"),
+        (4, {"guild_id": GUILD, "self_mute": False, "self_deaf": False}, "channel_id"),
+        (8, {"guild_id": GUILD, "limit": 0}, "needs 'query' or 'user_ids'"),
+        (8, {"guild_id": GUILD, "query": "", "limit": 0, "nonce": "n" * 33}, "at most 32 bytes"),
+        (8, {"query": "", "limit": 0}, "guild_id"),
+        (31, {"guild_ids": GUILD}, "guild_ids"),
+    ],
+)
+def test_malformed_commands_are_rejected_by_sender_and_gateway(
+    op: int, d: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(InvalidCommand, match=re.escape(problem)) as info:
+        validate_command(op, d)
+    assert info.value.op == op
+    body = json.dumps({"op": op, "d": d}).encode()
+    with pytest.raises(InvalidCommand, match=re.escape(problem)):
+        parse_command(body)
+
+
+def test_unknown_extra_fields_pass() -> None:
+    assert json.loads(validate_command(31, {**VALID_D[31], "future_field": 1}))["d"]["future_field"]
 
 
 @pytest.mark.parametrize("op", [0, 1, 2, 6, 7, 9, 10, 11, 99, -1])
@@ -52,11 +95,12 @@ def test_non_int_opcodes_are_rejected(op: object) -> None:
 
 
 def test_payload_at_the_limit_passes_and_one_byte_more_fails() -> None:
-    overhead = len(validate_command(8, {"q": ""}))
-    exact = validate_command(8, {"q": "a" * (4096 - overhead)})
+    base = {"guild_id": GUILD, "limit": 0, "query": ""}
+    overhead = len(validate_command(8, base))
+    exact = validate_command(8, {**base, "query": "a" * (4096 - overhead)})
     assert len(exact) == 4096
     with pytest.raises(InvalidCommand, match="4097 bytes") as info:
-        validate_command(8, {"q": "a" * (4097 - overhead)})
+        validate_command(8, {**base, "query": "a" * (4097 - overhead)})
     assert "4096" in str(info.value)
     assert isinstance(info.value, ValueError)
 
@@ -71,18 +115,20 @@ def test_d_must_be_a_json_object() -> None:
 def test_structs_are_accepted_as_d() -> None:
     class Presence(msgspec.Struct):
         status: str
+        since: int | None = None
+        activities: list[dict[str, Any]] = msgspec.field(default_factory=list)
         afk: bool = False
 
     assert json.loads(validate_command(3, Presence("idle"))) == {
         "op": 3,
-        "d": {"status": "idle", "afk": False},
+        "d": {"status": "idle", "since": None, "activities": [], "afk": False},
     }
 
 
 def test_parse_command_accepts_valid_and_rejects_invalid_bodies() -> None:
-    op, d = parse_command(b'{"op": 8, "d": {"guild_id": "1", "limit": 0}}')
+    op, d = parse_command(b'{"op": 8, "d": {"guild_id": "1", "limit": 0, "query": ""}}')
     assert op == 8
-    assert json.loads(bytes(d)) == {"guild_id": "1", "limit": 0}
+    assert json.loads(bytes(d)) == {"guild_id": "1", "limit": 0, "query": ""}
     with pytest.raises(InvalidCommand, match="opcode 2"):
         parse_command(b'{"op": 2, "d": {}}')
     with pytest.raises(InvalidCommand, match="JSON object"):
@@ -154,7 +200,8 @@ async def test_gateway_commands_reach_the_shards_queue(
         commands = GatewayCommands(_AioPikaPublisher(channel), broker_settings.group)
 
         guild = next(g << 22 for g in range(100) if (g % 8) == 5)
-        assert await commands.send_to_guild(guild, 8, 8, {"guild_id": str(guild)}) == 5
+        request = {"guild_id": str(guild), "query": "", "limit": 0}
+        assert await commands.send_to_guild(guild, 8, 8, request) == 5
         received: list[aio_pika.abc.AbstractIncomingMessage] = []
 
         async def arrived() -> bool:
@@ -164,12 +211,12 @@ async def test_gateway_commands_reach_the_shards_queue(
             return bool(received)
 
         await eventually(arrived)
-        assert json.loads(received[0].body) == {"op": 8, "d": {"guild_id": str(guild)}}
+        assert json.loads(received[0].body) == {"op": 8, "d": request}
         assert received[0].headers["shard_id"] == 5
         assert received[0].type == "REQUEST_GUILD_MEMBERS"
 
         with pytest.raises(PublishReturned):
-            await commands.send(6, 3, {"status": "online"})  # no gateway runs shard 6
+            await commands.send(6, 3, VALID_D[3])  # no gateway runs shard 6
         with pytest.raises(InvalidCommand):
             await commands.send(5, 2, {})
         with pytest.raises(InvalidCommand, match="shard_id"):

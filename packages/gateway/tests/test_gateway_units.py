@@ -143,6 +143,7 @@ def test_build_gateway_url() -> None:
         (b'{"op": 3, "d": {"s": "' + b"x" * 5000 + b'"}}', "4096"),
         (b"not json", "JSON"),
         (b'{"op": 8, "d": [1]}', "object"),
+        (b'{"op": 3, "d": {"status": "online"}}', "malformed"),
     ],
 )
 def test_validate_command_body_rejects(body: bytes, reason: str) -> None:
@@ -152,8 +153,13 @@ def test_validate_command_body_rejects(body: bytes, reason: str) -> None:
 
 
 def test_validate_command_body_accepts_allowed_ops() -> None:
-    for op in (3, 4, 8, 31):
-        body = b'{"op": %d, "d": {}}' % op
+    for body in (
+        b'{"op": 3, "d": {"since": null, "activities": [], "status": "dnd", "afk": false}}',
+        b'{"op": 4, "d": {"guild_id": "1", "channel_id": null, "self_mute": false, '
+        b'"self_deaf": false}}',
+        b'{"op": 8, "d": {"guild_id": "1", "user_ids": ["2"], "limit": 0}}',
+        b'{"op": 31, "d": {"guild_ids": ["1"]}}',
+    ):
         assert validate_command_body(body) == body
 
 

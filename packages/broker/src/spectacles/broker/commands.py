@@ -16,6 +16,7 @@ import msgspec
 
 from spectacles.models import COMMAND_OPCODES, MAX_PAYLOAD_BYTES, Opcode, encode
 
+from ._command_shapes import check_shape
 from .errors import InvalidCommand
 from .topology import Topology
 
@@ -75,7 +76,7 @@ def _check_size(body: bytes, op: int) -> bytes:
 
 
 def validate_command(op: int, d: object) -> bytes:
-    """Encode ``{"op": op, "d": d}`` after checking the opcode, the shape and the size.
+    """Encode ``{"op": op, "d": d}`` after checking the opcode, the size and the fields.
 
     ``d`` is a mapping or a models Struct (e.g. ``PresenceUpdate``). Raises
     :class:`InvalidCommand` naming the problem.
@@ -90,7 +91,11 @@ def validate_command(op: int, d: object) -> bytes:
     except (TypeError, ValueError, NotImplementedError, msgspec.EncodeError) as exc:
         reason = f"command op {code} 'd' is not JSON-encodable: {exc}"
         raise InvalidCommand(reason, op=code) from None
-    return _check_size(body, code)
+    _check_size(body, code)
+    problem = check_shape(code, encode(d))
+    if problem is not None:
+        raise InvalidCommand(problem, op=code)
+    return body
 
 
 class _Envelope(msgspec.Struct):
@@ -120,6 +125,9 @@ def parse_command(body: bytes) -> tuple[int, msgspec.Raw]:
     code = _check_op(envelope.op)
     if not bytes(envelope.d).lstrip().startswith(b"{"):
         raise InvalidCommand(f"command op {code} needs a JSON object as 'd'", op=code)
+    problem = check_shape(code, bytes(envelope.d))
+    if problem is not None:
+        raise InvalidCommand(problem, op=code)
     return code, envelope.d
 
 
