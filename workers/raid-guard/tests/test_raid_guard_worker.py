@@ -81,40 +81,54 @@ class Harness:
         return [m for m in messages if "Raid detected" in m["content"]]
 
 
-@pytest.fixture
-async def harness(amqp_url: str, unique_name: str) -> AsyncIterator[Harness]:
-    config = SimulatorConfig(guilds=1, members_per_guild=5, rate_limits_enabled=False)
+@contextlib.asynccontextmanager
+async def open_harnesses(amqp_url: str, group: str, *, guilds: int) -> AsyncIterator[list[Harness]]:
+    """One simulator and broker group; a ``Harness`` per simulated guild."""
+    config = SimulatorConfig(guilds=guilds, members_per_guild=5, rate_limits_enabled=False)
     settings = WorkerSettings(
         discord_token=config.token,
         amqp_url=amqp_url,
-        group=unique_name,
+        group=group,
         metrics_address="127.0.0.1:0",
     )
     async with Simulator(config) as sim, aiohttp.ClientSession() as http:
-        publisher = await Publisher.connect(BrokerSettings(amqp_url=amqp_url, group=unique_name))
+        publisher = await Publisher.connect(BrokerSettings(amqp_url=amqp_url, group=group))
         try:
             settings = replace(settings, discord_api_url=sim.api_url)
             async with http.get(sim.control_url + "/guilds") as response:
-                (guild,) = await response.json()
-            yield Harness(sim, http, publisher, settings, guild["id"])
+                listed = await response.json()
+            assert len(listed) == guilds
+            yield [Harness(sim, http, publisher, settings, g["id"]) for g in listed]
         finally:
             await publisher.close()
             connection = await aio_pika.connect(amqp_url)
             try:
                 for queue in (
-                    f"{unique_name}.raid-guard",
-                    f"{unique_name}.raid-guard.dead",
-                    f"{unique_name}.raid-guard.restore-delay",
+                    f"{group}.raid-guard",
+                    f"{group}.raid-guard.dead",
+                    f"{group}.raid-guard.restore-delay",
                 ):
                     channel = await connection.channel()
                     with contextlib.suppress(Exception):
                         await channel.queue_delete(queue)
-                for exchange in (unique_name, f"{unique_name}.dlx"):
+                for exchange in (group, f"{group}.dlx"):
                     channel = await connection.channel()
                     with contextlib.suppress(Exception):
                         await channel.exchange_delete(exchange)
             finally:
                 await connection.close()
+
+
+@pytest.fixture
+async def harness(amqp_url: str, unique_name: str) -> AsyncIterator[Harness]:
+    async with open_harnesses(amqp_url, unique_name, guilds=1) as (only,):
+        yield only
+
+
+@pytest.fixture
+async def two_guilds(amqp_url: str, unique_name: str) -> AsyncIterator[list[Harness]]:
+    async with open_harnesses(amqp_url, unique_name, guilds=2) as both:
+        yield both
 
 
 def handled() -> float:
@@ -382,3 +396,155 @@ async def test_a_malformed_restore_order_is_dead_lettered(harness: Harness, amqp
         finally:
             await connection.close()
     assert "malformed raid-guard.restore" in str(message.headers["x-error"])
+
+
+# -- failover during a raid: the parked restore order marks the raid in progress ------------------
+
+
+def adopted() -> float:
+    return REGISTRY.get_sample_value("spectacles_raid_guard_raids_adopted_total") or 0.0
+
+
+def lookup_failures() -> float:
+    labels = {"operation": "find_restore"}
+    return REGISTRY.get_sample_value("spectacles_raid_guard_rest_failures_total", labels) or 0.0
+
+
+# Long enough that the first replica's order is still parked when the second one sees the next
+# burst (the remaining race, see the README), short enough for a quick restore at the end.
+FAILOVER_COOLDOWN = 5.0
+
+
+async def test_a_raid_going_on_across_a_failover_alerts_once_and_still_kicks(
+    harness: Harness, amqp_url: str
+) -> None:
+    guild = await harness.guild()
+    level_before = guild["verification_level"]
+    assert level_before < 3
+    first_burst = await harness.new_members(12, age_days=1)
+    second_burst = await harness.new_members(12, age_days=1)
+    config = replace(CONFIG, cooldown_seconds=FAILOVER_COOLDOWN)  # RAID_ACTION=kick
+    group = harness.settings.group
+
+    async def members() -> set[str]:
+        return {m["id"] for m in (await harness.guild())["members"]}
+
+    first, _first_guard = build_worker(config, harness.settings)
+    async with first.running():
+        await harness.publish_joins(first_burst, timedelta(milliseconds=100))
+
+        async def first_burst_handled() -> bool:
+            alerts = await harness.alerts(guild["mod_log_channel_id"])
+            return (
+                (await harness.guild())["verification_level"] == 3
+                and len(alerts) == 1
+                and not (await members()) & set(first_burst)
+            )
+
+        await until(first_burst_handled)
+    # The active replica is gone mid-raid; only its parked restore order remembers the raid.
+    assert await delay_queue_depth(amqp_url, group) == 1
+
+    adopted_before, restored_before = adopted(), restore_outcomes("restored")
+    second, second_guard = build_worker(config, harness.settings)
+    async with second.running():
+        before = handled()
+        await harness.publish_joins(second_burst, timedelta(milliseconds=100))
+
+        async def second_burst_handled() -> bool:
+            return handled() >= before + len(second_burst)
+
+        await until(second_burst_handled)
+        assert adopted() == adopted_before + 1
+        assert second_guard.detector.raid(int(harness.guild_id)) is not None
+
+        async def second_burst_kicked() -> bool:
+            return not (await members()) & set(second_burst)
+
+        await until(second_burst_kicked)
+        assert (await harness.guild())["verification_level"] == 3
+        assert len(await harness.alerts(guild["mod_log_channel_id"])) == 1
+        assert await delay_queue_depth(amqp_url, group) == 1, "no second restore order"
+
+        async def restored() -> bool:
+            return (await harness.guild())["verification_level"] == level_before
+
+        await until(restored, timeout=20)
+        await second_guard.wait_idle()
+        assert restore_outcomes("restored") == restored_before + 1
+    assert len(await harness.alerts(guild["mod_log_channel_id"])) == 1
+    assert await delay_queue_depth(amqp_url, group) == 0
+
+
+async def test_a_raid_in_another_guild_after_a_failover_still_alerts(
+    two_guilds: list[Harness], amqp_url: str
+) -> None:
+    raided_first, raided_after = two_guilds
+    first_guild, other_guild = await raided_first.guild(), await raided_after.guild()
+    config = replace(CONFIG, action=RaidAction.ALERT, cooldown_seconds=FAILOVER_COOLDOWN)
+    group = raided_first.settings.group
+    first_burst = await raided_first.new_members(12, age_days=400)
+    other_burst = await raided_after.new_members(12, age_days=400)
+
+    first, _first_guard = build_worker(config, raided_first.settings)
+    async with first.running():
+        await raided_first.publish_joins(first_burst, timedelta(milliseconds=100))
+
+        async def first_alerted() -> bool:
+            return len(await raided_first.alerts(first_guild["mod_log_channel_id"])) == 1
+
+        await until(first_alerted)
+    assert await delay_queue_depth(amqp_url, group) == 1
+
+    adopted_before = adopted()
+    second, second_guard = build_worker(config, raided_first.settings)
+    async with second.running():
+        await raided_after.publish_joins(other_burst, timedelta(milliseconds=100))
+
+        async def other_alerted() -> bool:
+            return len(await raided_after.alerts(other_guild["mod_log_channel_id"])) == 1
+
+        await until(other_alerted)
+        # The first guild's order was parked during the lookup (it still is): not this raid's.
+        assert await delay_queue_depth(amqp_url, group) == 2
+        assert adopted() == adopted_before
+        assert (await raided_after.guild())["verification_level"] == 3
+
+        async def both_restored() -> bool:
+            return (await raided_first.guild())["verification_level"] == first_guild[
+                "verification_level"
+            ] and (await raided_after.guild())["verification_level"] == other_guild[
+                "verification_level"
+            ]
+
+        await until(both_restored, timeout=20)
+        await second_guard.wait_idle()
+    assert len(await raided_first.alerts(first_guild["mod_log_channel_id"])) == 1
+    assert len(await raided_after.alerts(other_guild["mod_log_channel_id"])) == 1
+
+
+async def test_a_raid_still_alerts_when_the_delay_queue_cannot_be_searched(
+    harness: Harness, amqp_url: str
+) -> None:
+    guild = await harness.guild()
+    joiners = await harness.new_members(10, age_days=400)
+    config = replace(CONFIG, action=RaidAction.ALERT)
+    worker, guard = build_worker(config, harness.settings)
+    async with worker.running():
+        # An operator deleted the delay queue: the lookup fails (it never creates the queue).
+        connection = await aio_pika.connect(amqp_url)
+        try:
+            channel = await connection.channel()
+            await channel.queue_delete(f"{harness.settings.group}.raid-guard.restore-delay")
+        finally:
+            await connection.close()
+        failures_before = lookup_failures()
+        await harness.publish_joins(joiners, timedelta(milliseconds=100))
+
+        async def alerted() -> bool:
+            return len(await harness.alerts(guild["mod_log_channel_id"])) == 1
+
+        await until(alerted)
+        assert lookup_failures() == failures_before + 1
+        assert (await harness.guild())["verification_level"] == 3
+        await guard.wait_idle()

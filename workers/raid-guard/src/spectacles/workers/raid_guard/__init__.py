@@ -12,6 +12,7 @@ from spectacles.workers.raid_guard.detector import (
 from spectacles.workers.raid_guard.guard import RaidGuard, joiner_from_event
 from spectacles.workers.raid_guard.restore import (
     RESTORE_ROUTING_KEY,
+    RestoreLookupFailed,
     RestoreNotScheduled,
     RestoreOrder,
     RestoreScheduler,
@@ -28,6 +29,7 @@ __all__ = [
     "RaidDetector",
     "RaidGuard",
     "RaidStarted",
+    "RestoreLookupFailed",
     "RestoreNotScheduled",
     "RestoreOrder",
     "RestoreScheduler",

@@ -43,6 +43,7 @@ from spectacles.workers.raid_guard.detector import (
     RaidStarted,
 )
 from spectacles.workers.raid_guard.restore import (
+    RestoreLookupFailed,
     RestoreNotScheduled,
     RestoreOrder,
     RestoreScheduler,
@@ -114,7 +115,12 @@ class RaidGuard:
         joiner = joiner_from_event(member)
         verdict = self.detector.observe(joiner, self._clock())
         if isinstance(verdict, RaidStarted):
-            await self._start_raid(verdict.raid, rest, log)
+            if await self._adopted(verdict.raid, log):
+                await asyncio.gather(
+                    *(self._act(j, rest, log) for j in verdict.raid.joiners if self.is_young(j))
+                )
+            else:
+                await self._start_raid(verdict.raid, rest, log)
         elif isinstance(verdict, RaidContinues) and self.is_young(joiner):
             await self._act(joiner, rest, log)
 
@@ -171,6 +177,39 @@ class RaidGuard:
                 await asyncio.sleep(0.05)
 
     # -- a raid -------------------------------------------------------------------------------
+
+    async def _adopted(self, raid: Raid, log: structlog.stdlib.BoundLogger) -> bool:
+        """Is this "new" raid one another replica started (its restore order still parked)?
+
+        After a failover this replica's window is empty; the next burst of the same raid must
+        not alert, raise or park again. The parked order marks the raid: found, the raid is
+        taken over as it is (the detector already holds it) and that order ends it. When the
+        delay queue cannot be searched, the raid is treated as new: a duplicate alert is better
+        than a missed raid.
+        """
+        if self._scheduler is None:
+            return False
+        log = log.bind(guild_id=str(raid.guild_id))
+        try:
+            order = await self._scheduler.pending(str(raid.guild_id))
+        except RestoreLookupFailed as exc:
+            metrics.REST_FAILURES.labels("find_restore").inc()
+            log.warning(
+                "could not check for a raid already in progress: treating it as a new raid "
+                "(a second alert is possible)",
+                error=str(exc),
+            )
+            return False
+        if order is None:
+            return False
+        metrics.RAIDS_ADOPTED.inc()
+        metrics.ACTIVE_RAIDS.inc()
+        log.warning(
+            "raid already in progress (started before a failover): taken over, no new alert",
+            raid_id=order.raid_id,
+            joins=len(raid.joiners),
+        )
+        return True
 
     async def _start_raid(
         self, raid: Raid, rest: RestClient, log: structlog.stdlib.BoundLogger

@@ -6,10 +6,21 @@ from typing import Final
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["ACTIONS", "ACTIVE_RAIDS", "RAIDS_DETECTED", "REST_FAILURES", "VERIFICATION_CHANGES"]
+__all__ = [
+    "ACTIONS",
+    "ACTIVE_RAIDS",
+    "RAIDS_ADOPTED",
+    "RAIDS_DETECTED",
+    "REST_FAILURES",
+    "VERIFICATION_CHANGES",
+]
 
 RAIDS_DETECTED: Final = Counter(
     "spectacles_raid_guard_raids_detected_total", "Raids detected (one per raid, not per join)."
+)
+RAIDS_ADOPTED: Final = Counter(
+    "spectacles_raid_guard_raids_adopted_total",
+    "Raids taken over after a failover (their restore order was still parked): no new alert.",
 )
 ACTIVE_RAIDS: Final = Gauge(
     "spectacles_raid_guard_active_raids", "Guilds currently in a raid (verification raised)."

@@ -7,22 +7,28 @@ When it expires RabbitMQ dead-letters it to the events exchange with the routing
 ``raid-guard.restore``, which the worker's own single-active-consumer queue is bound to. So the
 order comes back to whichever replica is active *then* (the same one, or the standby that took
 over), in order with the joins, and that replica ends the raid and restores the level.
+
+The same queue answers "is a raid in progress in guild G?" after a failover: ``pending`` peeks
+at the parked orders (got without ack, returned by closing the channel) for one of G's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any, Final
 
 import aio_pika
 import aiormq
 import msgspec
+from aio_pika.abc import AbstractChannel
 
 from spectacles.broker import Broker, BrokerUnavailable, DeadLetter
 
 __all__ = [
     "RESTORE_ROUTING_KEY",
+    "RestoreLookupFailed",
     "RestoreNotScheduled",
     "RestoreOrder",
     "RestoreScheduler",
@@ -33,6 +39,16 @@ RESTORE_ROUTING_KEY: Final = "raid-guard.restore"
 """Routing key (on the events exchange) an expired order comes back with."""
 _PUBLISH_ATTEMPTS: Final = 3
 _PUBLISH_TIMEOUT: Final = 10.0
+PEEK_LIMIT: Final = 1000
+"""At most this many parked orders are looked at (one per raiding guild, plus retries)."""
+PEEK_TIMEOUT: Final = 5.0
+_BROKER_ERRORS: Final = (
+    BrokerUnavailable,
+    aiormq.exceptions.AMQPError,
+    aio_pika.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 class RestoreOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,6 +71,15 @@ class RestoreNotScheduled(Exception):
     def __init__(self, raid_id: str, cause: str) -> None:
         super().__init__(f"restore order of raid {raid_id} not confirmed by RabbitMQ: {cause}")
         self.raid_id = raid_id
+        self.cause = cause
+
+
+class RestoreLookupFailed(Exception):
+    """The delay queue could not be searched (RabbitMQ unreachable, queue gone, too slow)."""
+
+    def __init__(self, guild_id: str, cause: str) -> None:
+        super().__init__(f"could not look up a parked restore order of guild {guild_id}: {cause}")
+        self.guild_id = guild_id
         self.cause = cause
 
 
@@ -108,15 +133,53 @@ class RestoreScheduler:
             try:
                 await asyncio.wait_for(self._publish(message), _PUBLISH_TIMEOUT)
                 return
-            except (
-                BrokerUnavailable,
-                aiormq.exceptions.AMQPError,
-                aio_pika.exceptions.ChannelInvalidStateError,
-                ConnectionError,
-                TimeoutError,
-            ) as exc:
+            except _BROKER_ERRORS as exc:
                 cause = f"{type(exc).__name__}: {exc}"
         raise RestoreNotScheduled(order.raid_id, cause)
+
+    async def pending(
+        self, guild_id: str, *, limit: int = PEEK_LIMIT, timeout: float = PEEK_TIMEOUT
+    ) -> RestoreOrder | None:
+        """The parked order of a raid still going on in ``guild_id``, if there is one.
+
+        Every order stays parked: they are got without ack and go back to the queue, at their
+        old positions and with their expirations, when the channel closes. Retry orders
+        (``failures`` > 0) are skipped: their raid is over, only its restore is pending. Raises
+        ``RestoreLookupFailed`` when RabbitMQ cannot answer within ``timeout``.
+        """
+        try:
+            channel = await self._broker.channel(timeout=timeout)
+        except _BROKER_ERRORS as exc:
+            raise RestoreLookupFailed(guild_id, f"{type(exc).__name__}: {exc}") from None
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._find(channel, guild_id, limit)
+        except _BROKER_ERRORS as exc:
+            raise RestoreLookupFailed(guild_id, f"{type(exc).__name__}: {exc}") from None
+        finally:
+            # Closing the channel is what returns the peeked orders: bounded, never skipped.
+            if not channel.is_closed:
+                with contextlib.suppress(*_BROKER_ERRORS):
+                    await asyncio.wait_for(channel.close(), _PUBLISH_TIMEOUT)
+
+    async def _find(
+        self, channel: AbstractChannel, guild_id: str, limit: int
+    ) -> RestoreOrder | None:
+        # passive: a lookup creates nothing; a missing queue is broker trouble, not "no raid".
+        queue = await channel.declare_queue(self.delay_queue, passive=True)
+        if not queue.declaration_result.message_count:
+            return None
+        for _ in range(limit):
+            message = await queue.get(no_ack=False, fail=False)
+            if message is None:
+                return None
+            try:
+                order = msgspec.json.decode(message.body, type=RestoreOrder)
+            except msgspec.DecodeError:
+                continue  # not ours to judge here; the worker dead-letters it when it expires
+            if order.guild_id == guild_id and order.failures == 0:
+                return order
+        return None
 
     async def _publish(self, message: aio_pika.Message) -> None:
         channel = await self._broker.channel(
