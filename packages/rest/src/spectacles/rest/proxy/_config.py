@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -84,6 +85,9 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
     if not raw:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ValueError(f"{key} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number of seconds, got {raw!r}")
+    return value
