@@ -401,7 +401,7 @@ class PMessage(pydantic.BaseModel):
 def _uncached_hook(type_: type, obj: Any) -> Any:
     if type_ is Snowflake and obj.__class__ is str and obj.isdigit():
         return int.__new__(Snowflake, obj)
-    raise NotImplementedError
+    raise NotImplementedError  # msgspec's hook protocol: "not a type this hook handles"
 
 
 UNCACHED_MESSAGE = msgspec.json.Decoder(MessageCreate, dec_hook=_uncached_hook)

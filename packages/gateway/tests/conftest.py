@@ -7,6 +7,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gateway_testkit import group, http
+from gateway_testkit import group, http, publisher
 
-__all__ = ["group", "http"]
+__all__ = ["group", "http", "publisher"]

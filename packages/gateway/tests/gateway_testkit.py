@@ -21,8 +21,18 @@ import aiohttp
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from spectacles.gateway import GatewayConfig, GatewayService, parse_config
+from spectacles.broker.publisher import Publisher
+from spectacles.broker.settings import BrokerSettings
+from spectacles.gateway import (
+    GatewayConfig,
+    GatewayService,
+    IdentifyQueue,
+    Shard,
+    parse_config,
+)
+from spectacles.gateway.config import GatewaySettings
 from spectacles.gateway.session_store import session_queue_name
+from spectacles.models import Intents
 from spectacles.simulator import Simulator, SimulatorConfig
 
 TOKEN = "sim-token-Zq9xV3pL7"
@@ -330,3 +340,28 @@ def assert_every_seq_received(sink: EventSink, session_id: str, last_seq: int) -
     by_id: dict[str, bytes] = {}
     for m in sink.messages:
         assert by_id.setdefault(m.message_id or "", m.body) == m.body
+
+
+@pytest.fixture
+async def publisher(amqp_url: str, group: str) -> AsyncIterator[Publisher]:
+    """A real confirm publisher on the test's group, for shards driven directly by a test."""
+    publisher = await Publisher.connect(BrokerSettings(amqp_url=amqp_url, group=group))
+    try:
+        yield publisher
+    finally:
+        await publisher.close()
+
+
+def make_shard(url: str, publisher: Publisher) -> Shard:
+    """Shard 0 of 1 against ``url`` with fast backoff and no compression, for lifecycle tests."""
+    return Shard(
+        0,
+        1,
+        token="sim-token-Zq9xV3pL7",
+        intents=Intents.GUILDS,
+        gateway_url=url,
+        publisher=publisher,
+        events=frozenset({"READY"}),
+        identify_queue=IdentifyQueue(interval=0.0),
+        settings=GatewaySettings(backoff_base=0.05, backoff_max=0.1, compress="none"),
+    )

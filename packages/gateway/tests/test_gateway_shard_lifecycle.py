@@ -3,45 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import websockets
-from gateway_testkit import wait_until
+from gateway_testkit import make_shard, wait_until
 from websockets.asyncio.server import ServerConnection
 
 from spectacles.broker.publisher import Publisher
-from spectacles.broker.settings import BrokerSettings
-from spectacles.gateway import IdentifyQueue, SendLimiter, Shard, ShardState
+from spectacles.gateway import SendLimiter, ShardState
 from spectacles.gateway import transport as transport_module
-from spectacles.gateway.config import GatewaySettings
 from spectacles.gateway.transport import GatewayTransport
-from spectacles.models import Intents
 
 COMMAND = b'{"op":3,"d":{"since":null,"activities":[],"status":"idle","afk":false}}'
-
-
-@pytest.fixture
-async def publisher(amqp_url: str, group: str) -> AsyncIterator[Publisher]:
-    publisher = await Publisher.connect(BrokerSettings(amqp_url=amqp_url, group=group))
-    try:
-        yield publisher
-    finally:
-        await publisher.close()
-
-
-def make_shard(url: str, publisher: Publisher) -> Shard:
-    return Shard(
-        0,
-        1,
-        token="sim-token-Zq9xV3pL7",
-        intents=Intents.GUILDS,
-        gateway_url=url,
-        publisher=publisher,
-        events=frozenset({"READY"}),
-        identify_queue=IdentifyQueue(interval=0.0),
-        settings=GatewaySettings(backoff_base=0.05, backoff_max=0.1, compress="none"),
-    )
 
 
 async def test_close_while_the_websocket_is_opening_does_not_wait_for_the_open_timeout(

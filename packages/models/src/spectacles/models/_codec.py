@@ -92,12 +92,14 @@ def _dec_hook(type_: type, obj: Any) -> Any:
         elif obj.__class__ is int or obj.__class__ is Snowflake:
             return Snowflake(obj)
         raise ValueError(f"expected a snowflake (decimal string or int), got {obj!r}")
+    # msgspec's hook protocol: NotImplementedError means "not a type this hook handles".
     raise NotImplementedError(f"no decoder for {type_!r}")
 
 
 def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, Snowflake):
         return int.__repr__(obj)
+    # msgspec's hook protocol: NotImplementedError makes it report the unsupported type.
     raise NotImplementedError(f"cannot encode objects of type {type(obj).__name__}")
 
 
