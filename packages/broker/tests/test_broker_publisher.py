@@ -178,6 +178,82 @@ async def test_submit_never_exceeds_the_window(
     assert sorted(bodies) == sorted(b"%d" % index for index in range(500))
 
 
+class Outcomes:
+    """A ConfirmListener recording what the publisher told it."""
+
+    def __init__(self) -> None:
+        self.confirmed: list[int] = []
+        self.failed: dict[int, BaseException] = {}
+        self.changed = asyncio.Event()
+
+    def publish_confirmed(self, token: int) -> None:
+        self.confirmed.append(token)
+        self.changed.set()
+
+    def publish_failed(self, token: int, error: BaseException) -> None:
+        self.failed[token] = error
+        self.changed.set()
+
+    async def wait_settled(self, count: int, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.confirmed) + len(self.failed) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def test_tracked_submits_tell_the_listener_and_respect_the_window(
+    settings: BrokerSettings, queue: AbstractQueue
+) -> None:
+    outcomes = Outcomes()
+    async with await Publisher.connect(settings, max_in_flight=8) as publisher:
+        stream = publisher.prepare("EVENT", headers={"shard_id": 0})
+        refused = peak = 0
+        for token in range(300):
+            body = b"%d" % token
+            if not publisher.try_submit_tracked(
+                stream, body, outcomes, token, headers={"seq": token}
+            ):
+                refused += 1
+                assert publisher.in_flight == 8  # refused only because the window is full
+                await publisher.submit_tracked(
+                    stream, body, outcomes, token, headers={"seq": token}
+                )
+            peak = max(peak, publisher.in_flight)
+            assert publisher.in_flight <= 8
+        await outcomes.wait_settled(300)
+        assert refused > 0 and peak == 8
+        assert sorted(outcomes.confirmed) == list(range(300)) and not outcomes.failed
+        assert publisher.in_flight == 0
+    bodies = await drain(queue, 300)
+    assert sorted(bodies) == sorted(b"%d" % token for token in range(300))
+
+
+async def test_tracked_submit_refused_by_rabbitmq_is_told_as_failed(
+    publisher: Publisher, channel: AbstractChannel, unique_name: str
+) -> None:
+    full = await channel.declare_queue(
+        f"{unique_name}.full",
+        arguments={"x-max-length": 1, "x-overflow": "reject-publish"},
+    )
+    outcomes = Outcomes()
+    try:
+        await full.bind(unique_name, "EVENT")
+        stream = publisher.prepare("EVENT")
+        unroutable = publisher.prepare("NOBODY", mandatory=True)
+        assert publisher.try_submit_tracked(stream, b"fits", outcomes, 1)
+        assert publisher.try_submit_tracked(stream, b"overflows", outcomes, 2)
+        assert publisher.try_submit_tracked(unroutable, b"lost", outcomes, 3)
+        await outcomes.wait_settled(3)
+        assert outcomes.confirmed == [1]
+        assert isinstance(outcomes.failed[2], PublishNacked)
+        assert isinstance(outcomes.failed[3], PublishReturned)
+        assert outcomes.failed[3].routing_key == "NOBODY"  # type: ignore[attr-defined]
+        assert publisher.in_flight == 0
+    finally:
+        await full.delete(if_unused=False, if_empty=False)
+        await channel.exchange_delete(unique_name)
+
+
 async def test_concurrent_publishers_share_the_window(
     settings: BrokerSettings, queue: AbstractQueue
 ) -> None:
@@ -426,22 +502,29 @@ async def test_dropped_connection_fails_in_flight_with_connection_lost_then_reco
 
         proxy.hold_replies()
         futures = [await publisher.submit("EVENT", b"%d" % index) for index in range(10)]
+        outcomes = Outcomes()
+        stream = publisher.prepare("EVENT")
+        for token in range(5):
+            assert publisher.try_submit_tracked(stream, b"tracked", outcomes, token)
         await asyncio.sleep(0.2)
-        assert publisher.in_flight == 10
-        assert not any(future.done() for future in futures)
+        assert publisher.in_flight == 15
+        assert not any(future.done() for future in futures) and not outcomes.failed
 
         await proxy.cut()
         for future in futures:
             with pytest.raises(ConnectionLost):
                 await asyncio.wait_for(future, 5)
+        await outcomes.wait_settled(5)
+        assert not outcomes.confirmed
+        assert all(isinstance(error, ConnectionLost) for error in outcomes.failed.values())
         assert publisher.in_flight == 0
 
         await proxy.start()
         await publisher.wait_connected(5)
         await publisher.publish("EVENT", b"after")
-        # The dropped ten reached RabbitMQ but were never confirmed: "not sent" for the caller,
+        # The dropped fifteen reached RabbitMQ but were never confirmed: "not sent" for the caller,
         # who republishes; consumers de-duplicate by message_id. What matters: "after" arrived.
-        assert b"after" in await drain(queue, 11)
+        assert b"after" in await drain(queue, 16)
         await queue.delete(if_unused=False, if_empty=False)
     finally:
         await publisher.close()

@@ -20,7 +20,7 @@ from spectacles.broker._frames import (
     encode_publish_method,
     encode_table,
 )
-from spectacles.broker.errors import PublishNacked, PublishReturned
+from spectacles.broker.errors import ConnectionLost, PublishNacked, PublishReturned
 
 
 def _frames(data: bytes) -> list[tuple[int, object]]:
@@ -163,3 +163,38 @@ async def test_tracker_resolves_multiple_acks_nacks_and_returns() -> None:
     nacked = futures[4].exception()
     assert isinstance(nacked, PublishNacked) and nacked.routing_key == "k4"
     assert isinstance(futures[5].exception(), PublishNacked)
+
+
+class _Listener:
+    def __init__(self) -> None:
+        self.confirmed: list[int] = []
+        self.failed: list[tuple[int, BaseException]] = []
+
+    def publish_confirmed(self, token: int) -> None:
+        self.confirmed.append(token)
+
+    def publish_failed(self, token: int, error: BaseException) -> None:
+        self.failed.append((token, error))
+
+
+async def test_tracker_tells_listeners_and_futures_alike() -> None:
+    loop = asyncio.get_running_loop()
+    tracker = ConfirmTracker()
+    listener = _Listener()
+    future = loop.create_future()
+    assert tracker.add_tracked(listener, 100, "x", "a") == 1
+    assert tracker.add(future, "x", "b") == 2
+    assert tracker.add_tracked(listener, 101, "x", "c") == 3
+    assert tracker.add_tracked(listener, 102, "x", "d") == 4
+    assert tracker.add_tracked(listener, 103, "x", "e") == 5
+    tracker.ack(3, multiple=False)  # out of order
+    tracker.returned(4, 312, "NO_ROUTE")
+    tracker.ack(4, multiple=True)  # 1, 2 and the returned 4 (told once, as a failure)
+    assert listener.confirmed == [101, 100]
+    assert future.done() and future.exception() is None
+    ((token, error),) = listener.failed
+    assert token == 102 and isinstance(error, PublishReturned) and error.routing_key == "d"
+    tracker.fail_all(ConnectionLost, "connection lost")
+    assert [t for t, _ in listener.failed] == [102, 103]
+    assert isinstance(listener.failed[1][1], ConnectionLost)
+    assert len(tracker) == 0

@@ -24,38 +24,64 @@ from spectacles.gateway.commands import validate_command_body
 from spectacles.gateway.transport import _ZlibStream, _ZstdStream, build_gateway_url
 
 
-async def test_confirm_tracker_advances_only_over_contiguous_confirms() -> None:
-    loop = asyncio.get_running_loop()
+def test_confirm_tracker_advances_only_over_contiguous_confirms() -> None:
     tracker = ConfirmTracker(0)
     tracker.skip(1)  # READY, not relayed, nothing pending: confirmed at once
     assert tracker.confirmed == 1
-    f2, f3 = loop.create_future(), loop.create_future()
-    tracker.track(2, f2, "MESSAGE_CREATE")
+    tracker.track(2, "MESSAGE_CREATE")
     tracker.skip(3)  # not relayed, but behind an unconfirmed event
-    tracker.track(4, f3, "MESSAGE_CREATE")
+    tracker.track(4, "MESSAGE_CREATE")
+    tracker.track(5, "GUILD_CREATE")
     assert tracker.confirmed == 1
-    f3.set_result(None)
-    await asyncio.sleep(0)
+    tracker.publish_confirmed(4)  # RabbitMQ may confirm out of order
     assert tracker.confirmed == 1  # 2 is still unconfirmed
-    f2.set_result(None)
-    await asyncio.sleep(0)
-    assert tracker.confirmed == 4
-    assert tracker.published["MESSAGE_CREATE"] == 2
+    tracker.publish_confirmed(2)
+    assert tracker.confirmed == 4  # 2, then 3 (not relayed), then the early 4
+    assert tracker.pending == 1
+    tracker.publish_confirmed(5)
+    assert tracker.confirmed == 5
+    assert tracker.published == {"MESSAGE_CREATE": 2, "GUILD_CREATE": 1}
     assert tracker.pending == 0
 
 
 async def test_confirm_tracker_when_publish_fails_holds_and_reports() -> None:
-    loop = asyncio.get_running_loop()
     failures: list[BaseException] = []
     tracker = ConfirmTracker(10, failures.append)
-    f1, f2 = loop.create_future(), loop.create_future()
-    tracker.track(11, f1, "X")
-    tracker.track(12, f2, "X")
-    f1.set_exception(ConnectionError("gone"))
-    f2.set_result(None)
-    assert await tracker.drain(0.1) == 10
-    await asyncio.sleep(0)  # done-callbacks run on the next loop iteration
+    tracker.track(11, "X")
+    tracker.track(12, "X")
+    tracker.publish_failed(11, ConnectionError("gone"))
+    tracker.publish_confirmed(12)
     assert len(failures) == 1 and isinstance(failures[0], ConnectionError)
+    tracker.publish_failed(12, ConnectionError("again"))  # only the first failure is reported
+    assert len(failures) == 1
+    # Nothing after a failed event can become the resume point; drain does not wait for it.
+    assert await asyncio.wait_for(tracker.drain(5.0), 1.0) == 10
+
+
+async def test_confirm_tracker_drain_waits_for_confirms_then_times_out() -> None:
+    tracker = ConfirmTracker(0)
+    tracker.track(1, "X")
+    tracker.skip(2)
+    tracker.track(3, "X")
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, tracker.publish_confirmed, 3)
+    loop.call_later(0.1, tracker.publish_confirmed, 1)
+    assert await asyncio.wait_for(tracker.drain(5.0), 2.0) == 3
+    tracker.track(4, "X")
+    started = loop.time()
+    assert await tracker.drain(0.2) == 3  # never confirmed: bounded wait, resume point kept
+    assert loop.time() - started >= 0.19
+
+
+def test_confirm_tracker_samples_latency_of_marked_events() -> None:
+    latencies: list[float] = []
+    tracker = ConfirmTracker(0, latencies=latencies)
+    tracker.track(1, "X")
+    tracker.sample_latency(1)
+    tracker.track(2, "X")
+    tracker.publish_confirmed(1)
+    tracker.publish_confirmed(2)
+    assert len(latencies) == 1 and 0 <= latencies[0] < 1
 
 
 async def test_identify_queue_paces_each_bucket() -> None:

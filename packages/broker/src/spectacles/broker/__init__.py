@@ -21,7 +21,7 @@ from .errors import (
     RpcTimeout,
     TopologyMismatch,
 )
-from .publisher import Publisher
+from .publisher import ConfirmListener, Publisher
 from .rpc import RpcClient, RpcHandler, RpcServer
 from .settings import BrokerSettings
 from .topology import QueueSpec, QueueType, Topology
@@ -33,6 +33,7 @@ __all__ = [
     "BrokerError",
     "BrokerSettings",
     "BrokerUnavailable",
+    "ConfirmListener",
     "ConnectionLost",
     "Consumer",
     "DeadLetter",

@@ -21,7 +21,7 @@ from pamqp import frame as pamqp_frame
 from pamqp import header as pamqp_header
 from pamqp.base import Frame
 
-from spectacles.broker._confirm import ConfirmTracker
+from spectacles.broker._confirm import ConfirmListener, ConfirmTracker
 from spectacles.broker._frames import (
     FRAME_BODY,
     FRAME_END,
@@ -269,6 +269,23 @@ class PublishConnection(asyncio.Protocol):
         """``publish`` with the basic.publish frame already encoded (for ``PUBLISH_CHANNEL``)."""
         future: asyncio.Future[None] = self._loop.create_future()
         self.tracker.add(future, exchange, routing_key)
+        self._write(method, content)
+        return future
+
+    def publish_method_tracked(
+        self,
+        method: bytes,
+        exchange: str,
+        routing_key: str,
+        content: bytes,
+        listener: ConfirmListener,
+        token: int,
+    ) -> None:
+        """``publish_method`` whose outcome is told to ``listener`` (no future per message)."""
+        self.tracker.add_tracked(listener, token, exchange, routing_key)
+        self._write(method, content)
+
+    def _write(self, method: bytes, content: bytes) -> None:
         wbuf = self._wbuf
         wbuf += method
         wbuf += content
@@ -277,7 +294,6 @@ class PublishConnection(asyncio.Protocol):
         elif not self._flush_pending:
             self._flush_pending = True
             self._loop.call_soon(self._flush)
-        return future
 
     def _flush(self) -> None:
         self._flush_pending = False

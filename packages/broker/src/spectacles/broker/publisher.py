@@ -1,10 +1,11 @@
 """Confirmed publishing with a bounded in-flight window and automatic reconnection.
 
-``submit`` is the relay's hot path: when the connection is up and the window has room it packs
-the message straight into the connection's write buffer and returns the confirm future without
-suspending. Everything slow (no connection, full window, socket backpressure) moves to
-``_acquire``, which waits at most ``publish_timeout`` and then raises ``BrokerUnavailable``:
-a publish is confirmed, or its caller gets an exception, never silence.
+``submit`` packs a message straight into the connection's write buffer and returns its confirm
+future without suspending when the connection is up and the window has room. The relay's hot
+path, ``try_submit_tracked``, goes further: a plain call, no coroutine and no future, with the
+confirm reported to a :class:`ConfirmListener`. Everything slow (no connection, full window,
+socket backpressure) moves to ``_acquire``, which waits at most ``publish_timeout`` and then
+raises ``BrokerUnavailable``: a publish is confirmed, or its caller hears why not, never silence.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
+from spectacles.broker._confirm import ConfirmListener
 from spectacles.broker._frames import (
     PropertiesTemplate,
     encode_content,
@@ -35,7 +37,7 @@ from spectacles.broker.errors import BrokerUnavailable
 from spectacles.broker.settings import BrokerSettings
 from spectacles.observability import get_logger
 
-__all__ = ["PreparedPublish", "Publisher"]
+__all__ = ["ConfirmListener", "PreparedPublish", "Publisher"]
 
 log = get_logger(__name__)
 
@@ -318,6 +320,87 @@ class Publisher:
         )
         return connection.publish_method(
             prepared.method, prepared.exchange, prepared.routing_key, content
+        )
+
+    def try_submit_tracked(
+        self,
+        prepared: PreparedPublish,
+        body: bytes,
+        listener: ConfirmListener,
+        token: int,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        timestamp: datetime.datetime | float | None = None,
+    ) -> bool:
+        """Write now and tell ``listener`` the outcome under ``token``; False if it must wait.
+
+        The relay's hot path: no coroutine, no future. On False nothing was written; call
+        :meth:`submit_tracked`, which waits for the connection or a window slot.
+        """
+        connection = self._connection
+        if (
+            connection is None
+            or not connection.ready
+            or connection.paused
+            or self._space_waiters
+            or len(connection.tracker) + self._woken >= self._max_in_flight
+        ):
+            return False
+        self._write_tracked(
+            connection, prepared, body, listener, token, headers, message_id, timestamp
+        )
+        return True
+
+    async def submit_tracked(
+        self,
+        prepared: PreparedPublish,
+        body: bytes,
+        listener: ConfirmListener,
+        token: int,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        timestamp: datetime.datetime | float | None = None,
+    ) -> None:
+        """``try_submit_tracked`` that waits (at most ``publish_timeout``) instead of refusing.
+
+        Raises ``BrokerUnavailable`` when no slot frees up in time; nothing was written then.
+        """
+        if self.try_submit_tracked(
+            prepared,
+            body,
+            listener,
+            token,
+            headers=headers,
+            message_id=message_id,
+            timestamp=timestamp,
+        ):
+            return
+        connection = await self._acquire()
+        self._write_tracked(
+            connection, prepared, body, listener, token, headers, message_id, timestamp
+        )
+
+    def _write_tracked(
+        self,
+        connection: PublishConnection,
+        prepared: PreparedPublish,
+        body: bytes,
+        listener: ConfirmListener,
+        token: int,
+        headers: Mapping[str, Any] | None,
+        message_id: str | None,
+        timestamp: datetime.datetime | float | None,
+    ) -> None:
+        if prepared.mandatory:
+            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_tag}
+        flags, properties = prepared.properties.encode(headers, message_id, timestamp)
+        content = encode_content(
+            PUBLISH_CHANNEL, flags, properties, body, connection.max_body_frame
+        )
+        connection.publish_method_tracked(
+            prepared.method, prepared.exchange, prepared.routing_key, content, listener, token
         )
 
     async def _acquire(self) -> PublishConnection:

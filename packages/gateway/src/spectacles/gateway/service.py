@@ -312,7 +312,9 @@ class GatewayService:
                     reconnects[reason] = total
             if shard.heartbeat_latency is not None:
                 metrics.HEARTBEAT_LATENCY.labels(label).set(shard.heartbeat_latency)
-            samples, shard.confirm_latencies = shard.confirm_latencies, []
+            # Emptied in place: the shard's confirm tracker appends to this very list.
+            samples = shard.confirm_latencies[:]
+            shard.confirm_latencies.clear()
             for sample in samples:
                 metrics.CONFIRM_LATENCY.observe(sample)
         if self.publisher is not None:

@@ -8,6 +8,8 @@ a broker outage or a crash loses nothing; replays reuse the same message_id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 
@@ -30,25 +32,44 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True):
 class ConfirmTracker:
     """Contiguous confirmed sequence numbers of one connection.
 
-    Events arrive in seq order. A relayed event is pending until its publish future resolves;
-    an event that is not relayed counts as confirmed as soon as everything before it is.
-    `confirmed` is the highest seq with every event up to it confirmed.
+    Events arrive in seq order. A relayed event is pending until the publisher reports its
+    confirm (this is the :class:`spectacles.broker.ConfirmListener` of the shard's publishes,
+    with the seq as token); an event that is not relayed counts as confirmed as soon as
+    everything before it is. `confirmed` is the highest seq with every event up to it confirmed.
+    RabbitMQ may confirm out of order: such seqs wait in `_early` until the gap closes.
     """
 
-    __slots__ = ("_on_failure", "_pending", "confirmed", "failure", "published")
+    __slots__ = (
+        "_drained",
+        "_early",
+        "_latencies",
+        "_on_failure",
+        "_pending",
+        "_samples",
+        "confirmed",
+        "failure",
+        "published",
+    )
 
     def __init__(
         self,
         confirmed: int,
         on_failure: Callable[[BaseException], None] | None = None,
         published: Counter[str] | None = None,
+        latencies: list[float] | None = None,
     ) -> None:
         self.confirmed = confirmed
         self.failure: BaseException | None = None
         # Confirmed relayed events by name, read by the metrics flusher.
         self.published: Counter[str] = published if published is not None else Counter()
-        self._pending: deque[tuple[int, asyncio.Future[None] | None, str]] = deque()
+        # (seq, event name) in arrival order; the name is None for an event not relayed.
+        self._pending: deque[tuple[int, str | None]] = deque()
+        self._early: set[int] = set()
         self._on_failure = on_failure
+        # Confirm latency of sampled events: seq -> perf_counter() at submit.
+        self._latencies = latencies if latencies is not None else []
+        self._samples: dict[int, float] = {}
+        self._drained: asyncio.Event | None = None
 
     @property
     def pending(self) -> int:
@@ -58,44 +79,70 @@ class ConfirmTracker:
     def skip(self, seq: int) -> None:
         """An event that is not relayed: confirmed once everything before it is."""
         if self._pending:
-            self._pending.append((seq, None, ""))
+            self._pending.append((seq, None))
         elif seq > self.confirmed:
             self.confirmed = seq
 
-    def track(self, seq: int, future: asyncio.Future[None], name: str) -> None:
-        """A relayed event `name`: confirmed when `future` resolves without error."""
-        self._pending.append((seq, future, name))
-        future.add_done_callback(self._on_done)
+    def track(self, seq: int, name: str) -> None:
+        """A relayed event `name`, submitted with `seq` as its confirm token."""
+        self._pending.append((seq, name))
 
-    def _on_done(self, future: asyncio.Future[None]) -> None:
-        if future.cancelled():
-            error: BaseException | None = asyncio.CancelledError()
+    def sample_latency(self, seq: int) -> None:
+        """Measure how long the confirm of `seq` (tracked next or just now) takes."""
+        self._samples[seq] = time.perf_counter()
+
+    def publish_confirmed(self, token: int) -> None:
+        """RabbitMQ confirmed the event with seq `token` (called by the publisher)."""
+        if self._samples:
+            started = self._samples.pop(token, None)
+            if started is not None:
+                self._latencies.append(time.perf_counter() - started)
+        pending = self._pending
+        if pending and pending[0][0] == token:  # the usual case: confirms come in order
+            seq, name = pending.popleft()
+            self.published[name] += 1  # type: ignore[index]  # a tracked entry has its name
+            if seq > self.confirmed:
+                self.confirmed = seq
+            if pending and (pending[0][1] is None or self._early):
+                self._advance()
+            elif not pending and self._drained is not None:
+                self._drained.set()
         else:
-            error = future.exception()
-        if error is not None:
-            if self.failure is None:
-                self.failure = error
-                if self._on_failure is not None:
-                    self._on_failure(error)
-            return
-        self._advance()
+            self._early.add(token)
+
+    def publish_failed(self, token: int, error: BaseException) -> None:
+        """The event with seq `token` was not confirmed: the connection must be replaced."""
+        self._samples.pop(token, None)
+        if self.failure is None:
+            self.failure = error
+            if self._drained is not None:
+                self._drained.set()  # nothing after it can be confirmed any more
+            if self._on_failure is not None:
+                self._on_failure(error)
 
     def _advance(self) -> None:
         pending = self._pending
+        early = self._early
+        published = self.published
         while pending:
-            seq, future, name = pending[0]
-            if future is not None:
-                if not future.done() or future.cancelled() or future.exception() is not None:
+            seq, name = pending[0]
+            if name is not None:
+                if seq not in early:
                     return
-                self.published[name] += 1
+                early.discard(seq)
+                published[name] += 1
             pending.popleft()
             if seq > self.confirmed:
                 self.confirmed = seq
+        if self._drained is not None:
+            self._drained.set()
 
     async def drain(self, timeout: float) -> int:
         """Wait (bounded) for the pending publishes to settle; return the confirmed seq."""
-        futures = [f for _, f, _ in self._pending if f is not None and not f.done()]
-        if futures:
-            await asyncio.wait(futures, timeout=timeout)
         self._advance()
+        if self._pending and self.failure is None:
+            self._drained = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._drained.wait()
         return self.confirmed

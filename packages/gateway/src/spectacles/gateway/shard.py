@@ -14,13 +14,12 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any, Final, Protocol
 
 import msgspec
 
 from spectacles.broker.errors import BrokerError, BrokerUnavailable, PublishError
-from spectacles.broker.publisher import PreparedPublish
+from spectacles.broker.publisher import ConfirmListener, PreparedPublish
 from spectacles.models import RESUMABLE_CLOSE_CODE, ClosePolicy, Intents
 from spectacles.observability import get_logger
 
@@ -66,16 +65,31 @@ class EventPublisher(Protocol):
     ) -> PreparedPublish:
         """Encode once what every publish of one event name from this shard shares."""
 
-    async def submit_prepared(
+    def try_submit_tracked(
         self,
         prepared: PreparedPublish,
         body: bytes,
+        listener: ConfirmListener,
+        token: int,
         *,
         headers: Mapping[str, Any] | None = ...,
         message_id: str | None = ...,
         timestamp: float | None = ...,
-    ) -> asyncio.Future[None]:
-        """Write one message; the future resolves when RabbitMQ confirmed it."""
+    ) -> bool:
+        """Write one message now, its confirm told to `listener`; False if it must wait."""
+
+    async def submit_tracked(
+        self,
+        prepared: PreparedPublish,
+        body: bytes,
+        listener: ConfirmListener,
+        token: int,
+        *,
+        headers: Mapping[str, Any] | None = ...,
+        message_id: str | None = ...,
+        timestamp: float | None = ...,
+    ) -> None:
+        """`try_submit_tracked` that waits for a window slot (`BrokerUnavailable` on timeout)."""
 
     @property
     def is_connected(self) -> bool:
@@ -210,7 +224,7 @@ class Shard:
         self._interrupt: asyncio.Future[None] | None = None
         self._ready = asyncio.Event()
         self._heartbeat_acked = True
-        self._publishing = False  # the poll loop is inside Publisher.submit (maybe waiting)
+        self._publishing = False  # the poll loop waits in Publisher.submit_tracked
         self._last_heartbeat = 0.0
 
     # ----------------------------------------------------------------- public surface
@@ -422,7 +436,9 @@ class Shard:
         url = self._resume_url if resuming and self._resume_url else self._gateway_url
         self._set_state(ShardState.CONNECTING)
         self._interrupt = asyncio.get_running_loop().create_future()
-        self._tracker = ConfirmTracker(self._resume_seq, self._on_publish_failure, self.published)
+        self._tracker = ConfirmTracker(
+            self._resume_seq, self._on_publish_failure, self.published, self.confirm_latencies
+        )
         self._seq = self._resume_seq if resuming else None
         self._heartbeat_acked = True
         self._publishing = False
@@ -564,7 +580,7 @@ class Shard:
         events = self._events
         received = self.received
         publisher = self._publisher
-        submit = publisher.submit_prepared
+        try_submit = publisher.try_submit_tracked
         shard_id = self.shard_id
         # Per event name, the encoded constant parts: exchange, routing key, type, shard_id.
         prepared: dict[str, PreparedPublish] = {}
@@ -593,22 +609,33 @@ class Shard:
                     headers: dict[str, Any] = (
                         {"seq": seq} if guild_id is None else {"seq": seq, "guild_id": guild_id}
                     )
-                    # Waits here while the publisher's window of unconfirmed events is full:
-                    # that is the backpressure; the socket is not read meanwhile.
-                    self._publishing = True
-                    future = await submit(
-                        stream,
-                        bytes(raw),
-                        headers=headers,
-                        message_id=f"{shard_id}:{self._session_id}:{seq}",
-                        timestamp=wall_clock(),
-                    )
-                    self._publishing = False
-                    tracker.track(seq, future, name)
+                    body = bytes(raw)
+                    message_id = f"{shard_id}:{self._session_id}:{seq}"
+                    tracker.track(seq, name)
                     if not seq & LATENCY_SAMPLE_MASK:
-                        future.add_done_callback(
-                            partial(_record_latency, self.confirm_latencies, time.perf_counter())
+                        tracker.sample_latency(seq)
+                    if not try_submit(
+                        stream,
+                        body,
+                        tracker,
+                        seq,
+                        headers=headers,
+                        message_id=message_id,
+                        timestamp=wall_clock(),
+                    ):
+                        # The publisher's window of unconfirmed events is full (or RabbitMQ is
+                        # away): wait here, without reading the socket. That is the backpressure.
+                        self._publishing = True
+                        await publisher.submit_tracked(
+                            stream,
+                            body,
+                            tracker,
+                            seq,
+                            headers=headers,
+                            message_id=message_id,
+                            timestamp=wall_clock(),
                         )
+                        self._publishing = False
                 else:
                     tracker.skip(seq)
             elif op == _HEARTBEAT_ACK:
@@ -633,11 +660,6 @@ class Shard:
         else:
             self._log.info("resumed", seq=self._resume_seq)
         self._set_state(ShardState.READY)
-
-
-def _record_latency(into: list[float], started: float, future: asyncio.Future[None]) -> None:
-    if not future.cancelled() and future.exception() is None:
-        into.append(time.perf_counter() - started)
 
 
 def _guild_id(name: str, raw: msgspec.Raw) -> str | None:
