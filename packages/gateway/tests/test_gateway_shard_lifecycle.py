@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import struct
 
 import pytest
 import websockets
@@ -103,3 +106,60 @@ async def test_send_limiter_refund_frees_the_slot() -> None:
     limiter.reset()
     limiter.refund(first)  # after a reset (new connection) there is nothing to give back
     assert limiter.try_acquire_priority() and limiter.try_acquire_priority()
+
+
+async def test_transport_stops_reading_the_socket_while_receive_is_not_called() -> None:
+    # The shard stops calling receive() while RabbitMQ's window is full: the transport must then
+    # stop reading the socket (TCP pushes back on Discord) instead of buffering the flood.
+    frame = bytes([0x82, 126]) + struct.pack("!H", 16384) + bytes(16384)
+    total = 4096 * len(frame)  # 64 MiB: far more than the transport and the kernel buffer
+    written = 0
+    stalled = asyncio.Event()  # or the whole flood was taken in: the assertions below say which
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal written
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        magic = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+        accept = base64.b64encode(hashlib.sha1(key + magic).digest())
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        try:
+            while written < total:
+                writer.write(frame)
+                written += len(frame)
+                try:
+                    await asyncio.wait_for(writer.drain(), 0.5)
+                except TimeoutError:
+                    stalled.set()
+                    await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            stalled.set()
+            writer.close()
+
+    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = await GatewayTransport.connect(f"ws://127.0.0.1:{port}/", "none")
+    try:
+        assert len(await transport.receive()) == 16384
+        await asyncio.wait_for(stalled.wait(), 20)
+        held = written
+        await asyncio.sleep(0.5)
+        assert written == held, "the flood went on while nobody called receive()"
+        # Kernel socket buffers (a few MiB here) plus at most ~1 MiB held by the transport.
+        assert held < total // 4, f"{held >> 20} MiB taken in without receive()"
+        for _ in range(held // len(frame)):  # reading again resumes the socket
+            assert len(await transport.receive()) == 16384
+        await wait_until(lambda: written > held, timeout=5, what="the flood to resume")
+    finally:
+        transport.abort()
+        server.close()
+        await server.wait_closed()

@@ -21,7 +21,7 @@ from spectacles.gateway import (
     TransportError,
 )
 from spectacles.gateway.commands import validate_command_body
-from spectacles.gateway.transport import _ZlibStream, _ZstdStream, build_gateway_url
+from spectacles.gateway.transport import _ZlibStream, _ZstdStream, build_gateway_url, env_proxy
 
 
 def test_confirm_tracker_advances_only_over_contiguous_confirms() -> None:
@@ -221,3 +221,15 @@ def test_public_api_is_exported() -> None:
     for name in gateway.__all__:
         assert hasattr(gateway, name), name
     assert {"GatewayService", "Shard", "GatewayConfig", "load_config"} <= set(gateway.__all__)
+
+
+def test_gateway_connections_honour_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_proxy("wss://gateway.discord.gg") is None
+    monkeypatch.setenv("https_proxy", "http://proxy.internal:3128")
+    monkeypatch.setenv("http_proxy", "http://plain.internal:3128")
+    monkeypatch.setenv("no_proxy", "localhost,sim")
+    assert env_proxy("wss://gateway.discord.gg") == "http://proxy.internal:3128"
+    assert env_proxy("ws://gateway.example") == "http://plain.internal:3128"
+    assert env_proxy("ws://sim:8080/gateway") is None

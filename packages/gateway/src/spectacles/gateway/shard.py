@@ -484,7 +484,7 @@ class Shard:
             return opening.result()
         finally:
             if not opening.done():
-                opening.cancel()  # websockets aborts the half-open socket
+                opening.cancel()  # connect() closes its session, which drops the half-open socket
                 (opened,) = await asyncio.gather(opening, return_exceptions=True)
                 if isinstance(opened, GatewayTransport):  # it won the race with the cancel
                     opened.abort()

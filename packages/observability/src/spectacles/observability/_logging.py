@@ -138,7 +138,8 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     # Libraries are chatty at DEBUG; keep them at WARNING unless asked for explicitly.
-    for noisy in ("aiormq", "aio_pika", "websockets", "aiohttp.access", "asyncio"):
+    libraries = ("aiormq", "aio_pika", "aiohttp.access", "aiohttp.client", "aiohttp.websocket")
+    for noisy in (*libraries, "asyncio"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
     structlog.contextvars.bind_contextvars(service=service)
 
