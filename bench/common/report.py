@@ -36,6 +36,19 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
+def others_bound(results: dict[str, Any]) -> tuple[int, float, float] | None:
+    """Cores, CPU s per 100k of everything but the relay (our gateway's pass), and the rate at
+    which those processes alone would use every core: no relay can be faster end to end here."""
+    cores = _get(results, "machine", "nproc")
+    g = _get(results, "relay", "throughput", "gateway") or {}
+    keys = ("rabbit_cpu_s_per_100k", "consumer_cpu_s_per_100k", "simulator_cpu_s_per_100k")
+    parts = [g.get(k) for k in keys]
+    if not cores or any(not isinstance(v, (int, float)) or math.isnan(v) for v in parts):
+        return None
+    cpu = sum(float(v) for v in parts if isinstance(v, (int, float)))
+    return (cores, cpu, cores * 100_000 / cpu) if cpu > 0 else None
+
+
 def summary_rows(results: dict[str, Any]) -> list[Row]:
     relay = results.get("relay") or {}
     tp = relay.get("throughput") or {}
@@ -157,6 +170,34 @@ def summary_rows(results: dict[str, Any]) -> list[Row]:
             "-",
         )
     )
+    n_rate = _get(tp, "null", "rate")
+    r_null = _ratio(n_rate, j_rate)
+    rows.append(
+        (
+            "6. Bound: null relay / JS gateway",
+            f"null relay: {_num(n_rate)}",
+            f"JS: {_num(j_rate)}; ours: {_num(g_rate)} ({_x(_ratio(g_rate, n_rate))} of the bound)",
+            _x(r_null),
+            "(what >= 2x needs)",
+            "-"
+            if r_null is None
+            else ("2x reachable here" if r_null >= 2 else "2x NOT reachable on this machine"),
+        )
+    )
+    bound = others_bound(results)
+    if bound is not None:
+        cores, cpu, rate = bound
+        rows.append(
+            (
+                "6. Rate at which the other processes alone fill the cores",
+                _num(rate),
+                f"{cores} cores / {cpu:.2f} CPU s per 100k (RabbitMQ + consumer + simulator, "
+                "our gateway's pass); vs JS",
+                _x(_ratio(rate, j_rate)),
+                "-",
+                "-",
+            )
+        )
     jp_rate = _get(tp, "js_persistent", "rate")
     if jp_rate:
         rows.append(
@@ -186,35 +227,65 @@ def _throughput_table(relay: dict[str, Any]) -> list[str]:
         "ceiling": "naive aio-pika publisher (the ceiling)",
         "js": "JavaScript Spectacles gateway (as shipped: transient, no confirms)",
         "js_persistent": "JavaScript gateway publishing persistent (still no confirms)",
+        "null": "null relay (no inflate, no decode, pre-built frames, confirms): "
+        "the bound for any relay here",
     }
     lines = [
         "| contender | events/s (median) | per round | process CPU s / 100k | "
-        "RabbitMQ CPU s / 100k | consumer CPU s / 100k | all processes CPU s / 100k | "
-        "peak RSS MB | all received |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+        "RabbitMQ CPU s / 100k | consumer CPU s / 100k | simulator CPU s / 100k | "
+        "all processes CPU s / 100k | peak RSS MB | all received |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for key, label in names.items():
         row = tp.get(key)
         if not row and key == "js_persistent":
             continue
         if not row:
-            lines.append(f"| {label} | - | - | - | - | - | - | - | not run |")
+            lines.append(f"| {label} | - | - | - | - | - | - | - | - | not run |")
             continue
         lines.append(
             f"| {label} | {_num(row['rate'])} | {', '.join(_num(x) for x in row['rates'])} | "
             f"{_num(row['cpu_s_per_100k'], '.2f')} | "
             f"{_num(row.get('rabbit_cpu_s_per_100k'), '.2f')} | "
             f"{_num(row.get('consumer_cpu_s_per_100k'), '.2f')} | "
+            f"{_num(row.get('simulator_cpu_s_per_100k'), '.2f')} | "
             f"{_num(row.get('all_cpu_s_per_100k'), '.2f')} | "
             f"{_num(row['peak_rss_mb'], '.1f')} | {'yes' if row['complete'] else 'NO'} |"
         )
     sim = relay.get("simulator_send")
     if sim:
         lines.append(
-            f"| simulator send rate (discarding client) | {_num(sim['rate'])} | - | "
-            f"{_num(sim['cpu_s_per_100k'], '.2f')} (simulator) | - | - | - | - | - |"
+            f"| simulator send rate (discarding client) | {_num(sim['rate'])} | - | - | - | - | "
+            f"{_num(sim['cpu_s_per_100k'], '.2f')} | - | - | - |"
         )
     return lines
+
+
+def _bound_note(results: dict[str, Any]) -> list[str]:
+    """What the null relay and the other processes' CPU say about any relay's reachable rate."""
+    tp = _get(results, "relay", "throughput") or {}
+    n_rate, j_rate = _get(tp, "null", "rate"), _get(tp, "js", "rate")
+    lines = []
+    if n_rate:
+        lines.append(
+            f"The null relay (`relay/null_relay.py`: websocket frames counted from raw bytes, no "
+            f"inflate, no decode, one pre-built persistent publish per frame, confirms, window "
+            f"1024) is the cheapest relay possible: {_num(n_rate)} events/s, "
+            f"{_x(_ratio(n_rate, j_rate))} the JavaScript gateway: the highest ratio over it "
+            "that any relay with our wire contract (persistent, confirms) can reach on this "
+            "machine."
+        )
+    bound = others_bound(results)
+    if bound is not None:
+        cores, cpu, rate = bound
+        lines.append(
+            f"RabbitMQ + consumer + simulator alone used {cpu:.2f} CPU s per 100k events in our "
+            f"gateway's pass: on {cores} cores they would be saturated at {_num(rate)} events/s "
+            f"({_x(_ratio(rate, j_rate))} the JavaScript gateway) even with a relay costing "
+            "nothing (an upper bound: a pipeline never keeps every core busy; the null relay "
+            "shows what is reached)."
+        )
+    return [" ".join(lines), ""] if lines else []
 
 
 def _js_note(relay: dict[str, Any]) -> list[str]:
@@ -396,6 +467,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         *_throughput_table(relay),
         "",
+        *_bound_note(results),
         *_js_note(relay),
         "## 3. Latency at a fixed 2,000 events/s",
         "",

@@ -1,11 +1,13 @@
 """Figures 1, 2, 3 and 6: relay throughput, its ceilings, latency, and the JavaScript original.
 
 One simulator process (5 shards: ours on shard 0, the JavaScript gateway on shard 1, the
-discarding sink on shard 2, the JavaScript gateway publishing persistent messages on shard 3, so a
-flood reaches exactly one relay), one RabbitMQ group, one counting consumer process. The
-contenders take turns within each round (gateway, ceiling, JavaScript), so machine noise hits
-them alike; the report takes the median over rounds. The naive ceiling publishes a quarter of
-the events per pass (it is ~5x slower; its rate is stable well before that).
+discarding sink on shard 2, the JavaScript gateway publishing persistent messages on shard 3, the
+null relay on shard 4, so a flood reaches exactly one relay), one RabbitMQ group, one counting
+consumer process. The contenders take turns within each round (gateway, ceiling, JavaScript,
+JavaScript persistent, null relay), so machine noise hits them alike; the report takes the median
+over rounds. The naive ceiling publishes a quarter of the events per pass (it is ~5x slower; its
+rate is stable well before that). The null relay (`null_relay.py`: no inflate, no decode,
+pre-built publishes with confirms) is the bound for any relay on this machine.
 
     uv run python bench/relay/relay_bench.py [--quick]
 """
@@ -42,7 +44,7 @@ MB = 1024 * 1024
 _RABBIT: list[RabbitProcess | None] = [None]
 _SIMULATOR: list[Proc | None] = [None]
 LATENCY_RATE = 2000
-OUR_SHARD, JS_SHARD, SINK_SHARD, JS_DURABLE_SHARD, SHARDS = 0, 1, 2, 3, 4
+OUR_SHARD, JS_SHARD, SINK_SHARD, JS_DURABLE_SHARD, NULL_SHARD, SHARDS = 0, 1, 2, 3, 4, 5
 
 
 @dataclass
@@ -174,6 +176,7 @@ def _summarise(passes: list[dict[str, Any]]) -> dict[str, Any]:
         "cpu_s_per_100k": _median([p["cpu_s_per_100k"] for p in passes]),
         "rabbit_cpu_s_per_100k": _median([p["rabbit_cpu_s_per_100k"] for p in passes]),
         "consumer_cpu_s_per_100k": _median([p["consumer_cpu_s_per_100k"] for p in passes]),
+        "simulator_cpu_s_per_100k": _median([p["simulator_cpu_s_per_100k"] for p in passes]),
         "all_cpu_s_per_100k": _median([p["all_cpu_s_per_100k"] for p in passes]),
         "peak_rss_mb": max((p["peak_rss_mb"] for p in passes), default=float("nan")),
         "complete": all(p["complete"] for p in passes),
@@ -313,12 +316,25 @@ def run(settings: Settings) -> dict[str, Any]:
                 if proc is not None:
                     proc.stop()
 
+        null: Proc | None = None
+        try:
+            null = _start_null(s, log_dir, sim, group, bodies)
+            procs["null"] = null
+            out["null_info"] = json.loads(null.wait_line("READY", 60))
+            _measure_null(consumer, null, sim, s.warmup)
+        except Exception as exc:
+            out["errors"]["null"] = repr(exc)
+            if null is not None:
+                null.stop()
+                null = None
+
         # -- figures 1, 2, 6: throughput, contenders taking turns --------------------------------
         passes: dict[str, list[dict[str, Any]]] = {
             "gateway": [],
             "ceiling": [],
             "js": [],
             "js_persistent": [],
+            "null": [],
         }
         for _ in range(s.rounds):
             for name in passes:
@@ -338,6 +354,8 @@ def run(settings: Settings) -> dict[str, Any]:
                                 consumer, ceiling, s.ceiling_n, lambda: ceiling_send(s.ceiling_n)
                             )
                         )
+                    elif name == "null" and null is not None:
+                        passes[name].append(_measure_null(consumer, null, sim, s.n))
                     elif name in js_procs:
                         shard = js_shards[name]
                         passes[name].append(
@@ -376,13 +394,51 @@ def run(settings: Settings) -> dict[str, Any]:
     except Exception as exc:
         out["errors"]["relay"] = repr(exc)
     finally:
-        for name in ("js", "js_persistent", "ceiling", "gateway", "consumer", "simulator"):
+        for name in ("null", "js", "js_persistent", "ceiling", "gateway", "consumer", "simulator"):
             proc = procs.get(name)
             if proc is not None:
                 proc.stop()
         exchanges, queues = amqp.derived_names(group, shards=SHARDS)
         amqp.cleanup(s.amqp_url, exchanges, [*queues, queue])
     return out
+
+
+def _start_null(s: Settings, log_dir: Path, sim: SimProc, group: str, bodies: Path) -> Proc:
+    """The null relay on its own shard, publishing the relayed bodies (token via the env)."""
+    argv = _python(
+        "null_relay.py",
+        "--api-url",
+        sim.api_url,
+        "--shard",
+        str(NULL_SHARD),
+        "--shards",
+        str(SHARDS),
+        "--amqp-url",
+        s.amqp_url,
+        "--exchange",
+        group,
+        "--bodies",
+        str(bodies),
+    )
+    env = {"DISCORD_TOKEN": sim.token}
+    return Proc("null-relay", argv, log_dir, env=env, stdin_pipe=True)
+
+
+def _measure_null(consumer: Proc, null: Proc, sim: SimProc, n: int) -> dict[str, Any]:
+    """One null relay pass: arm it for exactly n frames, flood, check its own counts."""
+
+    def send() -> dict[str, Any]:
+        null.send(f"ARM {n}")
+        null.wait_line("ARMED", 30)
+        start = time.time()
+        return {**sim.flood(n, shard=NULL_SHARD), "_start": start}
+
+    result = _measure(consumer, null, n, send)
+    done: dict[str, Any] = json.loads(null.wait_line("DONE", 60))
+    result["relay"] = done
+    if done["frames"] != n or done["published"] != n or done["nacked"] or done["stray"]:
+        raise RuntimeError(f"null relay pass of {n} not exact: {done}")
+    return result
 
 
 def _ensure_js_installed(js_dir: Path) -> None:
