@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 DISCORD_EPOCH_MS = 1420070400000
 _TEXT = (
@@ -61,3 +62,12 @@ def synthetic_bodies(n: int) -> list[bytes]:
         }
         bodies.append(json.dumps(body, separators=(",", ":")).encode())
     return bodies
+
+
+def load_bodies(path: str | None, fallback: int = 64) -> list[bytes]:
+    """The relayed bodies the harness sampled to `path`; synthetic ones when there is no sample."""
+    if path and Path(path).exists():
+        bodies = [b.encode() for b in json.loads(Path(path).read_text(encoding="utf-8"))]
+        if bodies:
+            return bodies
+    return synthetic_bodies(fallback)

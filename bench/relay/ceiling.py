@@ -24,20 +24,12 @@ from pathlib import Path
 
 import aio_pika
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common.bodies import load_bodies  # bench/ is not a package: found via sys.path
+
 GUILD_ID = "175928847299117063"
 DISCORD_EPOCH_MS = 1420070400000
 NONCE = b'"nonce":"'
-
-
-def load_bodies(path: str | None) -> list[bytes]:
-    if path and Path(path).exists():
-        bodies = [b.encode() for b in json.loads(Path(path).read_text(encoding="utf-8"))]
-        if bodies:
-            return bodies
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from common.bodies import synthetic_bodies
-
-    return synthetic_bodies(64)
 
 
 async def publish_all(

@@ -55,24 +55,15 @@ from consumer import Amqp
 from pamqp import body as amqp_body
 from pamqp import commands, frame, header
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common.bodies import load_bodies  # bench/ is not a package: found via sys.path
+
 INTENTS = (1 << 0) | (1 << 9) | (1 << 15)  # GUILDS, GUILD_MESSAGES, MESSAGE_CONTENT
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
 BASIC_ACK, BASIC_NACK = b"\x00\x3c\x00\x50", b"\x00\x3c\x00\x78"
 CONNECTION_CLOSE, CHANNEL_CLOSE = b"\x00\x0a\x00\x32", b"\x00\x14\x00\x28"
 HANDSHAKE, SETUP, IDLE, ARMED = "handshake", "setup", "idle", "armed"
-
-
-def load_bodies(path: str | None) -> list[bytes]:
-    """The relayed bodies the harness sampled; synthetic ones when there is no sample."""
-    if path and Path(path).exists():
-        bodies = [b.encode() for b in json.loads(Path(path).read_text(encoding="utf-8"))]
-        if bodies:
-            return bodies
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from common.bodies import synthetic_bodies
-
-    return synthetic_bodies(64)
 
 
 def prebuilt_messages(

@@ -70,30 +70,20 @@ class ConfirmTracker:
 
     def ack(self, tag: int, multiple: bool) -> None:
         """Resolve one tag, or every tag up to ``tag`` when ``multiple``."""
-        pending = self._pending
-        if multiple:
-            pop = pending.pop
-            for each in range(self._lowest, tag + 1):
-                entry = pop(each, None)
-                if entry is not None:
-                    target, _, _, token = entry
-                    if token != FUTURE:
-                        if target is not None:
-                            target.publish_confirmed(token)
-                    elif not target.done():
-                        target.set_result(None)
-            if tag >= self._lowest:
-                self._lowest = tag + 1
-            return
-        entry = pending.pop(tag, None)
-        if entry is not None:
-            target, _, _, token = entry
-            if token != FUTURE:
-                if target is not None:
-                    target.publish_confirmed(token)
-            elif not target.done():
-                target.set_result(None)
-        self._advance()
+        pop = self._pending.pop
+        for each in range(self._lowest, tag + 1) if multiple else (tag,):
+            entry = pop(each, None)
+            if entry is not None:
+                target, _, _, token = entry
+                if token != FUTURE:
+                    if target is not None:
+                        target.publish_confirmed(token)
+                elif not target.done():
+                    target.set_result(None)
+        if not multiple:
+            self._advance()
+        elif tag >= self._lowest:
+            self._lowest = tag + 1
 
     def nack(self, tag: int, multiple: bool) -> None:
         """Fail one tag, or every tag up to ``tag``, with :class:`PublishNacked`."""

@@ -249,15 +249,7 @@ class Publisher:
         Waits first (the backpressure) while ``max_in_flight`` publishes are unconfirmed or
         while disconnected, at most ``publish_timeout`` seconds.
         """
-        connection = self._connection
-        if (
-            connection is None
-            or not connection.ready
-            or connection.paused
-            or self._space_waiters
-            or len(connection.tracker) + self._woken >= self._max_in_flight
-        ):
-            connection = await self._acquire()
+        connection = self._writable() or await self._acquire()
         if exchange is None:
             exchange = self._events_exchange
         if mandatory:
@@ -303,15 +295,7 @@ class Publisher:
         timestamp: datetime.datetime | float | None = None,
     ) -> asyncio.Future[None]:
         """``submit`` for a prepared stream: same waiting, same confirm future, less encoding."""
-        connection = self._connection
-        if (
-            connection is None
-            or not connection.ready
-            or connection.paused
-            or self._space_waiters
-            or len(connection.tracker) + self._woken >= self._max_in_flight
-        ):
-            connection = await self._acquire()
+        connection = self._writable() or await self._acquire()
         if prepared.mandatory:
             headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_tag}
         flags, properties = prepared.properties.encode(headers, message_id, timestamp)
@@ -338,14 +322,8 @@ class Publisher:
         The relay's hot path: no coroutine, no future. On False nothing was written; call
         :meth:`submit_tracked`, which waits for the connection or a window slot.
         """
-        connection = self._connection
-        if (
-            connection is None
-            or not connection.ready
-            or connection.paused
-            or self._space_waiters
-            or len(connection.tracker) + self._woken >= self._max_in_flight
-        ):
+        connection = self._writable()
+        if connection is None:
             return False
         self._write_tracked(
             connection, prepared, body, listener, token, headers, message_id, timestamp
@@ -402,6 +380,19 @@ class Publisher:
         connection.publish_method_tracked(
             prepared.method, prepared.exchange, prepared.routing_key, content, listener, token
         )
+
+    def _writable(self) -> PublishConnection | None:
+        """The connection when a publish may go out right now, without waiting or queue-jumping."""
+        connection = self._connection
+        if (
+            connection is None
+            or not connection.ready
+            or connection.paused
+            or self._space_waiters
+            or len(connection.tracker) + self._woken >= self._max_in_flight
+        ):
+            return None
+        return connection
 
     async def _acquire(self) -> PublishConnection:
         """Wait for a connection with a free window slot, bounded by ``publish_timeout``."""
