@@ -25,7 +25,8 @@ from gateway_testkit import (
     wait_until,
 )
 
-from spectacles.gateway import ShardState
+from spectacles.gateway import GatewayService, ShardState
+from spectacles.gateway.shard import DRAIN_TIMEOUT
 
 
 async def test_relay_when_rabbitmq_connections_killed_mid_flood_loses_nothing(
@@ -98,6 +99,42 @@ async def test_relay_when_broker_link_cut_resumes_from_last_confirmed(
     assert stats["resumes"] >= 1 and stats["identifies"] == 1
     assert stats["closes"].get("4900", 0) >= 1  # the shard left with a resumable code
     assert_every_seq_received(sink, session_id, last_seq)
+
+
+async def test_stop_while_a_publish_waits_for_rabbitmq_is_prompt_and_keeps_the_resume_point(
+    amqp_url: str, group: str, http: aiohttp.ClientSession
+) -> None:
+    """An event whose publish never went out holds the resume point back and is not drained."""
+    target = urlsplit(amqp_url)
+    async with (
+        TcpProxy(target.hostname or "localhost", target.port or 5672) as proxy,
+        running_simulator() as sim,
+    ):
+        proxied = target._replace(
+            netloc=f"{target.netloc.rsplit('@', 1)[0]}@127.0.0.1:{proxy.port}"
+        )
+        config = gateway_config(sim, proxied.geturl(), group, events=ALL_DISPATCHES)
+        service = GatewayService(config, connection_name=group)
+        await service.start()
+        try:
+            await wait_ready(service)
+            shard = service.shards[0]
+            publisher = service.publisher
+            assert publisher is not None
+            await wait_until(lambda: shard.pending_confirms == 0, timeout=10)
+            confirmed = shard.session.seq if shard.session else None
+            proxy.refusing = True
+            proxy.cut()
+            await wait_until(lambda: not publisher.is_connected, timeout=10)
+            await Control(http, sim.base_url).post("/flood", {"count": 1, "wait": True})
+            await wait_until(lambda: shard.pending_confirms == 1, timeout=10, what="waiting")
+        finally:
+            started = asyncio.get_running_loop().time()
+            await service.stop()
+            stopped_in = asyncio.get_running_loop().time() - started
+    assert stopped_in < DRAIN_TIMEOUT / 2  # not the drain timeout: nothing could settle
+    assert confirmed is not None and shard.session is not None
+    assert shard.session.seq == confirmed  # the unsent event is replayed on RESUME
 
 
 async def test_relay_when_socket_dropped_mid_flood_resume_replays(

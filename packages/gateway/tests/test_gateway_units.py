@@ -73,6 +73,28 @@ async def test_confirm_tracker_drain_waits_for_confirms_then_times_out() -> None
     assert loop.time() - started >= 0.19
 
 
+async def test_confirm_tracker_drain_does_not_wait_for_an_event_never_written() -> None:
+    tracker = ConfirmTracker(0)
+    tracker.track(1, "X")
+    tracker.track(2, "X")  # its submit was cancelled (shutdown while RabbitMQ was away)
+    tracker.abandon(2)
+    tracker.track(3, "X")  # cannot happen after an abandon in one connection; still held back
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, tracker.publish_confirmed, 1)
+    started = loop.time()
+    assert await tracker.drain(5.0) == 1  # waited for 1, not for 2 (never settles)
+    assert loop.time() - started < 2.0
+    tracker.publish_confirmed(3)
+    assert tracker.confirmed == 1  # nothing passes the abandoned event
+
+
+async def test_confirm_tracker_drain_returns_at_once_when_only_abandoned_is_pending() -> None:
+    tracker = ConfirmTracker(7)
+    tracker.track(8, "X")
+    tracker.abandon(8)
+    assert await asyncio.wait_for(tracker.drain(10.0), 1.0) == 7
+
+
 def test_confirm_tracker_samples_latency_of_marked_events() -> None:
     latencies: list[float] = []
     tracker = ConfirmTracker(0, latencies=latencies)

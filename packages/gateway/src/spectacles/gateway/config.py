@@ -30,6 +30,7 @@ from .errors import ConfigError
 
 __all__ = [
     "COMPRESSIONS",
+    "IDENTIFY_LOCKS",
     "SESSION_STORES",
     "Compression",
     "GatewayConfig",
@@ -46,9 +47,11 @@ __all__ = [
 
 Compression = Literal["zlib-stream", "zstd-stream", "none"]
 SessionStoreType = Literal["amqp", "file", "none"]
+IdentifyLock = Literal["amqp", "local"]
 
 COMPRESSIONS: Final[tuple[str, ...]] = ("zlib-stream", "zstd-stream", "none")
 SESSION_STORES: Final[tuple[str, ...]] = ("amqp", "file", "none")
+IDENTIFY_LOCKS: Final[tuple[str, ...]] = ("amqp", "local")
 STATUSES: Final[tuple[str, ...]] = ("online", "dnd", "idle", "invisible", "offline")
 LOG_FORMATS: Final[tuple[str, ...]] = ("auto", "json", "console")
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -70,6 +73,7 @@ ENV_KEYS: Final[Mapping[str, str]] = {
     "DISCORD_SHARD_IDS": "shards.ids",
     "DISCORD_API_URL": "gateway.api_url",
     "DISCORD_GATEWAY_URL": "gateway.url",
+    "GATEWAY_IDENTIFY_LOCK": "gateway.identify_lock",
     "AMQP_URL": "amqp.url",
     "BROKER_GROUP": "broker.group",
     "LOG_LEVEL": "log.level",
@@ -103,6 +107,9 @@ class GatewaySettings:
     compress: Compression = "zlib-stream"
     large_threshold: int = 50
     identify_interval: float = 5.0
+    # Whose turn it is in an identify bucket: "amqp" across every gateway process sharing the
+    # bot (through RabbitMQ), "local" within this process only.
+    identify_lock: IdentifyLock = "amqp"
     invalid_session_delay: tuple[float, float] = (1.0, 5.0)
     backoff_base: float = 1.0
     backoff_max: float = 60.0
@@ -188,6 +195,7 @@ class GatewayConfig:
                 "compress": self.gateway.compress,
                 "large_threshold": self.gateway.large_threshold,
                 "identify_interval": self.gateway.identify_interval,
+                "identify_lock": self.gateway.identify_lock,
                 "invalid_session_delay": list(self.gateway.invalid_session_delay),
                 "backoff_base": self.gateway.backoff_base,
                 "backoff_max": self.gateway.backoff_max,
@@ -496,6 +504,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         compress=cast(Compression, gw.take("compress", _choice(COMPRESSIONS), "zlib-stream")),
         large_threshold=gw.take("large_threshold", _int, defaults.large_threshold),
         identify_interval=gw.take("identify_interval", _seconds, defaults.identify_interval),
+        identify_lock=cast(IdentifyLock, gw.take("identify_lock", _choice(IDENTIFY_LOCKS), "amqp")),
         invalid_session_delay=gw.take(
             "invalid_session_delay", _delay_range, defaults.invalid_session_delay
         ),

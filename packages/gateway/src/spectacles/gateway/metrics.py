@@ -18,6 +18,7 @@ __all__ = [
     "EVENTS_RECEIVED",
     "HEARTBEAT_LATENCY",
     "IDENTIFIES",
+    "IDENTIFY_LOCK_WAIT",
     "IN_FLIGHT",
     "RECONNECTS",
     "RESUMES",
@@ -51,6 +52,11 @@ SHARD_STATE: Final = Gauge(
 )
 IDENTIFIES: Final = Counter(
     "spectacles_gateway_identifies", "IDENTIFY payloads sent (new sessions).", ["shard"]
+)
+IDENTIFY_LOCK_WAIT: Final = Histogram(
+    "spectacles_gateway_identify_lock_wait_seconds",
+    "Time an IDENTIFY waited for its bucket's lock in RabbitMQ (other gateways, outages).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
 )
 RESUMES: Final = Counter("spectacles_gateway_resumes", "RESUME payloads sent.", ["shard"])
 RECONNECTS: Final = Counter(

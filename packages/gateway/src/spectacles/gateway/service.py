@@ -29,7 +29,8 @@ from .commands import CommandRelay
 from .config import GatewayConfig
 from .discovery import GatewayBot, fetch_gateway_bot
 from .errors import ConfigError, GatewayError, GatewayUnreachable
-from .identify import IdentifyQueue
+from .identify import BucketLock, IdentifyQueue
+from .identify_lock import create_bucket_lock
 from .session import SessionState
 from .session_store import SessionStore, create_session_store
 from .shard import Shard, ShardState
@@ -68,6 +69,7 @@ class GatewayService:
         self.broker: Broker | None = None
         self.health: HealthServer | None = None
         self._store: SessionStore | None = None
+        self._identify_lock: BucketLock | None = None
         self._commands: CommandRelay | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -112,6 +114,13 @@ class GatewayService:
             settings, connection_name=f"{self.connection_name}:control"
         )
         self._store = create_session_store(config.session_store, self.broker)
+        # Buckets are shared by every process of the bot: take turns with the others.
+        self._identify_lock = create_bucket_lock(
+            config.gateway.identify_lock,
+            self.broker,
+            max_concurrency=plan.identify_queue.max_concurrency,
+        )
+        plan.identify_queue.lock = self._identify_lock
         sessions = await self._load_sessions(plan)
         plan.identify_queue.check_capacity(sum(1 for i in plan.ids if i not in sessions))
         for shard_id in plan.ids:
@@ -143,6 +152,7 @@ class GatewayService:
             shard_count=plan.count,
             events=sorted(config.events),
             resumable=sorted(sessions),
+            identify_lock=config.gateway.identify_lock,
         )
 
     async def wait(self) -> int:
@@ -175,6 +185,8 @@ class GatewayService:
         # with a resumable code; only then is its resume point final and worth saving.
         await asyncio.gather(*(s.close() for s in self.shards.values()), return_exceptions=True)
         await self._save_all(force=True)
+        if self._identify_lock is not None:
+            await self._identify_lock.close()  # before the broker: releases need its connection
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -40,6 +40,7 @@ class ConfirmTracker:
     """
 
     __slots__ = (
+        "_abandoned",
         "_drained",
         "_early",
         "_latencies",
@@ -70,6 +71,8 @@ class ConfirmTracker:
         self._latencies = latencies if latencies is not None else []
         self._samples: dict[int, float] = {}
         self._drained: asyncio.Event | None = None
+        # The first tracked seq that was never written (its submit failed or was cancelled).
+        self._abandoned: int | None = None
 
     @property
     def pending(self) -> int:
@@ -105,10 +108,20 @@ class ConfirmTracker:
                 self.confirmed = seq
             if pending and (pending[0][1] is None or self._early):
                 self._advance()
-            elif not pending and self._drained is not None:
-                self._drained.set()
+            elif self._drained is not None:
+                self._check_drained()
         else:
             self._early.add(token)
+
+    def abandon(self, seq: int) -> None:
+        """`seq` was tracked but never written: the resume point stays before it for good.
+
+        Nothing will ever settle it, so `drain` waits only for the events before it.
+        """
+        self._samples.pop(seq, None)
+        if self._abandoned is None or seq < self._abandoned:
+            self._abandoned = seq
+        self._check_drained()
 
     def publish_failed(self, token: int, error: BaseException) -> None:
         """The event with seq `token` was not confirmed: the connection must be replaced."""
@@ -128,20 +141,29 @@ class ConfirmTracker:
             seq, name = pending[0]
             if name is not None:
                 if seq not in early:
-                    return
+                    break
                 early.discard(seq)
                 published[name] += 1
             pending.popleft()
             if seq > self.confirmed:
                 self.confirmed = seq
         if self._drained is not None:
+            self._check_drained()
+
+    def _check_drained(self) -> None:
+        """Wake `drain` once nothing it could still wait for is pending."""
+        pending = self._pending
+        if self._drained is not None and (
+            not pending or self.failure is not None or pending[0][0] == self._abandoned
+        ):
             self._drained.set()
 
     async def drain(self, timeout: float) -> int:
         """Wait (bounded) for the pending publishes to settle; return the confirmed seq."""
         self._advance()
-        if self._pending and self.failure is None:
-            self._drained = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._check_drained()
+        if not self._drained.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._drained.wait()

@@ -2,8 +2,9 @@
 
 `start` spawns `_keep_alive`, the reconnect loop: one `except` per error type decides between
 resume, re-identify, wait for RabbitMQ, or stop. `_connect` runs one connection: HELLO, then
-IDENTIFY (through the identify queue) or RESUME, then `_heartbeat` and `_poll_events` until
-one of them ends it. All session state is `session_id`, the confirmed `seq` and the resume URL.
+`_heartbeat` and `_poll_events` alongside IDENTIFY (through the identify queue, which may
+wait) or RESUME, until one of them ends it. All session state is `session_id`, the confirmed
+`seq` and the resume URL.
 """
 
 from __future__ import annotations
@@ -493,16 +494,25 @@ class Shard:
         """HELLO, IDENTIFY or RESUME, then heartbeats and events until one of them fails."""
         interval = await self._receive_hello(transport)
         self._limiter.set_reserved(heartbeat_reserve(interval))
-        tasks = [asyncio.create_task(self._heartbeat(transport, interval))]
+        # Reading starts before the IDENTIFY: waiting for its bucket (shards of this and other
+        # gateways) can outlast heartbeat intervals, and unread ACKs would look like a zombie.
+        # Before it is sent only ACKs, heartbeat requests and op 7/9 can arrive.
+        opening = asyncio.create_task(
+            self._send_resume(transport) if resuming else self._send_identify(transport)
+        )
+        tasks = [
+            opening,
+            asyncio.create_task(self._heartbeat(transport, interval)),
+            asyncio.create_task(self._poll_events(transport)),
+        ]
         try:
-            if resuming:
-                await self._send_resume(transport)
-            else:
-                await self._send_identify(transport)
-            tasks.append(asyncio.create_task(self._poll_events(transport)))
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for finished in done:
-                finished.result()
+            pending = set(tasks)
+            while True:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    finished.result()
+                if done != {opening}:  # only the IDENTIFY/RESUME ends without ending the session
+                    return
         finally:
             for task in tasks:
                 task.cancel()
@@ -614,19 +624,8 @@ class Shard:
                     tracker.track(seq, name)
                     if not seq & LATENCY_SAMPLE_MASK:
                         tracker.sample_latency(seq)
-                    if not try_submit(
-                        stream,
-                        body,
-                        tracker,
-                        seq,
-                        headers=headers,
-                        message_id=message_id,
-                        timestamp=wall_clock(),
-                    ):
-                        # The publisher's window of unconfirmed events is full (or RabbitMQ is
-                        # away): wait here, without reading the socket. That is the backpressure.
-                        self._publishing = True
-                        await publisher.submit_tracked(
+                    try:
+                        if not try_submit(
                             stream,
                             body,
                             tracker,
@@ -634,8 +633,23 @@ class Shard:
                             headers=headers,
                             message_id=message_id,
                             timestamp=wall_clock(),
-                        )
-                        self._publishing = False
+                        ):
+                            # The publisher's window of unconfirmed events is full (or RabbitMQ
+                            # is away): wait here, without reading the socket (backpressure).
+                            self._publishing = True
+                            await publisher.submit_tracked(
+                                stream,
+                                body,
+                                tracker,
+                                seq,
+                                headers=headers,
+                                message_id=message_id,
+                                timestamp=wall_clock(),
+                            )
+                            self._publishing = False
+                    except BaseException:
+                        tracker.abandon(seq)  # never written: the drain must not wait for it
+                        raise
                 else:
                     tracker.skip(seq)
             elif op == _HEARTBEAT_ACK:

@@ -1,0 +1,229 @@
+"""Identify buckets shared by every gateway process of a bot, locked in RabbitMQ.
+
+Discord allows one IDENTIFY per bucket per 5 s across all connections of the bot, so processes
+that split its shards (`shards.ids`) must take turns too. The lock of bucket `b` is the queue
+`{group}.identify.{max_concurrency}.{b}`, declared exclusive: RabbitMQ lets exactly one
+connection declare it and answers the others 405 RESOURCE_LOCKED (which closes their channel).
+The owner keeps it until `keep_for` seconds after its IDENTIFY went out, then deletes it. An
+owner that dies loses its connection, and RabbitMQ drops the queue with it: a lock is never stuck
+longer than the connection that holds it.
+
+Waiters retry every 0.1-0.25 s (jittered) on a fresh channel. While RabbitMQ is unreachable they
+keep waiting (a warning every few seconds) and never IDENTIFY without the lock; cancelling the
+wait (shutdown) ends it at once, and an attempt whose outcome was still open is released when it
+lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Final
+
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractConnection
+
+from spectacles.broker.broker import CONNECTION_ERRORS, Broker
+from spectacles.broker.errors import BrokerError
+from spectacles.observability import get_logger
+
+from . import metrics
+from .identify import BucketLock, LocalBucketLock
+
+__all__ = ["AmqpBucketLock", "create_bucket_lock", "identify_lock_name"]
+
+log = get_logger("spectacles.gateway.identify_lock")
+
+# Between two declares while another process owns the bucket (jittered, so waiters spread out).
+RETRY_DELAY: Final = (0.1, 0.25)
+# How long one attempt waits for a live RabbitMQ connection before it counts as a failure.
+CONNECT_WAIT: Final = 1.0
+# After a failure (RabbitMQ down, refused): the next attempt, and at most one warning this often.
+FAILURE_DELAY: Final = (0.5, 1.0)
+WARN_EVERY: Final = 5.0
+RELEASE_TIMEOUT: Final = 5.0
+# The errors that make an attempt fail without telling whether someone else owns the bucket.
+_FAILURES: Final = (BrokerError, aiormq.exceptions.AMQPError, RuntimeError, *CONNECTION_ERRORS)
+
+
+def identify_lock_name(group: str, max_concurrency: int, bucket: int) -> str:
+    """The queue whose exclusive owner may IDENTIFY in `bucket`.
+
+    `max_concurrency` is part of the name: processes that disagree on it (mid-change at Discord)
+    do not share bucket numbers, so they must not share locks either.
+    """
+    return f"{group}.identify.{max_concurrency}.{bucket}"
+
+
+class _Owned:
+    """A declared lock queue, with the connection it lives and dies with."""
+
+    __slots__ = ("channel", "connection", "name")
+
+    def __init__(self, connection: AbstractConnection, channel: AbstractChannel, name: str) -> None:
+        self.connection = connection
+        self.channel = channel
+        self.name = name
+
+
+class AmqpBucketLock:
+    """`BucketLock` on RabbitMQ exclusive queues (see the module docstring)."""
+
+    def __init__(self, broker: Broker, *, max_concurrency: int) -> None:
+        self._broker = broker
+        self._group = broker.topology.group
+        self._max_concurrency = max(1, max_concurrency)
+        self._local: dict[int, asyncio.Lock] = {}
+        # Per bucket, the background job still releasing (after the keep) or cleaning up.
+        self._pending: dict[int, asyncio.Task[None]] = {}
+        self._closing = asyncio.Event()  # cuts the keeps short
+        self._last_warning = float("-inf")
+
+    def name(self, bucket: int) -> str:
+        """The lock queue of `bucket`."""
+        return identify_lock_name(self._group, self._max_concurrency, bucket)
+
+    @asynccontextmanager
+    async def hold(self, bucket: int, keep_for: float) -> AsyncIterator[None]:
+        """Own `bucket` from entry until `keep_for` seconds after exit (released in background)."""
+        local = self._local.setdefault(bucket, asyncio.Lock())
+        async with local:
+            owned = await self._acquire(bucket)
+            try:
+                yield
+            finally:
+                # No await here: a cancelled caller must still leave the release scheduled.
+                self._pending[bucket] = asyncio.create_task(
+                    self._release_after(owned, keep_for), name=f"identify-release:{owned.name}"
+                )
+
+    async def close(self) -> None:
+        """Release every kept bucket now (the keeps are cut short: nothing IDENTIFYs anymore).
+
+        The releases are told to hurry, not cancelled: a task cancelled before it first ran
+        would skip its `finally` and leave the lock to the connection's end.
+        """
+        self._closing.set()
+        tasks = list(self._pending.values())
+        self._pending.clear()
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=RELEASE_TIMEOUT + CONNECT_WAIT)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._closing.clear()
+
+    async def _acquire(self, bucket: int) -> _Owned:
+        name = self.name(bucket)
+        started = time.monotonic()
+        announced = False
+        while True:
+            await self._settle(bucket)
+            attempt = asyncio.create_task(self._declare(name), name=f"identify-lock:{name}")
+            try:
+                owned = await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                # The declare may have succeeded, or still may: give the lock back when it lands.
+                self._pending[bucket] = asyncio.create_task(
+                    self._abandon(attempt), name=f"identify-abandon:{name}"
+                )
+                raise
+            except aiormq.exceptions.ChannelLockedResource:
+                if not announced:
+                    log.debug("identify bucket held by another gateway; waiting", lock=name)
+                    announced = True
+                await asyncio.sleep(random.uniform(*RETRY_DELAY))
+                continue
+            except _FAILURES as exc:
+                self._warn(name, exc)
+                await asyncio.sleep(random.uniform(*FAILURE_DELAY))
+                continue
+            waited = time.monotonic() - started
+            metrics.IDENTIFY_LOCK_WAIT.observe(waited)
+            if announced:
+                log.debug("identify bucket acquired", lock=name, waited=round(waited, 3))
+            return owned
+
+    async def _declare(self, name: str) -> _Owned:
+        """One attempt: a fresh channel (a refusal closes it) and the exclusive declare."""
+        connection = await self._broker.wait_connected(CONNECT_WAIT)
+        channel = await connection.channel()
+        try:
+            await channel.declare_queue(name, exclusive=True, auto_delete=True)
+        except BaseException:
+            await _close_quietly(channel)  # already closed by a refusal; not by other errors
+            raise
+        return _Owned(connection, channel, name)
+
+    async def _settle(self, bucket: int) -> None:
+        """Wait for this process' own release or clean-up of `bucket` to finish first.
+
+        Both delete the queue: racing them could delete the lock a new attempt just took.
+        """
+        pending = self._pending.get(bucket)
+        if pending is not None:
+            await asyncio.wait([pending])  # neither cancels it nor raises what ended it
+            if self._pending.get(bucket) is pending:
+                del self._pending[bucket]
+
+    async def _release_after(self, owned: _Owned, keep_for: float) -> None:
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), keep_for)
+        finally:
+            await _release(owned)
+
+    async def _abandon(self, attempt: asyncio.Task[_Owned]) -> None:
+        (result,) = await asyncio.gather(attempt, return_exceptions=True)
+        if isinstance(result, _Owned):
+            await _release(result)
+
+    def _warn(self, name: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last_warning < WARN_EVERY:
+            return
+        self._last_warning = now
+        log.warning(
+            "cannot take the identify lock; shards wait to IDENTIFY until RabbitMQ answers",
+            lock=name,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
+
+async def _release(owned: _Owned) -> None:
+    """Delete the lock queue on its own connection; never raises.
+
+    When that connection is gone, RabbitMQ already dropped the queue. A newer connection must
+    not be used: the same name may by now be another owner's lock.
+    """
+    with contextlib.suppress(*_FAILURES):
+        async with asyncio.timeout(RELEASE_TIMEOUT):
+            channel = owned.channel
+            if channel.is_closed:
+                if owned.connection.is_closed:
+                    return
+                channel = await owned.connection.channel()
+            try:
+                await channel.queue_delete(owned.name)
+            finally:
+                await _close_quietly(channel)
+
+
+async def _close_quietly(channel: AbstractChannel) -> None:
+    if channel.is_closed:
+        return
+    with contextlib.suppress(*_FAILURES):
+        await channel.close()
+
+
+def create_bucket_lock(kind: str, broker: Broker | None, *, max_concurrency: int) -> BucketLock:
+    """The lock `gateway.identify_lock` asks for (`amqp` needs the control `broker`)."""
+    if kind == "local":
+        return LocalBucketLock()
+    if broker is None:
+        raise ValueError("the amqp identify lock needs a broker connection")
+    return AmqpBucketLock(broker, max_concurrency=max_concurrency)
