@@ -76,6 +76,19 @@ class Harness:
                 type="GUILD_MEMBER_ADD",
             )
 
+    async def first_dead_letter(self, amqp_url: str) -> aio_pika.abc.AbstractIncomingMessage:
+        """The first message raid-guard dead-lettered (waits up to 10 s for one)."""
+        connection = await aio_pika.connect(amqp_url)
+        try:
+            channel = await connection.channel()
+            dead = await channel.get_queue(f"{self.settings.group}.raid-guard.dead")
+            async with asyncio.timeout(10):
+                while (message := await dead.get(no_ack=True, fail=False)) is None:
+                    await asyncio.sleep(0.05)
+            return message
+        finally:
+            await connection.close()
+
     async def alerts(self, channel_id: str) -> list[dict[str, Any]]:
         messages = await self.control("GET", f"/channels/{channel_id}/messages")
         return [m for m in messages if "Raid detected" in m["content"]]
@@ -235,15 +248,7 @@ async def test_malformed_join_is_dead_lettered(harness: Harness, amqp_url: str) 
     worker, _guard = build_worker(CONFIG, harness.settings)
     async with worker.running():
         await harness.publisher.publish("GUILD_MEMBER_ADD", b'{"guild_id": "x", "user": 5}')
-        connection = await aio_pika.connect(amqp_url)
-        try:
-            channel = await connection.channel()
-            dead = await channel.get_queue(f"{harness.settings.group}.raid-guard.dead")
-            async with asyncio.timeout(10):
-                while (message := await dead.get(no_ack=True, fail=False)) is None:
-                    await asyncio.sleep(0.05)
-        finally:
-            await connection.close()
+        message = await harness.first_dead_letter(amqp_url)
     assert "malformed GUILD_MEMBER_ADD" in str(message.headers["x-error"])
 
 
@@ -386,15 +391,7 @@ async def test_a_malformed_restore_order_is_dead_lettered(harness: Harness, amqp
     worker, _guard = build_worker(CONFIG, harness.settings)
     async with worker.running():
         await harness.publisher.publish("raid-guard.restore", b'{"guild_id": 5}')
-        connection = await aio_pika.connect(amqp_url)
-        try:
-            channel = await connection.channel()
-            dead = await channel.get_queue(f"{harness.settings.group}.raid-guard.dead")
-            async with asyncio.timeout(10):
-                while (message := await dead.get(no_ack=True, fail=False)) is None:
-                    await asyncio.sleep(0.05)
-        finally:
-            await connection.close()
+        message = await harness.first_dead_letter(amqp_url)
     assert "malformed raid-guard.restore" in str(message.headers["x-error"])
 
 

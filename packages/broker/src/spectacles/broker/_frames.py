@@ -155,27 +155,14 @@ def _timestamp_seconds(value: datetime.datetime | float) -> int:
     return int(value)
 
 
-def encode_properties(
-    content_type: str | None,
-    headers: Mapping[str, Any] | None,
-    persistent: bool,
-    message_id: str | None,
-    timestamp: datetime.datetime | float | None,
-    type_: str | None,
+def _id_and_timestamp(
+    message_id: str | None, timestamp: datetime.datetime | float | None
 ) -> tuple[int, bytes]:
-    """Property flags and the encoded property list, in the order the flags define."""
-    flags = _FLAG_DELIVERY_MODE
-    content_type_part = headers_part = message_id_part = timestamp_part = type_part = b""
-    if content_type is not None:
-        flags |= _FLAG_CONTENT_TYPE
-        content_type_part = _short_strings.get(content_type) or _cached(
-            _short_strings, content_type, b"", "content_type"
-        )
-    if headers:
-        flags |= _FLAG_HEADERS
-        headers_part = encode_table(headers)
+    """Flags and encoding of message_id and timestamp (adjacent in the property list)."""
+    flags = 0
+    message_id_part = timestamp_part = b""
     if message_id is not None:
-        flags |= _FLAG_MESSAGE_ID
+        flags = _FLAG_MESSAGE_ID
         raw = message_id.encode()
         if len(raw) > 255:
             raise ValueError(f"message_id is {len(raw)} bytes; AMQP allows at most 255")
@@ -187,6 +174,30 @@ def encode_properties(
             if type(timestamp) is float or type(timestamp) is int
             else _timestamp_seconds(timestamp)
         )
+    return flags, message_id_part + timestamp_part
+
+
+def encode_properties(
+    content_type: str | None,
+    headers: Mapping[str, Any] | None,
+    persistent: bool,
+    message_id: str | None,
+    timestamp: datetime.datetime | float | None,
+    type_: str | None,
+) -> tuple[int, bytes]:
+    """Property flags and the encoded property list, in the order the flags define."""
+    flags = _FLAG_DELIVERY_MODE
+    content_type_part = headers_part = type_part = b""
+    if content_type is not None:
+        flags |= _FLAG_CONTENT_TYPE
+        content_type_part = _short_strings.get(content_type) or _cached(
+            _short_strings, content_type, b"", "content_type"
+        )
+    if headers:
+        flags |= _FLAG_HEADERS
+        headers_part = encode_table(headers)
+    id_flags, id_and_time = _id_and_timestamp(message_id, timestamp)
+    flags |= id_flags
     if type_ is not None:
         flags |= _FLAG_TYPE
         type_part = _short_strings.get(type_) or _cached(_short_strings, type_, b"", "type")
@@ -195,8 +206,7 @@ def encode_properties(
             content_type_part,
             headers_part,
             b"\x02" if persistent else b"\x01",
-            message_id_part,
-            timestamp_part,
+            id_and_time,
             type_part,
         )
     )
@@ -249,29 +259,9 @@ class PropertiesTemplate:
         if items:
             flags |= _FLAG_HEADERS
             table = _u32.pack(len(items)) + items
-        message_id_part = timestamp_part = b""
-        if message_id is not None:
-            flags |= _FLAG_MESSAGE_ID
-            raw = message_id.encode()
-            if len(raw) > 255:
-                raise ValueError(f"message_id is {len(raw)} bytes; AMQP allows at most 255")
-            message_id_part = _LENGTH_BYTE[len(raw)] + raw
-        if timestamp is not None:
-            flags |= _FLAG_TIMESTAMP
-            timestamp_part = _u64.pack(
-                int(timestamp)
-                if type(timestamp) is float or type(timestamp) is int
-                else _timestamp_seconds(timestamp)
-            )
-        return flags, b"".join(
-            (
-                self._head,
-                table,
-                self._delivery_mode,
-                message_id_part,
-                timestamp_part,
-                self._tail,
-            )
+        id_flags, id_and_time = _id_and_timestamp(message_id, timestamp)
+        return flags | id_flags, b"".join(
+            (self._head, table, self._delivery_mode, id_and_time, self._tail)
         )
 
 

@@ -12,29 +12,14 @@ from typing import Final
 import aiohttp
 import msgspec
 
+from spectacles.models import GatewayBot
+
 from .errors import GatewayUnreachable
 
-__all__ = ["GatewayBot", "SessionStartLimit", "fetch_gateway_bot"]
+__all__ = ["fetch_gateway_bot"]
 
 ATTEMPTS: Final = 3
 TIMEOUT: Final = 10.0
-
-
-class SessionStartLimit(msgspec.Struct, frozen=True):
-    """How many IDENTIFYs are left, and how many may run at once (per 5 s)."""
-
-    total: int
-    remaining: int
-    reset_after: int
-    max_concurrency: int = 1
-
-
-class GatewayBot(msgspec.Struct, frozen=True):
-    """The answer of `GET /gateway/bot`."""
-
-    url: str
-    shards: int
-    session_start_limit: SessionStartLimit
 
 
 async def fetch_gateway_bot(api_url: str, token: str, *, retry_delay: float = 1.0) -> GatewayBot:

@@ -22,12 +22,13 @@ from spectacles.broker.broker import CONNECTION_ERRORS, Broker
 from spectacles.broker.errors import BrokerError
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
+from spectacles.models import GatewayBot
 from spectacles.observability import HealthServer, get_logger
 
 from . import metrics
 from .commands import CommandRelay
 from .config import GatewayConfig
-from .discovery import GatewayBot, fetch_gateway_bot
+from .discovery import fetch_gateway_bot
 from .errors import ConfigError, GatewayError, GatewayUnreachable
 from .identify import BucketLock, IdentifyQueue
 from .identify_lock import create_bucket_lock

@@ -147,8 +147,7 @@ class ConfirmTracker:
             pending.popleft()
             if seq > self.confirmed:
                 self.confirmed = seq
-        if self._drained is not None:
-            self._check_drained()
+        self._check_drained()
 
     def _check_drained(self) -> None:
         """Wake `drain` once nothing it could still wait for is pending."""

@@ -33,6 +33,7 @@ from ._events import (
     Ready,
     Resume,
 )
+from ._gateway_bot import GatewayBot, SessionStartLimit
 from ._intents import (
     ALL_INTENTS,
     DISPATCH_EVENTS,
@@ -75,6 +76,7 @@ __all__ = [
     "CloseCode",
     "ClosePolicy",
     "DecodeError",
+    "GatewayBot",
     "GatewayPayload",
     "Guild",
     "GuildBanAdd",
@@ -97,6 +99,7 @@ __all__ = [
     "Ready",
     "Resume",
     "Role",
+    "SessionStartLimit",
     "Snowflake",
     "SnowflakeGenerator",
     "UnavailableGuild",

@@ -6,6 +6,8 @@ Discord's invalid-request IP ban) can be shared between clients of one process. 
 processes, run ``spectacles-rest-proxy`` and point ``DISCORD_API_URL`` at it.
 """
 
+from spectacles.models import GatewayBot, SessionStartLimit
+
 from ._client import RestClient
 from ._errors import (
     BadRequest,
@@ -21,7 +23,6 @@ from ._errors import (
 )
 from ._guard import DISCORD_INVALID_REQUEST_LIMIT, InvalidRequestGuard, is_invalid_request
 from ._http import API_URL_ENV, DEFAULT_API_URL, USER_AGENT, HTTPClient, resolve_base_url
-from ._models import GatewayBot, SessionStartLimit
 from ._ratelimit import GlobalRateLimit, RateLimiter, RateLimitHeaders, RateLimitTicket
 from ._route import MAJOR_PARAMETERS, Route, route_key_for_path
 

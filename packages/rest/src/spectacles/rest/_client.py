@@ -9,11 +9,20 @@ from typing import Any, Final, Self, TypeVar
 
 import aiohttp
 
-from spectacles.models import AllowedMentions, Channel, Guild, Member, Message, User, decode_model
+from spectacles.models import (
+    AllowedMentions,
+    Channel,
+    GatewayBot,
+    Guild,
+    Member,
+    Message,
+    User,
+    decode_model,
+)
 
 from ._guard import InvalidRequestGuard
 from ._http import USER_AGENT, HTTPClient
-from ._models import GatewayBot, _Gateway
+from ._models import _Gateway
 from ._ratelimit import RateLimiter
 from ._route import Route
 
