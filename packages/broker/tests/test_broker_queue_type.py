@@ -8,7 +8,7 @@ from aio_pika.abc import AbstractChannel
 from spectacles.broker.broker import Broker
 from spectacles.broker.consumer import Consumer
 from spectacles.broker.delivery import Delivery
-from spectacles.broker.queue_type import declarable_type
+from spectacles.broker.queue_type import declarable_spec_type as declarable_type
 from spectacles.broker.topology import QueueSpec
 
 pytestmark = pytest.mark.timeout(60)

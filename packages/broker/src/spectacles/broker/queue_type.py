@@ -10,7 +10,8 @@ exists with another type keeps it, with a warning that tells the operator how to
 from __future__ import annotations
 
 import contextlib
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 import aiormq
 
@@ -19,37 +20,48 @@ from spectacles.observability import get_logger
 from .broker import CONNECTION_ERRORS, Broker
 from .topology import QueueSpec, QueueType
 
-__all__ = ["declarable_type"]
+__all__ = ["declarable_spec_type", "declarable_type"]
 
 log = get_logger(__name__)
 
 _TIMEOUT: Final = 10.0
 
 
-async def declarable_type(broker: Broker, spec: QueueSpec) -> QueueType:
-    """``spec.queue_type``, or the type the queue already has when RabbitMQ refuses it."""
+async def declarable_spec_type(broker: Broker, spec: QueueSpec) -> QueueType:
+    """:func:`declarable_type` of a consumer's queue."""
+    return await declarable_type(
+        broker, spec.name, spec.queue_type, spec.arguments(broker.topology.dlx)
+    )
+
+
+async def declarable_type(
+    broker: Broker, name: str, wanted: QueueType, arguments: Mapping[str, Any]
+) -> QueueType:
+    """``wanted``, or the type queue ``name`` already has.
+
+    ``arguments`` declare the queue as ``wanted``; RabbitMQ refusing them because of the type
+    means the queue exists with the other one.
+    """
     channel = await broker.channel(timeout=_TIMEOUT)
     try:
-        await channel.declare_queue(spec.name, passive=True)
+        await channel.declare_queue(name, passive=True)
     except aiormq.exceptions.ChannelNotFoundEntity:
-        return spec.queue_type  # a new queue: it gets the type asked for
+        return wanted  # a new queue: it gets the type asked for
     finally:
         if not channel.is_closed:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await channel.close()
     channel = await broker.channel(timeout=_TIMEOUT)
     try:
-        await channel.declare_queue(
-            spec.name, durable=True, arguments=spec.arguments(broker.topology.dlx)
-        )
+        await channel.declare_queue(name, durable=True, arguments=dict(arguments))
     except aiormq.exceptions.ChannelPreconditionFailed as exc:
         if "x-queue-type" not in str(exc):
             raise
-        existing: QueueType = "classic" if spec.queue_type == "quorum" else "quorum"
+        existing: QueueType = "classic" if wanted == "quorum" else "quorum"
         log.warning(
             "queue.type_kept",
-            queue=spec.name,
-            wanted=spec.queue_type,
+            queue=name,
+            wanted=wanted,
             existing=existing,
             hint="the queue exists with another type and keeps it; to migrate, drain and delete "
             "it (it is declared again with the new type): see docs/operations.md",
@@ -59,4 +71,4 @@ async def declarable_type(broker: Broker, spec: QueueSpec) -> QueueType:
         if not channel.is_closed:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await channel.close()
-    return spec.queue_type
+    return wanted

@@ -17,7 +17,7 @@ from spectacles.broker.commands import parse_command
 from spectacles.broker.consumer import Consumer
 from spectacles.broker.delivery import Delivery
 from spectacles.broker.errors import DeadLetter, InvalidCommand
-from spectacles.broker.queue_type import declarable_type
+from spectacles.broker.queue_type import declarable_spec_type
 from spectacles.broker.topology import QueueType
 from spectacles.observability import get_logger
 
@@ -78,7 +78,7 @@ class CommandRelay:
             # Quorum, so commands survive a node of a cluster; a queue an older version made
             # classic keeps its type (a warning says how to migrate) instead of a 406 at start.
             consumer = consumer_of("quorum")
-            kind = await declarable_type(self._broker, consumer.spec)
+            kind = await declarable_spec_type(self._broker, consumer.spec)
             if kind != "quorum":
                 consumer = consumer_of(kind)
             await consumer.start()
