@@ -233,6 +233,7 @@ def flood_with_kill(
         result["sent"] = sent
 
     victim = victim_of()
+    publisher_on = cluster.publisher_node()
     log(f"{phase}: flooding {FLOOD_RATE}/s per session for {FLOOD_SECONDS:g}s; victim {victim}")
     flooder = threading.Thread(target=flood, daemon=True)
     flooder.start()
@@ -261,6 +262,7 @@ def flood_with_kill(
     outcome = {
         "phase": phase,
         "killed_node": victim,
+        "gateway_publisher_was_on": publisher_on,
         "sent": sent,
         "received_distinct": len(got),
         "lost": max(0, sent - len(got)),
@@ -268,6 +270,8 @@ def flood_with_kill(
         "longest_pause_at_counter_after_kill_s": round(max(gaps), 2) if gaps else None,
     }
     log(f"{phase}: {json.dumps(outcome)}")
+    if publisher_on == victim and failover is None:
+        raise CheckFailed(f"{phase}: no 'reconnected to RabbitMQ' in the gateway's log")
     if outcome["lost"]:
         raise CheckFailed(f"{phase}: {outcome['lost']} of {sent} flooded events never arrived")
     return outcome
