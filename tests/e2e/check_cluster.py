@@ -125,8 +125,9 @@ class Cluster:
         return found
 
     def kill(self, name: str) -> float:
-        docker("kill", self.nodes[name])
+        """SIGKILL the node; returns when the kill was asked for (failover is measured from it)."""
         killed_at = time.time()
+        docker("kill", self.nodes[name])
         self.down.add(name)
         log(f"killed node {name} (container {self.nodes[name][:12]})")
         return killed_at
