@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote
@@ -77,7 +77,12 @@ class RestApi:
     """Registers the REST routes and wraps each with auth, rate limiting, logging and errors."""
 
     def __init__(
-        self, actions: Actions, hub: GatewayHub, limiter: RateLimiter, stats: Stats
+        self,
+        actions: Actions,
+        hub: GatewayHub,
+        limiter: RateLimiter,
+        stats: Stats,
+        extra_routes: Sequence[_Route] = (),
     ) -> None:
         self.actions = actions
         self.world = actions.world
@@ -86,6 +91,7 @@ class RestApi:
         self.limiter = limiter
         self.stats = stats
         self._authorization = f"Bot {self.config.token}"
+        self.extra_routes = list(extra_routes)
 
     def routes(self) -> list[_Route]:
         """Every route, as (method, template) → handler."""
@@ -109,6 +115,7 @@ class RestApi:
             _Route("GET", "/channels/{channel_id}/messages", self.get_messages),
             _Route("GET", "/channels/{channel_id}/messages/{message_id}", self.get_message),
             _Route("POST", "/channels/{channel_id}/messages", self.create_message),
+            *self.extra_routes,
         ]
 
     def register(self, app: web.Application) -> None:
@@ -154,6 +161,9 @@ class RestApi:
     def _log(self, request: web.Request, status: int, bucket: str | None) -> None:
         self.stats.rest_requests += 1
         path = request.path.removeprefix(API_PREFIX)
+        token = request.match_info.get("interaction_token")
+        if token:  # an interaction token is a credential: keep it out of the log
+            path = path.replace(token, "{token}")
         reason = _audit_reason(request)
         self.stats.rest_log.append(
             RestCall(time.time(), request.method, path, status, bucket, reason)
