@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote
@@ -77,12 +77,7 @@ class RestApi:
     """Registers the REST routes and wraps each with auth, rate limiting, logging and errors."""
 
     def __init__(
-        self,
-        actions: Actions,
-        hub: GatewayHub,
-        limiter: RateLimiter,
-        stats: Stats,
-        extra_routes: Sequence[_Route] = (),
+        self, actions: Actions, hub: GatewayHub, limiter: RateLimiter, stats: Stats
     ) -> None:
         self.actions = actions
         self.world = actions.world
@@ -91,7 +86,10 @@ class RestApi:
         self.limiter = limiter
         self.stats = stats
         self._authorization = f"Bot {self.config.token}"
-        self.extra_routes = list(extra_routes)
+        # Routes of other modules (application commands, interactions), set before register().
+        self.extra_routes: list[_Route] = []
+        # The application's key and interactions endpoint (see `_webhook_out.py`).
+        self.application_fields: Callable[[], dict[str, Any]] = dict
 
     def routes(self) -> list[_Route]:
         """Every route, as (method, template) → handler."""
@@ -219,6 +217,7 @@ class RestApi:
                 "redirect_uris": [],
                 "tags": [],
                 "approximate_guild_count": len(self.world.guilds),
+                **self.application_fields(),
             }
         )
 

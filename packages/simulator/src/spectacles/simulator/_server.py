@@ -19,6 +19,7 @@ from spectacles.simulator._ratelimit import RateLimiter
 from spectacles.simulator._rest import API_PREFIX, RestApi
 from spectacles.simulator._stats import Stats
 from spectacles.simulator._ui import ui_page
+from spectacles.simulator._webhook_out import ApplicationEditApi, InteractionsEndpoint, SigningKey
 from spectacles.simulator._world import World
 
 __all__ = ["GATEWAY_PATH", "RESUME_PATH", "Simulator"]
@@ -46,6 +47,8 @@ class Simulator:
         self.flooder = Flooder(self.hub, self.world)
         self.commands = CommandRegistry(self.world)
         self.interactions = Interactions(self.config, self.world, self.hub, self.commands)
+        self.signing_key = SigningKey()
+        self.endpoint = InteractionsEndpoint(self.interactions, self.signing_key)
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -54,10 +57,15 @@ class Simulator:
         app = web.Application(client_max_size=8 << 20)
         app.router.add_get(GATEWAY_PATH, self.hub.handle)
         app.router.add_get(RESUME_PATH, self.hub.handle)
-        extra = (
-            AppCommandsApi(self.commands).routes() + InteractionRestApi(self.interactions).routes()
-        )
-        RestApi(self.actions, self.hub, self.limiter, self.stats, extra).register(app)
+        rest = RestApi(self.actions, self.hub, self.limiter, self.stats)
+        application = ApplicationEditApi(self.endpoint, rest.get_application)
+        rest.application_fields = application.fields
+        rest.extra_routes = [
+            *AppCommandsApi(self.commands).routes(),
+            *InteractionRestApi(self.interactions).routes(),
+            *application.routes(),
+        ]
+        rest.register(app)
         ControlApi(self.actions, self.hub, self.flooder, self.stats, self.config.seed).register(app)
         InteractionControlApi(self.interactions, self.config.seed).register(app)
         app.router.add_get("/", self._ui)
@@ -114,10 +122,17 @@ class Simulator:
         self.hub.gateway_url = self.gateway_url
         self.hub.resume_url = self.resume_gateway_url
         self.hub.start()
+        if self.config.interactions_url:
+            try:
+                await self.endpoint.set_url(self.config.interactions_url)
+            except BaseException:
+                await self.stop()
+                raise
 
     async def stop(self) -> None:
         """Cut every connection and release the port."""
         self.interactions.stop()
+        await self.endpoint.close()
         await self.hub.stop()
         if self._runner is not None:
             await self._runner.cleanup()
