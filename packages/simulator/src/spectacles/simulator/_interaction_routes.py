@@ -18,12 +18,14 @@ from spectacles.simulator._control import CONTROL_PREFIX, ControlApi, ControlErr
 from spectacles.simulator._control import _body as _control_body
 from spectacles.simulator._entities import Message
 from spectacles.simulator._interactions import Interaction, Interactions
+from spectacles.simulator._live_view import channel_view
 from spectacles.simulator._rest import _body, _json, _Route, _snowflake_param
 
 __all__ = ["InteractionControlApi", "InteractionRestApi"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _TRUE = ("1", "true", "True")
+MAX_VIEW = 500
 
 
 class InteractionRestApi:
@@ -112,6 +114,7 @@ class InteractionControlApi:
             ("GET", p + "/interactions", self.list_interactions),
             ("GET", p + "/interactions/{interaction_id}", self.get_interaction),
             ("GET", p + "/commands", self.list_commands),
+            ("GET", p + "/channels/{channel_id}/view", self.channel_view),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, ControlApi._wrap(handler))
@@ -215,6 +218,14 @@ class InteractionControlApi:
                 if i.id > int(after) and (channel is None or i.channel_id == int(channel))
             ]
         )
+
+    async def channel_view(self, request: web.Request) -> web.StreamResponse:
+        """The live view's items for a channel (`?limit=`, default 50, at most 500)."""
+        channel_id = _int_param(request, "channel_id")
+        raw = request.query.get("limit", "50")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_VIEW:
+            raise ControlError(f"limit must be 1-{MAX_VIEW}, got {raw!r}")
+        return _json(channel_view(self.world, self.interactions, channel_id, int(raw)))
 
     async def list_commands(self, request: web.Request) -> web.StreamResponse:
         """Registered commands: `global` and per guild id."""
