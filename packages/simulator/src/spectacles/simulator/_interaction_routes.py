@@ -17,7 +17,7 @@ from spectacles.simulator._command_options import build_options
 from spectacles.simulator._control import CONTROL_PREFIX, ControlApi, ControlError, _int_param
 from spectacles.simulator._control import _body as _control_body
 from spectacles.simulator._entities import Message
-from spectacles.simulator._interactions import Interaction, Interactions
+from spectacles.simulator._interactions import Interaction, Interactions, command_data
 from spectacles.simulator._live_view import channel_view
 from spectacles.simulator._rest import _body, _json, _Route, _snowflake_param
 
@@ -142,9 +142,7 @@ class InteractionControlApi:
                 "offer it",
                 404,
             )
-        data: dict[str, Any] = {"id": str(command.id), "name": command.name, "type": command.type}
-        if command.guild_id is not None:
-            data["guild_id"] = str(command.guild_id)
+        data = command_data(command)
         if kind == CHAT_INPUT:
             options, resolved = build_options(
                 self.world, guild, name, command.options, body.get("options")

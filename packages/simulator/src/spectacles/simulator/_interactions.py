@@ -182,6 +182,14 @@ class Interaction:
         }
 
 
+def command_data(command: AppCommand) -> dict[str, Any]:
+    """The interaction's `data` for a command, before options or a target are added."""
+    data: dict[str, Any] = {"id": str(command.id), "name": command.name, "type": command.type}
+    if command.guild_id is not None:
+        data["guild_id"] = str(command.guild_id)
+    return data
+
+
 def _iso(at: float) -> str:
     return iso(datetime.fromtimestamp(at, tz=UTC))
 
@@ -543,6 +551,14 @@ class Interactions:
         interaction.note(self.clock(), "delete", message_id=str(message.id))
 
     # -- looking things up ------------------------------------------------------------------
+
+    def use(self, guild: Guild, channel_id: int, member: Member, name: str) -> Interaction | None:
+        """A member types `/name` with no options (the demo's chat); None when not offered."""
+        command = self.command_for(guild, member, name)
+        if command is None or any(o.get("required") for o in command.options):
+            return None
+        data = command_data(command)
+        return self.invoke(guild.id, channel_id, member.user.id, command, data)
 
     def command_for(
         self, guild: Guild, member: Member, name: str, kind: int = CHAT_INPUT
