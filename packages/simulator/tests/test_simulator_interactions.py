@@ -248,3 +248,47 @@ async def test_options_are_checked_and_resolved(sim, http):
         {"name": "times", "type": 4, "value": 2},
     ]
     assert target in state["data"]["resolved"]["users"]
+
+
+BUTTON_ROW = {
+    "type": 1,
+    "components": [{"type": 2, "style": 1, "label": "Again", "custom_id": "again"}],
+}
+
+
+async def test_component_click_update_message_and_deferred_update(sim, gateway, http):
+    await _register(sim, http)
+    guild, channel = _places(sim)
+    created = await _invoke(sim, http, guild, channel, {"command": "ping"})
+    body = {"type": 4, "data": {"content": "Pong!", "components": [BUTTON_ROW]}}
+    response = await _callback(sim, http, created, body, "?with_response=true")
+    message = (await response.json())["resource"]["message"]
+    assert message["components"] == [BUTTON_ROW]
+    base = f"{sim.control_url}/guilds/{guild.id}/channels/{channel}"
+    url = f"{base}/messages/{message['id']}/components"
+    async with http.post(url, json={"custom_id": "nope"}) as r:
+        assert r.status == 404
+    async with gateway(sim) as client:
+        await client.identify()
+        async with http.post(url, json={"custom_id": "again"}) as r:
+            click = await r.json()
+        event = await client.recv_event("INTERACTION_CREATE")
+        assert event["d"]["type"] == 3 and event["d"]["data"]["custom_id"] == "again"
+        assert event["d"]["message"]["id"] == message["id"]
+        # Slash-only types are refused for a component and vice versa.
+        response = await _callback(sim, http, click, {"type": 9, "data": {}})
+        assert response.status == 400
+        response = await _callback(
+            sim, http, click, {"type": 7, "data": {"content": "Pong again!"}}
+        )
+        assert response.status == 204
+        update = await client.recv_event("MESSAGE_UPDATE")
+    assert update["d"]["id"] == message["id"] and update["d"]["content"] == "Pong again!"
+    async with http.post(url, json={"custom_id": "again"}) as r:
+        click = await r.json()
+    assert (await _callback(sim, http, click, {"type": 6})).status == 204
+    hook = f"{sim.api_url}/webhooks/{sim.world.application_id}/{click['token']}"
+    async with http.patch(hook + "/messages/@original", json={"content": "third"}) as r:
+        assert r.status == 200 and (await r.json())["id"] == message["id"]
+    state = await _state(sim, http, click["id"])
+    assert state["status"] == "responded" and state["original"]["content"] == "third"

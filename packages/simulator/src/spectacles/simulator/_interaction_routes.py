@@ -17,7 +17,12 @@ from spectacles.simulator._command_options import build_options
 from spectacles.simulator._control import CONTROL_PREFIX, ControlApi, ControlError, _int_param
 from spectacles.simulator._control import _body as _control_body
 from spectacles.simulator._entities import Message
-from spectacles.simulator._interactions import Interaction, Interactions, command_data
+from spectacles.simulator._interactions import (
+    MESSAGE_COMPONENT,
+    Interaction,
+    Interactions,
+    command_data,
+)
 from spectacles.simulator._live_view import channel_view
 from spectacles.simulator._rest import _body, _json, _Route, _snowflake_param
 
@@ -111,6 +116,11 @@ class InteractionControlApi:
         p = CONTROL_PREFIX
         routes: list[tuple[str, str, Handler]] = [
             ("POST", p + "/guilds/{guild_id}/channels/{channel_id}/interactions", self.invoke),
+            (
+                "POST",
+                p + "/guilds/{guild_id}/channels/{channel_id}/messages/{message_id}/components",
+                self.use_component,
+            ),
             ("GET", p + "/interactions", self.list_interactions),
             ("GET", p + "/interactions/{interaction_id}", self.get_interaction),
             ("GET", p + "/commands", self.list_commands),
@@ -154,6 +164,45 @@ class InteractionControlApi:
         else:
             data.update(self._target(guild_id, channel_id, kind, body.get("target_id")))
         interaction = self.interactions.invoke(guild_id, channel_id, member.user.id, command, data)
+        return _json(
+            {
+                "id": str(interaction.id),
+                "token": interaction.token,
+                "application_id": str(self.world.application_id),
+                "delivery": interaction.delivery,
+                "delivered_to": interaction.delivered_to,
+            }
+        )
+
+    async def use_component(self, request: web.Request) -> web.StreamResponse:
+        """A member clicks a component of a bot message: `{"custom_id", "user_id"?, "values"?}`."""
+        guild_id = _int_param(request, "guild_id")
+        channel_id = _int_param(request, "channel_id")
+        message_id = _int_param(request, "message_id")
+        body = await _control_body(request)
+        guild = self.world.guild(guild_id)
+        if channel_id not in guild.channels:
+            raise ControlError(f"channel {channel_id} is not in guild {guild_id}", 404)
+        message = self.world.channel(channel_id).find(message_id)
+        if message is None:
+            raise ControlError(f"no message {message_id} in channel {channel_id}", 404)
+        custom_id = body.get("custom_id")
+        component = _find_component(message.to_json().get("components") or [], custom_id)
+        if component is None:
+            raise ControlError(f"message {message_id} has no component {custom_id!r}", 404)
+        member = self._member(guild_id, body.get("user_id"))
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": component.get("type")}
+        if "values" in body:
+            data["values"] = body["values"]
+        interaction = self.interactions.invoke(
+            guild_id,
+            channel_id,
+            member.user.id,
+            None,
+            data,
+            interaction_type=MESSAGE_COMPONENT,
+            message=message,
+        )
         return _json(
             {
                 "id": str(interaction.id),
@@ -238,3 +287,15 @@ class InteractionControlApi:
                 },
             }
         )
+
+
+def _find_component(components: list[Any], custom_id: Any) -> dict[str, Any] | None:
+    for component in components:
+        if not isinstance(component, dict):
+            continue
+        if component.get("custom_id") == custom_id:
+            return component
+        inner = _find_component(component.get("components") or [], custom_id)
+        if inner is not None:
+            return inner
+    return None

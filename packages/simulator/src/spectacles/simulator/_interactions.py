@@ -63,6 +63,9 @@ ALL_PERMISSIONS: Final = (1 << 53) - 1
 ATTACHMENT_SIZE_LIMIT: Final = 10 * 1024 * 1024
 GUILD_CONTEXT: Final = 0
 _MODAL_TITLE: Final = 45
+# Interactions kept for the control API and the live view; older ones are forgotten (a demo runs
+# for days).
+MAX_KEPT: Final = 10_000
 
 
 class InteractionError(SimulatorError):
@@ -231,7 +234,7 @@ class Interactions:
         guild_id: int,
         channel_id: int,
         user_id: int,
-        command: AppCommand,
+        command: AppCommand | None,
         data: dict[str, Any],
         *,
         interaction_type: int = APPLICATION_COMMAND,
@@ -288,6 +291,11 @@ class Interactions:
         )
         self.by_id[interaction.id] = interaction
         self._by_token[token] = interaction
+        while len(self.by_id) > MAX_KEPT:
+            oldest = self.by_id.pop(next(iter(self.by_id)))
+            self._by_token.pop(oldest.token, None)
+            if oldest.timer is not None:
+                oldest.timer.cancel()
         interaction.note(now, "created", user_id=str(user_id))
         loop = asyncio.get_running_loop()
         interaction.timer = loop.call_at(
@@ -417,6 +425,8 @@ class Interactions:
         if name is not None:
             metadata["name"] = name
             metadata["command_type"] = interaction.command.type if interaction.command else 1
+        if interaction.message is not None:
+            metadata["interacted_message_id"] = str(interaction.message.id)
         if followup and interaction.original is not None:
             metadata["original_response_message_id"] = str(interaction.original.id)
         content = data.get("content") or ""

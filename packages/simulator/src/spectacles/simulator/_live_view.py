@@ -29,11 +29,13 @@ def _display_name(guild: Guild, world: World, user_id: int) -> str:
     return (user.global_name or user.username) if user is not None else "unknown-user"
 
 
-def _used(interaction: Interaction, guild: Guild, world: World) -> dict[str, str]:
+def _used(interaction: Interaction, guild: Guild, world: World) -> dict[str, str] | None:
     command = interaction.command
+    if command is None:  # a component click: Discord shows no "used" line
+        return None
     return {
         "user": _display_name(guild, world, interaction.user_id),
-        "command": "/" + (command.name if command is not None else "?"),
+        "command": "/" + command.name,
     }
 
 
