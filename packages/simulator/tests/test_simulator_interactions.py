@@ -117,7 +117,11 @@ async def test_respond_with_a_message(sim, gateway, http):
     assert event["d"]["id"] == message["id"] and event["d"]["content"] == "Pong!"
     assert message["webhook_id"] == str(sim.world.application_id)
     assert message["interaction_metadata"]["id"] == created["id"]
-    assert message["interaction_metadata"]["name"] == "ping"
+    assert message["interaction_metadata"]["authorizing_integration_owners"] == {"0": str(guild.id)}
+    assert message["interaction"]["name"] == "ping" and message["type"] == 20
+    assert answer["interaction"]["type"] == 2 and answer["interaction"]["channel_id"] == str(
+        channel
+    )
     state = await _state(sim, http, created["id"])
     assert state["status"] == "responded" and state["response"]["type"] == 4
     assert state["original"]["content"] == "Pong!"
