@@ -296,3 +296,21 @@ async def test_component_click_update_message_and_deferred_update(sim, gateway, 
         assert r.status == 200 and (await r.json())["id"] == message["id"]
     state = await _state(sim, http, click["id"])
     assert state["status"] == "responded" and state["original"]["content"] == "third"
+
+
+async def test_responses_are_outside_the_global_rate_limit(make_sim, http):
+    sim = await make_sim(global_rate_limit=3)
+    await _register(sim, http)
+    guild, channel = _places(sim)
+    created = await _invoke(sim, http, guild, channel, {"command": "ping"})
+    statuses = []
+    for _ in range(5):  # exhaust the global limit with the bot token
+        async with http.get(sim.api_url + "/users/@me", headers=AUTH) as r:
+            statuses.append(r.status)
+    assert 429 in statuses
+    response = await _callback(sim, http, created, {"type": 5})
+    assert response.status == 204
+    assert "X-RateLimit-Bucket" in response.headers  # a route bucket all the same
+    hook = f"{sim.api_url}/webhooks/{sim.world.application_id}/{created['token']}"
+    async with http.post(hook, json={"content": "done"}) as r:
+        assert r.status == 204

@@ -48,14 +48,15 @@ class InteractionRestApi:
                 "/interactions/{interaction_id}/{interaction_token}/callback",
                 self.callback,
                 auth=False,
+                global_limit=False,
             ),
-            _Route("POST", hook, self.followup, auth=False),
+            _Route("POST", hook, self.followup, auth=False, global_limit=False),
         ]
         for path in (hook + "/messages/@original", hook + "/messages/{message_id}"):
             routes += [
-                _Route("GET", path, self.get_message, auth=False),
-                _Route("PATCH", path, self.edit_message, auth=False),
-                _Route("DELETE", path, self.delete_message, auth=False),
+                _Route("GET", path, self.get_message, auth=False, global_limit=False),
+                _Route("PATCH", path, self.edit_message, auth=False, global_limit=False),
+                _Route("DELETE", path, self.delete_message, auth=False, global_limit=False),
             ]
         return routes
 
