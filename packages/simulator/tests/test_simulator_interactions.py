@@ -314,3 +314,67 @@ async def test_responses_are_outside_the_global_rate_limit(make_sim, http):
     hook = f"{sim.api_url}/webhooks/{sim.world.application_id}/{created['token']}"
     async with http.post(hook, json={"content": "done"}) as r:
         assert r.status == 204
+
+
+async def test_subcommands_user_commands_and_modals(sim, http):
+    group = {
+        **PING,
+        "name": "mod",
+        "options": [
+            {
+                "type": 1,
+                "name": "warn",
+                "description": "warn someone",
+                "options": [{"type": 6, "name": "who", "description": "x", "required": True}],
+            },
+            {"type": 1, "name": "status", "description": "status"},
+        ],
+    }
+    await _register(sim, http, group)
+    await _register(sim, http, {"name": "Inspect User", "type": 2})
+    guild, channel = _places(sim)
+    target = str(guild.owner_id)
+    data = await _invoke(sim, http, guild, channel, {"command": "mod", "options": {}}, 400)
+    assert "exactly one sub-command" in data["message"]
+    created = await _invoke(
+        sim, http, guild, channel, {"command": "mod", "options": {"warn": {"who": target}}}
+    )
+    state = await _state(sim, http, created["id"])
+    assert state["data"]["options"] == [
+        {"name": "warn", "type": 1, "options": [{"name": "who", "type": 6, "value": target}]}
+    ]
+    # A user command carries its target; its answer's metadata names the target user.
+    created = await _invoke(
+        sim, http, guild, channel, {"command": "Inspect User", "type": 2, "target_id": target}
+    )
+    state = await _state(sim, http, created["id"])
+    assert state["data"]["target_id"] == target and target in state["data"]["resolved"]["users"]
+    response = await _callback(
+        sim, http, created, {"type": 4, "data": {"content": "ok"}}, "?with_response=true"
+    )
+    message = (await response.json())["resource"]["message"]
+    assert message["type"] == 23
+    assert message["interaction_metadata"]["target_user"]["id"] == target
+    # A modal is a valid initial response to a command (and is checked).
+    created = await _invoke(
+        sim, http, guild, channel, {"command": "mod", "options": {"status": {}}}
+    )
+    bad = await _callback(sim, http, created, {"type": 9, "data": {"custom_id": "f", "title": ""}})
+    assert bad.status == 400
+    modal = {
+        "custom_id": "feedback",
+        "title": "Tell us",
+        "components": [
+            {
+                "type": 1,
+                "components": [{"type": 4, "custom_id": "text", "label": "Text", "style": 1}],
+            }
+        ],
+    }
+    response = await _callback(
+        sim, http, created, {"type": 9, "data": modal}, "?with_response=true"
+    )
+    answer = await response.json()
+    assert "resource" not in answer and "response_message_id" not in answer["interaction"]
+    state = await _state(sim, http, created["id"])
+    assert state["status"] == "responded" and state["response"]["type"] == 9
