@@ -16,7 +16,7 @@ from spectacles.simulator._command_checks import CHAT_INPUT, MESSAGE_COMMAND, US
 from spectacles.simulator._command_options import build_options
 from spectacles.simulator._control import CONTROL_PREFIX, ControlApi, ControlError, _int_param
 from spectacles.simulator._control import _body as _control_body
-from spectacles.simulator._entities import Message
+from spectacles.simulator._entities import Member, Message
 from spectacles.simulator._interactions import (
     MESSAGE_COMPONENT,
     Interaction,
@@ -214,7 +214,7 @@ class InteractionControlApi:
             }
         )
 
-    def _member(self, guild_id: int, raw: Any) -> Any:
+    def _member(self, guild_id: int, raw: Any) -> Member:
         if raw is None:
             return self.world.random_member(guild_id, rng=self._rng)
         try:
