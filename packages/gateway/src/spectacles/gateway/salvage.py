@@ -17,7 +17,7 @@ import msgspec
 __all__ = ["SEQ", "Salvaged", "salvage_envelope", "top_level_fields"]
 
 # A sequence number: what fits an AMQP signed 64-bit header and a resume point.
-SEQ = Annotated[int, msgspec.Meta(ge=0, lt=2**63)]
+SEQ = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 # A whole string (escapes skipped) or one structural character.
 _TOKENS: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[][{},:]')

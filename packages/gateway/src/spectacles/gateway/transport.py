@@ -112,7 +112,7 @@ class _Decompressor(Protocol):
 
 
 class _Plain:
-    def __init__(self, limits: SizeLimits) -> None:
+    def __init__(self, limits: SizeLimits = DEFAULT_LIMITS) -> None:
         self._limit = limits.payload
 
     def feed(self, frame: bytes) -> bytes | None:
@@ -124,7 +124,7 @@ class _Plain:
 class _ZlibStream:
     """One inflate context for the whole connection; frames buffered up to the sync-flush."""
 
-    def __init__(self, limits: SizeLimits) -> None:
+    def __init__(self, limits: SizeLimits = DEFAULT_LIMITS) -> None:
         self._inflater = _inflate.decompressobj()
         self._buffer = bytearray()
         self._limits = limits
@@ -190,7 +190,7 @@ class _ZstdStream:
     to `_BoundedSink` in `_ZSTD_CHUNK` pieces as it inflates, and the sink stops it.
     """
 
-    def __init__(self, limits: SizeLimits) -> None:
+    def __init__(self, limits: SizeLimits = DEFAULT_LIMITS) -> None:
         import zstandard
 
         self._sink = _BoundedSink(limits.payload)
