@@ -343,3 +343,27 @@ async def test_commands_reach_discord_as_validated_never_as_received(
         assert json.loads(sent, object_pairs_hook=_first_wins) == expected
     assert any("opcode 6 (RESUME)" in e for e in errors), errors
     assert any("4096" in e for e in errors), errors
+
+
+async def test_ready_with_an_unusable_session_id_is_a_failed_connection_not_a_crash(
+    amqp_url: str, group: str, publisher: Publisher
+) -> None:
+    async with hostile_gateway([], []) as gateway:
+        bad_ready = dispatch(
+            1,
+            "READY",
+            json.dumps({"session_id": "s" * 300, "resume_gateway_url": gateway.url}).encode(),
+        )
+        gateway.scripts[:] = [
+            [bad_ready, dispatch(2, "MESSAGE_CREATE", b'{"content":"lost with the session"}')],
+            [ready(gateway.url), dispatch(2, "MESSAGE_CREATE", b'{"content":"after"}')],
+        ]
+        shard = hostile_shard(gateway, publisher, compress="none")
+        async with event_sink(amqp_url, group, ["MESSAGE_CREATE"]) as sink, running(shard):
+            await wait_until(lambda: bool(sink.messages), timeout=30, what="next event")
+            assert shard.is_alive
+    assert [(m.message_id, m.body) for m in sink.messages] == [
+        ("0:hostile-1:2", b'{"content":"after"}')
+    ]
+    assert [o["op"] for o in gateway.openings] == [2, 2]  # no session to resume: IDENTIFY
+    assert shard.reconnects["transport"] == 1
