@@ -51,6 +51,10 @@ BROKER_POLL_INTERVAL: Final = 1.0  # how often a shard waiting for RabbitMQ chec
 STABLE_AFTER: Final = 30.0
 # One event in 64 has its confirm latency measured (a callback per event would cost too much).
 LATENCY_SAMPLE_MASK: Final = 63
+# Distinct event names counted per shard besides the relayed ones (Discord has about a hundred);
+# any others, or a name over 64 characters, count as OTHER_EVENTS.
+MAX_EVENT_NAMES: Final = 512
+OTHER_EVENTS: Final = "_other"
 # Events whose guild is `d.id` rather than `d.guild_id`.
 _GUILD_IS_ID: Final = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})
 
@@ -627,7 +631,14 @@ class Shard:
                 if seq is None or name is None:  # pragma: no cover - malformed dispatch
                     continue
                 self._seq = seq
-                received[name] += 1
+                if (
+                    name in received
+                    or name in events
+                    or (len(received) < MAX_EVENT_NAMES and len(name) <= 64)
+                ):
+                    received[name] += 1
+                else:  # names without end (hostile server) must not grow the metric's labels
+                    received[OTHER_EVENTS] += 1
                 if name == "READY" or name == "RESUMED":
                     self._on_session_event(name, payload.d)
                 tracker = self._tracker
