@@ -23,10 +23,12 @@ import pytest
 import zstandard
 from aiohttp import WSMsgType, web
 from gateway_testkit import event_sink, wait_until
+from structlog.testing import capture_logs
 
 from spectacles.broker import Broker, BrokerSettings
 from spectacles.broker.publisher import Publisher
 from spectacles.gateway import IdentifyQueue, Shard
+from spectacles.gateway import shard as shard_module
 from spectacles.gateway.commands import CommandRelay
 from spectacles.gateway.config import Compression, GatewaySettings
 from spectacles.models import Intents
@@ -208,7 +210,7 @@ async def test_decompression_bomb_closes_the_connection_and_resumes_within_the_b
         ]
         shard = hostile_shard(gateway, publisher, compress=compress, max_payload_size=MiB)
         async with event_sink(amqp_url, group, ["MESSAGE_CREATE"]) as sink:
-            with traced_peak() as peak:
+            with traced_peak() as peak, capture_logs() as logs:
                 async with running(shard):
                     await wait_until(lambda: bool(sink.messages), timeout=30, what="next event")
                     assert shard.is_alive
@@ -218,6 +220,9 @@ async def test_decompression_bomb_closes_the_connection_and_resumes_within_the_b
     assert [o["op"] for o in gateway.openings] == [2, 6]
     assert gateway.openings[1]["d"]["seq"] == 1  # the bomb's seq 2 was never confirmed
     assert shard.reconnects["transport"] == 1 and shard.resumes == 1
+    (refusal,) = [e for e in logs if e["log_level"] == "error"]
+    assert refusal["event"] == "gateway payload over the size limit; closing the connection"
+    assert refusal["shard_id"] == 0 and "gateway.max_payload_size" in refusal["error"]
 
 
 async def test_websocket_message_over_the_bound_is_refused_and_the_shard_resumes(
@@ -367,3 +372,22 @@ async def test_ready_with_an_unusable_session_id_is_a_failed_connection_not_a_cr
     ]
     assert [o["op"] for o in gateway.openings] == [2, 2]  # no session to resume: IDENTIFY
     assert shard.reconnects["transport"] == 1
+
+
+async def test_endless_distinct_event_names_do_not_grow_the_event_counters(
+    amqp_url: str, group: str, publisher: Publisher
+) -> None:
+    names = [f"HOSTILE_{i}" for i in range(600)] + ["X" * 100_000]
+    async with hostile_gateway([]) as gateway:
+        script: list[Item] = [ready(gateway.url)]
+        script += [dispatch(seq, name, b"{}") for seq, name in enumerate(names, start=2)]
+        script.append(dispatch(len(names) + 2, "MESSAGE_CREATE", b'{"content":"after"}'))
+        gateway.scripts[:] = [script]
+        shard = hostile_shard(gateway, publisher, compress="zstd-stream")
+        async with event_sink(amqp_url, group, ["MESSAGE_CREATE"]) as sink, running(shard):
+            await wait_until(lambda: bool(sink.messages), timeout=30, what="next event")
+    # READY and 511 hostile names fill the table; the relayed MESSAGE_CREATE is always counted.
+    assert len(shard.received) == shard_module.MAX_EVENT_NAMES + 2
+    assert shard.received[shard_module.OTHER_EVENTS] == len(names) - 511
+    assert shard.received["READY"] == shard.received["MESSAGE_CREATE"] == 1
+    assert not shard.reconnects
