@@ -46,6 +46,9 @@ RABBITMQ_IMAGE=${RABBITMQ_IMAGE:-rabbitmq:4-management-alpine}
 SPECTACLES_TAG=local
 RABBITMQ_USER=spectacles
 RABBITMQ_PASSWORD=e2e-$RANDOM$RANDOM
+RABBITMQ_GATEWAY_PASSWORD=e2e-gw-$RANDOM$RANDOM
+RABBITMQ_WORKER_PASSWORD=e2e-wk-$RANDOM$RANDOM
+REST_PROXY_AUTH=e2e-proxy-$RANDOM$RANDOM
 RABBITMQ_PORT=$amqp_port
 RABBITMQ_UI_PORT=$ui_port
 SIMULATOR_PORT=$sim_port
@@ -99,9 +102,10 @@ deadline=$((SECONDS + 240))
 while :; do
   pending=""
   for id in $(compose ps -q); do
-    state=$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id")
+    state=$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else if eq .State.Status "exited"}}{{.State.ExitCode}}{{end}}' "$id")
     case $state in
-      *" running healthy" | *" running ") ;;
+      *" running healthy" | *" running " | *" exited 0") ;;  # exited 0: a one-shot (rabbit-setup)
+      *" exited "*) log "a one-shot service failed: ${state# /}"; exit 1 ;;
       *) pending+=" ${state# /}" ;;
     esac
   done
