@@ -171,7 +171,7 @@ def connect(url: str, admin: str, password: str, deadline: float) -> Management:
             raise SetupError(
                 f"RabbitMQ refused RABBITMQ_USER={admin!r} with RABBITMQ_PASSWORD: its data volume "
                 "was created with another password. Put that one in .env, or drop the volume "
-                "(`make down -- -v`, which loses queued messages and saved sessions)"
+                "(`docker compose down -v`, which loses queued messages and saved sessions)"
             )
         last = f"HTTP {status}"
         time.sleep(1)
