@@ -198,9 +198,12 @@ async def test_each_role_can_do_its_job_and_a_worker_nothing_more(
 
     assert await refused(worker, read_sessions)
 
+    async def ignore(message: AbstractIncomingMessage) -> None:
+        pass
+
     async def consume_commands(channel: AbstractChannel) -> Any:
         commands = await channel.get_queue(t.commands_queue(0), ensure=False)
-        return await commands.consume(lambda message: None)  # type: ignore[arg-type,return-value]
+        return await commands.consume(ignore)
 
     assert await refused(worker, consume_commands)
 
