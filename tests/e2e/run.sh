@@ -115,6 +115,17 @@ while :; do
 done
 log "stack healthy after $((SECONDS - started))s"
 
+# The REST proxy serves nobody without REST_PROXY_AUTH (it would otherwise answer as the bot).
+code=$(python3 - "http://127.0.0.1:$rest_port/api/v10/users/@me" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=10).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+PY
+)
+[ "$code" = 401 ] || { log "the REST proxy answered $code without REST_PROXY_AUTH (want 401)"; exit 1; }
+
 ready_args=(--ready "http://127.0.0.1:$gw_port/readyz" --ready "http://127.0.0.1:$rest_port/readyz")
 for worker in ping raid-guard; do
   port=$(compose port "$worker" 8080 | tail -n 1 | awk -F: '{print $NF}')

@@ -213,7 +213,7 @@ class RestProxy:
         """Whether the request carries ``REST_PROXY_AUTH`` (compared in constant time)."""
         if self._proxy_secret is None:
             return True
-        sent = request.headers.get(PROXY_AUTH_HEADER, "").strip().encode()
+        sent = request.headers.get(PROXY_AUTH_HEADER, "").strip().encode("utf-8", "replace")
         return hmac.compare_digest(sent, self._proxy_secret)
 
     def _is_own_token(self, authorization: str) -> bool:
@@ -242,8 +242,13 @@ class RestProxy:
         if self._auth is not None:
             if authorization is not None and not self._is_own_token(authorization):
                 _REQUESTS.labels(request.method, template, "401").inc()
-                # Discord's own answer, so clients raise their usual Unauthorized.
-                return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+                # Discord's own answer, so clients raise their usual Unauthorized (marked as the
+                # proxy's, so their invalid-request guards do not count what Discord never saw).
+                return web.json_response(
+                    {"message": "401: Unauthorized", "code": 0},
+                    status=401,
+                    headers={PROXY_ERROR_HEADER: "1"},
+                )
             authorization = self._auth
         try:
             limiter = self.limiter_for(authorization)
