@@ -45,6 +45,8 @@ class RestClient:
     ``max_retries`` bounds 5xx/connection retries (backoff ``backoff_base`` doubling up to
     ``backoff_max``); ``max_ratelimit_retries`` bounds 429 retries, and a 429 asking to wait
     longer than ``max_ratelimit_wait`` seconds is raised as :class:`RateLimited` instead.
+    ``proxy_auth`` is the REST proxy's shared secret (default: ``REST_PROXY_AUTH``), sent as
+    ``X-Spectacles-Proxy-Auth`` to any base URL that is not Discord itself.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class RestClient:
         backoff_max: float = 10.0,
         request_timeout: float = 30.0,
         user_agent: str = USER_AGENT,
+        proxy_auth: str | None = None,
     ) -> None:
         self.http = HTTPClient(
             token,
@@ -76,6 +79,7 @@ class RestClient:
             backoff_max=backoff_max,
             request_timeout=request_timeout,
             user_agent=user_agent,
+            proxy_auth=proxy_auth,
         )
 
     async def __aenter__(self) -> Self:

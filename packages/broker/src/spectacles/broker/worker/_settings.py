@@ -50,6 +50,8 @@ class WorkerSettings:
     log_level: str = "INFO"
     log_format: str = ""
     metrics_address: str = DEFAULT_METRICS_ADDRESS
+    # The REST proxy's shared secret (REST_PROXY_AUTH), sent as X-Spectacles-Proxy-Auth.
+    rest_proxy_auth: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if not self.discord_token.strip():
@@ -125,4 +127,5 @@ class WorkerSettings:
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             log_format=(env.get("LOG_FORMAT") or "").lower(),
             metrics_address=env.get("METRICS_ADDRESS") or DEFAULT_METRICS_ADDRESS,
+            rest_proxy_auth=env.get("REST_PROXY_AUTH", "").strip(),
         )

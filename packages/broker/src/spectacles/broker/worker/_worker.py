@@ -166,7 +166,11 @@ class Worker:
                 HealthServer(settings.metrics_address, ready=self.ready)
             )
             self._rest = await stack.enter_async_context(
-                RestClient(settings.discord_token, base_url=settings.discord_api_url)
+                RestClient(
+                    settings.discord_token,
+                    base_url=settings.discord_api_url,
+                    proxy_auth=settings.rest_proxy_auth,
+                )
             )
             self._broker = await stack.enter_async_context(await Broker.connect(settings.broker))
             self._commands = CommandSender(settings.broker)
