@@ -8,6 +8,7 @@ import pytest
 
 from spectacles.models import (
     EVENT_MODELS,
+    Interaction,
     Activity,
     AllowedMentions,
     Channel,
@@ -199,6 +200,7 @@ def test_event_models_registry() -> None:
         "GUILD_MEMBER_UPDATE": GuildMemberUpdate,
         "GUILD_MEMBER_REMOVE": GuildMemberRemove,
         "GUILD_BAN_ADD": GuildBanAdd,
+        "INTERACTION_CREATE": Interaction,
     } == EVENT_MODELS
 
 
