@@ -8,7 +8,6 @@ import pytest
 
 from spectacles.models import (
     EVENT_MODELS,
-    Interaction,
     Activity,
     AllowedMentions,
     Channel,
@@ -24,6 +23,7 @@ from spectacles.models import (
     Hello,
     Identify,
     IdentifyProperties,
+    Interaction,
     Message,
     MessageCreate,
     MessageReference,

@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 import aiohttp
-
 from aiohttp import web
 
 from spectacles.rest import RateLimiter, RestClient, Route
