@@ -29,6 +29,7 @@ from .._guard import InvalidRequestGuard
 from .._ratelimit import RateLimiter, parse_429
 from .._route import route_key_for_path
 from ._config import ProxySettings
+from ._interactions import IngressOffer
 
 __all__ = ["RestProxy", "TooManyTokens", "token_key"]
 
@@ -94,8 +95,9 @@ class RestProxy:
     Also serves ``/healthz``, ``/readyz`` and ``/metrics`` on the same port.
     """
 
-    def __init__(self, settings: ProxySettings) -> None:
+    def __init__(self, settings: ProxySettings, *, ingress: IngressOffer | None = None) -> None:
         self.settings = settings
+        self.ingress = ingress  # hands interaction answers to a waiting HTTP ingress
         self._host, self._port = parse_address(settings.address)
         self._auth = f"Bot {settings.token}" if settings.token else None
         if settings.token:
@@ -132,6 +134,8 @@ class RestProxy:
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self._host, self._port)
         await self._site.start()
+        if self.ingress is not None:
+            await self.ingress.start()
         _log.info(
             "rest_proxy.started",
             address=f"{self._host}:{self.port}",
@@ -146,6 +150,8 @@ class RestProxy:
             await self._runner.cleanup()
             self._runner = None
             self._site = None
+        if self.ingress is not None:
+            await self.ingress.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -225,6 +231,11 @@ class RestProxy:
         # Already percent-encoded by the client: forward it byte for byte (emoji in paths).
         url = URL(self.settings.upstream + api_path + (f"?{query}" if query else ""), encoded=True)
         body = await request.read()
+        if self.ingress is not None:
+            taken = await self.ingress.offer(request.method, api_path, request.headers, body)
+            if taken is not None:
+                _REQUESTS.labels(request.method, template, str(taken.status)).inc()
+                return taken
         response = await self._send(
             request.method, url, headers, body, limiter, bucket_route, major, use_global
         )
@@ -331,7 +342,9 @@ def _proxy_error(status: int, message: str, *, retry_after: float | None = None)
     return web.json_response({"code": 0, "message": message}, status=status, headers=headers)
 
 
-async def serve_forever(settings: ProxySettings, stop: asyncio.Event) -> None:
+async def serve_forever(
+    settings: ProxySettings, stop: asyncio.Event, *, ingress: IngressOffer | None = None
+) -> None:
     """Run a proxy until ``stop`` is set."""
-    async with RestProxy(settings):
+    async with RestProxy(settings, ingress=ingress):
         await stop.wait()
