@@ -86,6 +86,10 @@ class RestApi:
         self.limiter = limiter
         self.stats = stats
         self._authorization = f"Bot {self.config.token}"
+        # Routes of other modules (application commands, interactions), set before register().
+        self.extra_routes: list[_Route] = []
+        # The application's key and interactions endpoint (see `_webhook_out.py`).
+        self.application_fields: Callable[[], dict[str, Any]] = dict
 
     def routes(self) -> list[_Route]:
         """Every route, as (method, template) → handler."""
@@ -109,6 +113,7 @@ class RestApi:
             _Route("GET", "/channels/{channel_id}/messages", self.get_messages),
             _Route("GET", "/channels/{channel_id}/messages/{message_id}", self.get_message),
             _Route("POST", "/channels/{channel_id}/messages", self.create_message),
+            *self.extra_routes,
         ]
 
     def register(self, app: web.Application) -> None:
@@ -154,6 +159,9 @@ class RestApi:
     def _log(self, request: web.Request, status: int, bucket: str | None) -> None:
         self.stats.rest_requests += 1
         path = request.path.removeprefix(API_PREFIX)
+        token = request.match_info.get("interaction_token")
+        if token:  # an interaction token is a credential: keep it out of the log
+            path = path.replace(token, "{token}")
         reason = _audit_reason(request)
         self.stats.rest_log.append(
             RestCall(time.time(), request.method, path, status, bucket, reason)
@@ -209,6 +217,7 @@ class RestApi:
                 "redirect_uris": [],
                 "tags": [],
                 "approximate_guild_count": len(self.world.guilds),
+                **self.application_fields(),
             }
         )
 
