@@ -87,13 +87,13 @@ async def make_ingress(
     stack = contextlib.AsyncExitStack()
 
     async def start(**overrides: Any) -> InteractionsIngress:
-        settings = IngressSettings(
-            public_key=signer.public_hex,
-            address="127.0.0.1:0",
-            amqp_url=amqp_url,
-            group=group,
-            **overrides,
-        )
+        fields: dict[str, Any] = {
+            "public_key": signer.public_hex,
+            "address": "127.0.0.1:0",
+            "amqp_url": amqp_url,
+            "group": group,
+        }
+        settings = IngressSettings(**{**fields, **overrides})
         return await stack.enter_async_context(InteractionsIngress(settings))
 
     async with stack:
