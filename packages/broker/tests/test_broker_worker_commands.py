@@ -193,6 +193,12 @@ async def test_command_is_answered_and_other_commands_are_left_alone(
         # The foreign command was acked and ignored: no answer, no dead letter.
         assert (await discord.state(foreign["id"]))["status"] == "pending"
         await eventually(lambda: worker._consumer is not None and worker._consumer.in_flight == 0)
+        connection = await aio_pika.connect(settings.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            for queue in (f"{settings.group}.cmd", f"{settings.group}.cmd.dead"):
+                declared = await channel.declare_queue(queue, passive=True)
+                assert declared.declaration_result.message_count == 0, queue
 
 
 async def test_slow_handler_is_deferred_then_its_answer_edits_the_original(

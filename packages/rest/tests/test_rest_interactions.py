@@ -5,11 +5,13 @@ import json
 import time
 from typing import Any
 
+import aio_pika
 import aiohttp
+import pytest
 from aiohttp import web
 
 from spectacles.rest import RateLimiter, RestClient, Route
-from spectacles.rest.proxy import ProxySettings, RestProxy
+from spectacles.rest.proxy import IngressOffer, ProxySettings, RestProxy, interactions_exchange
 
 
 async def held(request: Any) -> bool:
@@ -67,3 +69,38 @@ async def test_proxy_lets_interaction_answers_past_its_exhausted_global_limit(
 
 async def _no_content() -> Any:
     return web.Response(status=204)
+
+
+@pytest.mark.parametrize("broker", ["running", "unreachable"])
+async def test_callback_nobody_waits_for_goes_upstream(
+    upstream: Any, amqp_url: str, unique_name: str, broker: str
+) -> None:
+    """No ingress bound (unroutable offer), or no RabbitMQ at all: Discord gets the callback."""
+    url = amqp_url if broker == "running" else "amqp://guest:guest@127.0.0.1:1/"
+    offer = IngressOffer(url, unique_name, timeout=1.0)
+    proxy = RestProxy(ProxySettings(address="127.0.0.1:0", upstream=upstream.url), ingress=offer)
+    await proxy.start()
+    try:
+        if broker == "running":
+            async with asyncio.timeout(10):
+                while not offer.ready:
+                    await asyncio.sleep(0.05)
+        upstream.script.append(lambda _request: _no_content())
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{proxy.url}/api/v10/interactions/11/tok/callback",
+                json={"type": 4, "data": {"content": "hi"}},
+            ) as answer,
+        ):
+            assert answer.status == 204
+    finally:
+        await proxy.stop()
+        if broker == "running":
+            connection = await aio_pika.connect(amqp_url)
+            async with connection:
+                channel = await connection.channel()
+                await channel.exchange_delete(interactions_exchange(unique_name))
+    assert [(m, p) for m, p, *_ in upstream.requests] == [
+        ("POST", "/api/v10/interactions/11/tok/callback")
+    ]
