@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -116,3 +120,16 @@ def test_settings_name_the_bad_key() -> None:
         IngressSettings.from_env({"DISCORD_PUBLIC_KEY": key, "INTERACTIONS_RESPONSE_TIMEOUT": "5"})
     with pytest.raises(ConfigError, match="INTERACTIONS_MAX_AGE"):
         IngressSettings.from_env({"DISCORD_PUBLIC_KEY": key, "INTERACTIONS_MAX_AGE": "x"})
+
+
+def test_entry_point_exits_2_naming_the_key() -> None:
+    script = Path(sys.executable).parent / "spectacles-interactions"
+    env = {k: v for k, v in os.environ.items() if k != "DISCORD_PUBLIC_KEY"}
+    env["INTERACTIONS_MAX_AGE"] = "soon"
+    done = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "DISCORD_PUBLIC_KEY" in done.stderr
+    env["DISCORD_PUBLIC_KEY"] = "11" * 32
+    done = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "INTERACTIONS_MAX_AGE" in done.stderr
