@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -93,8 +96,9 @@ async def make_ingress(
             "amqp_url": amqp_url,
             "group": group,
         }
+        name = overrides.pop("connection_name", None)
         settings = IngressSettings(**{**fields, **overrides})
-        return await stack.enter_async_context(InteractionsIngress(settings))
+        return await stack.enter_async_context(InteractionsIngress(settings, connection_name=name))
 
     async with stack:
         yield start
@@ -104,3 +108,34 @@ async def make_ingress(
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+RABBITMQCTL = shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
+
+
+def close_connections_named(name_prefix: str) -> int:
+    """Server-side close (rabbitmqctl) of the connections whose name starts with the prefix."""
+    listing = subprocess.run(
+        [*RABBITMQCTL, "-q", "list_connections", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    closed = 0
+    for line in listing.splitlines():
+        pid, _, props = line.partition("\t")
+        if f'{{"connection_name","{name_prefix}' in props:
+            subprocess.run(
+                [*RABBITMQCTL, "-q", "close_connection", pid.strip(), "test: server-side close"],
+                capture_output=True,
+                timeout=30,
+                check=True,
+            )
+            closed += 1
+    return closed
+
+
+@pytest.fixture
+def kill_connections() -> Callable[[str], int]:
+    return close_connections_named

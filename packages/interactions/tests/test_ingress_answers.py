@@ -19,9 +19,27 @@ from spectacles.simulator import Simulator, SimulatorConfig
 
 
 class Stack:
-    def __init__(self, sim: Simulator, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        sim: Simulator,
+        http: aiohttp.ClientSession,
+        proxy: RestProxy,
+        ingress: InteractionsIngress,
+    ) -> None:
         self.sim = sim
         self.http = http
+        self.proxy = proxy
+        self.ingress = ingress
+
+    async def wait_ready(self) -> None:
+        """Until the proxy can offer answers and the ingress can receive them."""
+        async with asyncio.timeout(20):
+            while not (
+                self.proxy.ingress is not None
+                and self.proxy.ingress.ready
+                and self.ingress.ready()[0]
+            ):
+                await asyncio.sleep(0.05)
 
     async def control(self, method: str, path: str, body: Any = None) -> Any:
         async with self.http.request(method, self.sim.control_url + path, json=body) as response:
@@ -64,7 +82,7 @@ async def stack(
         http = await exits.enter_async_context(aiohttp.ClientSession())
         proxy = RestProxy(
             ProxySettings(address="127.0.0.1:0", upstream=sim.api_url),
-            ingress=IngressOffer(amqp_url, group),
+            ingress=IngressOffer(amqp_url, group, connection_name=f"{group}-proxy"),
         )
         await proxy.start()
         exits.push_async_callback(proxy.stop)
@@ -84,7 +102,9 @@ async def stack(
         )
         await exits.enter_async_context(worker.running(settings))
         ingress = await make_ingress(
-            public_key=sim.signing_key.public_hex, response_timeout=response_timeout
+            public_key=sim.signing_key.public_hex,
+            response_timeout=response_timeout,
+            connection_name=f"{group}-ingress",
         )
         # As in the Developer Portal: Discord checks the endpoint (bad signature -> 401, PING).
         async with http.patch(
@@ -93,10 +113,9 @@ async def stack(
             headers={"Authorization": f"Bot {sim.config.token}"},
         ) as response:
             assert response.status == 200, await response.text()
-        async with asyncio.timeout(10):
-            while not (proxy.ingress and proxy.ingress.ready):
-                await asyncio.sleep(0.05)
-        return Stack(sim, http)
+        stack = Stack(sim, http, proxy, ingress)
+        await stack.wait_ready()
+        return stack
 
     async with exits:
         yield start
@@ -122,3 +141,19 @@ async def test_slow_worker_gets_a_deferred_answer_then_edits_it(stack: Any) -> N
     assert state["response"]["via"] == "http"
     assert state["response"]["type"] == 5
     assert state["original"]["content"] == "Hello!"
+
+
+async def test_answers_reach_the_ingress_again_after_rabbitmq_dropped_the_connections(
+    stack: Any, group: str, kill_connections: Any
+) -> None:
+    s = await stack(handler_delay=0.0, response_timeout=2.5)
+    assert kill_connections(f"{group}-proxy") == 1
+    assert kill_connections(f"{group}-ingress") == 2  # answers and publisher connections
+    await asyncio.sleep(0)  # let the drops be noticed before waiting for readiness
+    async with asyncio.timeout(20):
+        while s.proxy.ingress.ready and s.ingress.ready()[0]:
+            await asyncio.sleep(0.05)  # the drop is seen...
+    await s.wait_ready()  # ...and healed
+    state = await s.settled(await s.use("hello"))
+    assert state["response"]["via"] == "http" and state["response"]["type"] == 4, state
+    assert await s.callbacks_sent_to_discord() == 0

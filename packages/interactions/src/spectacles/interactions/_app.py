@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from typing import Any, Final
 
@@ -72,8 +73,10 @@ class InteractionsIngress:
         settings: IngressSettings,
         *,
         verifier: SignatureVerifier | None = None,
+        connection_name: str | None = None,
     ) -> None:
         self.settings = settings
+        self.connection_name = connection_name or f"interactions-ingress-{os.getpid()}"
         self._verifier = verifier or SignatureVerifier(
             public_key_from_hex(settings.public_key), max_age=settings.max_age
         )
@@ -90,11 +93,11 @@ class InteractionsIngress:
         stack = contextlib.AsyncExitStack()
         try:
             self._broker = await Broker.connect(
-                self.settings.broker, connection_name="interactions-ingress"
+                self.settings.broker, connection_name=self.connection_name, reconnect_delay=0.2
             )
             stack.push_async_callback(self._broker.close)
             self._publisher = await Publisher.connect(
-                self.settings.broker, connection_name="interactions-ingress-publisher"
+                self.settings.broker, connection_name=f"{self.connection_name}-publisher"
             )
             stack.push_async_callback(self._publisher.close)
             await self._publisher.declare_events_exchange()

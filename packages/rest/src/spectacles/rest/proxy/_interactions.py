@@ -83,8 +83,16 @@ def offer_from_env(env: Mapping[str, str] | None = None) -> IngressOffer | None:
 class IngressOffer:
     """Offers interaction callbacks to a waiting ingress before they go upstream."""
 
-    def __init__(self, amqp_url: str, group: str, *, timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        amqp_url: str,
+        group: str,
+        *,
+        timeout: float = 1.0,
+        connection_name: str | None = None,
+    ) -> None:
         self._amqp_url = amqp_url
+        self.connection_name = connection_name or f"rest-proxy-{os.getpid()}"
         self.exchange_name = interactions_exchange(group)
         self._timeout = timeout
         self._connection: AbstractConnection | None = None
@@ -129,9 +137,11 @@ class IngressOffer:
             connection: AbstractConnection | None = None
             try:
                 connection = await aio_pika.connect(
-                    self._amqp_url, client_properties={"connection_name": "rest-proxy"}
+                    self._amqp_url, client_properties={"connection_name": self.connection_name}
                 )
                 self._connection = connection
+                lost = asyncio.Event()
+                connection.close_callbacks.add(lambda *_: lost.set())
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                 exchange = await channel.declare_exchange(
                     self.exchange_name, aio_pika.ExchangeType.DIRECT, durable=True
@@ -141,7 +151,7 @@ class IngressOffer:
                 self._channel, self._exchange = channel, exchange
                 _log.info("rest_proxy.interactions_offer_ready", exchange=self.exchange_name)
                 delay = 0.5
-                await connection.closed()
+                await lost.wait()  # a remote close does not resolve connection.closed()
                 _log.warning("rest_proxy.interactions_broker_lost")
             except (OSError, ConnectionError, aiormq.exceptions.AMQPError) as exc:
                 _log.warning("rest_proxy.interactions_broker_unreachable", error=repr(exc))
