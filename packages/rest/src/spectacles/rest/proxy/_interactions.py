@@ -141,7 +141,7 @@ class IngressOffer:
                 )
                 self._connection = connection
                 lost = asyncio.Event()
-                connection.close_callbacks.add(lambda *_: lost.set())
+                connection.close_callbacks.add(lambda *_, lost=lost: lost.set())
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                 exchange = await channel.declare_exchange(
                     self.exchange_name, aio_pika.ExchangeType.DIRECT, durable=True
