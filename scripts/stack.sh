@@ -78,9 +78,11 @@ compose_up() {
 
 # The stack's secrets: broker passwords per role and the REST proxy's shared secret. Their dev-*
 # defaults (docker-compose.yml) are only for `make demo` on a laptop.
-SECRET_KEYS=(RABBITMQ_PASSWORD RABBITMQ_GATEWAY_PASSWORD RABBITMQ_WORKER_PASSWORD REST_PROXY_AUTH)
+SECRET_KEYS=(RABBITMQ_PASSWORD RABBITMQ_GATEWAY_PASSWORD RABBITMQ_WORKER_PASSWORD RABBITMQ_INTERACTIONS_PASSWORD
+  REST_PROXY_AUTH)
 declare -A DEV_SECRETS=([RABBITMQ_PASSWORD]=dev-password [RABBITMQ_GATEWAY_PASSWORD]=dev-gateway-password
-  [RABBITMQ_WORKER_PASSWORD]=dev-worker-password [REST_PROXY_AUTH]=dev-proxy-auth)
+  [RABBITMQ_WORKER_PASSWORD]=dev-worker-password
+  [RABBITMQ_INTERACTIONS_PASSWORD]=dev-interactions-password [REST_PROXY_AUTH]=dev-proxy-auth)
 
 # A random secret safe in an AMQP URL (letters and digits only, 192 bits).
 new_secret() {

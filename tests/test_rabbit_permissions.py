@@ -244,8 +244,74 @@ def test_the_setup_refuses_a_service_user_that_is_the_administrator() -> None:
         "RABBITMQ_GATEWAY_USER": "spectacles",
         "RABBITMQ_GATEWAY_PASSWORD": "a",
         "RABBITMQ_WORKER_PASSWORD": "b",
+        "RABBITMQ_INTERACTIONS_PASSWORD": "c",
     }
     with pytest.raises(setup.SetupError, match="must all differ"):
         setup.role_users(env)
     with pytest.raises(setup.SetupError, match="RABBITMQ_WORKER_PASSWORD"):
         setup.role_users({"RABBITMQ_USER": "admin", "RABBITMQ_GATEWAY_PASSWORD": "a"})
+
+
+async def test_the_interactions_user_carries_an_answer_from_proxy_to_ingress(
+    role_urls: dict[str, str], group: str
+) -> None:
+    """The REST proxy's offer reaches the ingress and its reply comes back, as that user alone."""
+    from spectacles.broker.broker import Broker
+    from spectacles.broker.settings import BrokerSettings
+    from spectacles.interactions._pending import PendingAnswers
+    from spectacles.rest.proxy import IngressOffer
+
+    url = role_urls["interactions"]
+    broker = await Broker.connect(BrokerSettings(amqp_url=url, group=group))
+    pending = PendingAnswers(broker)
+    offer = IngressOffer(url, group, timeout=5.0)
+    try:
+        await pending.start()
+        await offer.start()
+        for _ in range(200):
+            if offer.ready:
+                break
+            await asyncio.sleep(0.05)
+        assert offer.ready, "the proxy's offer channel never came up"
+        answer = await pending.expect("123", "tok")
+        body = b'{"type": 4, "data": {"content": "Pong!"}}'
+        taken = await offer.offer(
+            "POST",
+            "/interactions/123/tok/callback",
+            {"Content-Type": "application/json"},
+            body,
+        )
+        assert taken is not None and taken.status == 204
+        assert await asyncio.wait_for(answer, 5) == body
+        await pending.forget("123")
+    finally:
+        await offer.stop()
+        await pending.stop()
+        await broker.close()
+
+
+async def test_the_interactions_user_cannot_read_events_or_sessions(
+    role_urls: dict[str, str],
+    group: str,
+    connect: Callable[[str], Awaitable[AbstractRobustConnection]],
+) -> None:
+    gateway = await connect(role_urls["gateway"])
+    await gateway_does_its_job(gateway, group)
+    interactions = await connect(role_urls["interactions"])
+
+    async def read_sessions(channel: AbstractChannel) -> Any:
+        sessions = await channel.get_queue(f"{group}.sessions.0", ensure=False)
+        return await sessions.get(timeout=5, fail=False)
+
+    async def bind_to_events(channel: AbstractChannel) -> Any:
+        queue = await channel.declare_queue(
+            f"{group}.interactions.ingress.spy", exclusive=True, auto_delete=True
+        )
+        return await queue.bind(group, routing_key="MESSAGE_CREATE")
+
+    async def declare_a_worker_queue(channel: AbstractChannel) -> Any:
+        return await channel.declare_queue(f"{group}.ping", durable=True)
+
+    assert await refused(interactions, read_sessions)
+    assert await refused(interactions, bind_to_events)
+    assert await refused(interactions, declare_a_worker_queue)

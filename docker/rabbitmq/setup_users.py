@@ -31,7 +31,7 @@ from dataclasses import dataclass
 DEMO_ADMIN_PASSWORD = "dev-password"
 #: Names a worker may not take: they are the gateway's (a worker named "sessions" would
 #: otherwise read saved sessions through its own queue permissions).
-RESERVED = ("sessions", "identify", "commands", "dlx", "unrouted", "fatal")
+RESERVED = ("sessions", "identify", "commands", "dlx", "unrouted", "fatal", "interactions")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,14 @@ def permissions(group: str) -> dict[str, Permission]:
             write=rf"^({g}(\.dlx|{gateway_queues})?|amq\.default)$",
             # consumes commands, peeks sessions; binds to the commands/dead-letter exchanges
             read=rf"^{g}(\.commands|\.dlx|{gateway_queues})?$",
+        ),
+        # The two halves of HTTP interactions (packages/interactions): the ingress publishes
+        # interactions as the gateway would and waits on its exclusive queue for the answer; the
+        # REST proxy offers workers' callbacks to it through {g}.interactions (direct reply-to).
+        "interactions": Permission(
+            configure=rf"^({g}|{g}\.interactions|{g}\.interactions\.ingress\..+)$",
+            write=rf"^({g}|{g}\.interactions|{g}\.interactions\.ingress\..+|amq\.default)$",
+            read=rf"^({g}\.interactions|{g}\.interactions\.ingress\..+)$",
         ),
         "worker": Permission(
             # its queues, and the events/dead-letter exchanges it declares so it can start first
@@ -107,12 +115,18 @@ def role_users(env: dict[str, str] | os._Environ[str]) -> list[RoleUser]:
             _required(env, "RABBITMQ_WORKER_USER", "spectacles-worker"),
             _required(env, "RABBITMQ_WORKER_PASSWORD"),
         ),
+        RoleUser(
+            "interactions",
+            _required(env, "RABBITMQ_INTERACTIONS_USER", "spectacles-interactions"),
+            _required(env, "RABBITMQ_INTERACTIONS_PASSWORD"),
+        ),
     ]
     admin = env.get("RABBITMQ_USER", "")
     names = [u.name for u in users]
     if admin in names or len(set(names)) != len(names):
         raise SetupError(
-            "RABBITMQ_USER, RABBITMQ_GATEWAY_USER and RABBITMQ_WORKER_USER must all differ: "
+            "RABBITMQ_USER, RABBITMQ_GATEWAY_USER, RABBITMQ_WORKER_USER and "
+            "RABBITMQ_INTERACTIONS_USER must all differ: "
             "a service must not log in as the administrator or as another role"
         )
     return users

@@ -21,6 +21,9 @@ DEFAULT_API_URL: Final = "https://discord.com/api/v10"
 # hoarding messages that another replica could take.
 DEFAULT_CONCURRENCY: Final = 16
 DEFAULT_METRICS_ADDRESS: Final = "0.0.0.0:8080"
+# Discord fails an interaction not answered within 3 s; deferring at 2.5 s leaves the defer
+# itself half a second to arrive.
+DEFAULT_COMMAND_DEFER_AFTER: Final = 2.5
 
 QueueType = Literal["quorum", "classic"]
 _QUEUE_TYPES: Final = ("quorum", "classic")
@@ -52,6 +55,9 @@ class WorkerSettings:
     metrics_address: str = DEFAULT_METRICS_ADDRESS
     # The REST proxy's shared secret (REST_PROXY_AUTH), sent as X-Spectacles-Proxy-Auth.
     rest_proxy_auth: str = field(default="", repr=False)
+    application_id: int | None = None
+    command_guild_ids: tuple[int, ...] = ()
+    command_defer_after: float = DEFAULT_COMMAND_DEFER_AFTER
 
     def __post_init__(self) -> None:
         if not self.discord_token.strip():
@@ -88,6 +94,11 @@ class WorkerSettings:
             parse_address(self.metrics_address)
         except ValueError as exc:
             raise WorkerConfigError("METRICS_ADDRESS", str(exc)) from exc
+        if not 0 < self.command_defer_after < 3:
+            raise WorkerConfigError(
+                "COMMANDS_DEFER_AFTER",
+                f"{self.command_defer_after} must be between 0 and 3 seconds (Discord's limit)",
+            )
 
     @property
     def broker(self) -> BrokerSettings:
@@ -119,6 +130,12 @@ class WorkerSettings:
             )
         return cls(
             discord_token=token,
+            application_id=_snowflake(env, "DISCORD_APPLICATION_ID"),
+            command_guild_ids=tuple(
+                _snowflake({"COMMANDS_GUILD_IDS": part}, "COMMANDS_GUILD_IDS") or 0
+                for part in (env.get("COMMANDS_GUILD_IDS") or "").replace(",", " ").split()
+            ),
+            command_defer_after=_seconds(env, "COMMANDS_DEFER_AFTER", DEFAULT_COMMAND_DEFER_AFTER),
             amqp_url=env.get("AMQP_URL") or DEFAULT_AMQP_URL,
             group=env.get("BROKER_GROUP") or DEFAULT_GROUP,
             discord_api_url=env.get("DISCORD_API_URL") or DEFAULT_API_URL,
@@ -129,3 +146,22 @@ class WorkerSettings:
             metrics_address=env.get("METRICS_ADDRESS") or DEFAULT_METRICS_ADDRESS,
             rest_proxy_auth=env.get("REST_PROXY_AUTH", "").strip(),
         )
+
+
+def _snowflake(env: Mapping[str, str], key: str) -> int | None:
+    raw = (env.get(key) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise WorkerConfigError(key, f"{raw!r} is not a Discord id (digits only)")
+    return int(raw)
+
+
+def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = (env.get(key) or "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise WorkerConfigError(key, f"{raw!r} is not a number of seconds") from None

@@ -12,7 +12,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -27,9 +27,26 @@ from spectacles.broker.delivery import Delivery
 from spectacles.broker.errors import BrokerUnavailable, DeadLetter
 from spectacles.broker.worker import _metrics as metrics
 from spectacles.broker.worker._commands import CommandSender
+from spectacles.broker.worker._commands_app import (
+    CommandHandler,
+    CommandRouter,
+    CommandSpec,
+    build_definition,
+    register_commands,
+)
 from spectacles.broker.worker._context import Context
-from spectacles.broker.worker._settings import QueueType, WorkerConfigError, WorkerSettings
-from spectacles.models import DISPATCH_EVENTS, DecodeError, decode_event
+from spectacles.broker.worker._settings import (
+    DEFAULT_COMMAND_DEFER_AFTER,
+    QueueType,
+    WorkerConfigError,
+    WorkerSettings,
+)
+from spectacles.models import (
+    DISPATCH_EVENTS,
+    ApplicationCommandOption,
+    DecodeError,
+    decode_event,
+)
 from spectacles.observability import (
     HealthServer,
     configure_logging,
@@ -87,6 +104,7 @@ class Worker:
         self._rest: RestClient | None = None
         self._commands: CommandSender | None = None
         self._consumer: Consumer | None = None
+        self._router = CommandRouter(name, self._defer_after)
         self._in_flight = metrics.IN_FLIGHT.labels(name)
         self._event_metrics: dict[str, metrics.EventMetrics] = {}
 
@@ -106,8 +124,42 @@ class Worker:
 
         def register(handler: Handler[E]) -> Handler[E]:
             if event in self._handlers:
-                raise ValueError(f"worker {self.name!r} already has a handler for {event}")
+                raise ValueError(
+                    f"worker {self.name!r} already has a handler for {event}"
+                    + (" (its @command routing)" if self._router.commands else "")
+                )
             self._handlers[event] = handler
+            return handler
+
+        return register
+
+    def command(
+        self,
+        name: str,
+        *,
+        description: str,
+        options: Sequence[ApplicationCommandOption | dict[str, Any]] = (),
+        defer_ephemeral: bool = False,
+    ) -> Callable[[CommandHandler], CommandHandler]:
+        """Register the decorated coroutine as the slash command ``/name``.
+
+        The command is registered with Discord at start (upserted, globally or in
+        ``COMMANDS_GUILD_IDS``); the handler gets ``(interaction, ctx)`` and answers with
+        ``ctx.respond(...)``. A handler still running after ``COMMANDS_DEFER_AFTER`` seconds is
+        deferred (``defer_ephemeral`` decides whether that "thinking..." is only for the user).
+        """
+        definition = build_definition(name, description, options)
+
+        def register(handler: CommandHandler) -> CommandHandler:
+            if not self._router.commands:
+                if "INTERACTION_CREATE" in self._handlers:
+                    raise ValueError(
+                        f"worker {self.name!r} handles INTERACTION_CREATE itself; "
+                        "use either @on('INTERACTION_CREATE') or @command, not both"
+                    )
+                self._handlers["INTERACTION_CREATE"] = self._router.dispatch
+                self._startup_hooks.insert(0, self._register_commands)
+            self._router.add(CommandSpec(definition, handler, defer_ephemeral))
             return handler
 
         return register
@@ -125,6 +177,25 @@ class Worker:
         """Run ``hook`` at stop, after the last in-flight handler finished (usable as decorator)."""
         self._shutdown_hooks.append(hook)
         return hook
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        """The slash commands this worker owns (their names)."""
+        return tuple(self._router.commands)
+
+    async def _register_commands(self) -> None:
+        assert self._settings is not None and self._rest is not None  # a startup hook
+        await register_commands(
+            self._rest,
+            [spec.definition for spec in self._router.commands.values()],
+            application_id=self._settings.application_id,
+            guild_ids=self._settings.command_guild_ids,
+            log=self._log,
+        )
+
+    def _defer_after(self) -> float:
+        settings = self._settings
+        return settings.command_defer_after if settings else DEFAULT_COMMAND_DEFER_AFTER
 
     @property
     def events(self) -> tuple[str, ...]:

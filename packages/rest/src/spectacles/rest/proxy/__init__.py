@@ -8,6 +8,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._app import RestProxy, TooManyTokens, serve_forever, token_key
     from ._config import DEFAULT_MAX_BODY_BYTES, DEFAULT_PROXY_ADDRESS, ProxySettings
+    from ._interactions import (
+        TOKEN_HEADER,
+        IngressOffer,
+        OfferReply,
+        interactions_exchange,
+        offer_from_env,
+    )
 
 # Imported on first use, like the parent package (see spectacles.rest).
 _EXPORTS: dict[str, str] = {
@@ -18,14 +25,24 @@ _EXPORTS: dict[str, str] = {
     "serve_forever": "._app",
     "token_key": "._app",
     "TooManyTokens": "._app",
+    "TOKEN_HEADER": "._interactions",
+    "IngressOffer": "._interactions",
+    "OfferReply": "._interactions",
+    "interactions_exchange": "._interactions",
+    "offer_from_env": "._interactions",
 }
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_PROXY_ADDRESS",
+    "TOKEN_HEADER",
+    "IngressOffer",
+    "OfferReply",
     "ProxySettings",
     "RestProxy",
     "TooManyTokens",
+    "interactions_exchange",
+    "offer_from_env",
     "serve_forever",
     "token_key",
 ]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._config import ProxySettings
+    from ._interactions import IngressOffer
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -36,17 +37,19 @@ def main() -> None:
     from spectacles.observability import configure_logging
 
     from ._config import ProxySettings
+    from ._interactions import offer_from_env
 
     try:
         configure_logging(service="rest-proxy")  # LOG_LEVEL / LOG_FORMAT
         settings = ProxySettings.from_env()
+        ingress = offer_from_env()
     except ValueError as exc:
         print(f"spectacles-rest-proxy: bad configuration: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    asyncio.run(_run(settings))
+    asyncio.run(_run(settings, ingress))
 
 
-async def _run(settings: ProxySettings) -> None:
+async def _run(settings: ProxySettings, ingress: IngressOffer | None) -> None:
     from spectacles.observability import get_logger
 
     from ._app import serve_forever
@@ -56,7 +59,7 @@ async def _run(settings: ProxySettings) -> None:
     for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)  # from here on: a graceful stop
     try:
-        await serve_forever(settings, stop)
+        await serve_forever(settings, stop, ingress=ingress)
     except OSError as exc:  # e.g. the port is taken
         get_logger("spectacles.rest.proxy").error("rest_proxy.cannot_listen", error=str(exc))
         raise SystemExit(1) from None

@@ -30,6 +30,7 @@ from .._http import PROXY_AUTH_ENV, PROXY_AUTH_HEADER, PROXY_ERROR_HEADER
 from .._ratelimit import RateLimiter, parse_429
 from .._route import route_key_for_path
 from ._config import ProxySettings
+from ._interactions import IngressOffer
 
 __all__ = ["RestProxy", "TooManyTokens", "token_key"]
 
@@ -96,8 +97,9 @@ class RestProxy:
     Also serves ``/healthz``, ``/readyz`` and ``/metrics`` on the same port.
     """
 
-    def __init__(self, settings: ProxySettings) -> None:
+    def __init__(self, settings: ProxySettings, *, ingress: IngressOffer | None = None) -> None:
         self.settings = settings
+        self.ingress = ingress  # hands interaction answers to a waiting HTTP ingress
         self._host, self._port = parse_address(settings.address)
         self._auth = f"Bot {settings.token}" if settings.token else None
         if settings.token:
@@ -137,6 +139,8 @@ class RestProxy:
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self._host, self._port)
         await self._site.start()
+        if self.ingress is not None:
+            await self.ingress.start()
         _log.info(
             "rest_proxy.started",
             address=f"{self._host}:{self.port}",
@@ -163,6 +167,8 @@ class RestProxy:
             await self._runner.cleanup()
             self._runner = None
             self._site = None
+        if self.ingress is not None:
+            await self.ingress.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -268,6 +274,11 @@ class RestProxy:
         except web.HTTPRequestEntityTooLarge:  # a chunked body without Content-Length
             _REQUESTS.labels(request.method, template, "413").inc()
             return _too_big(self.settings.max_body_bytes)
+        if self.ingress is not None:
+            taken = await self.ingress.offer(request.method, api_path, request.headers, body)
+            if taken is not None:
+                _REQUESTS.labels(request.method, template, str(taken.status)).inc()
+                return taken
         response = await self._send(
             request.method, url, headers, body, limiter, bucket_route, major, use_global
         )
@@ -384,9 +395,11 @@ def _proxy_error(status: int, message: str, *, retry_after: float | None = None)
     return web.json_response({"code": 0, "message": message}, status=status, headers=headers)
 
 
-async def serve_forever(settings: ProxySettings, stop: asyncio.Event) -> None:
+async def serve_forever(
+    settings: ProxySettings, stop: asyncio.Event, *, ingress: IngressOffer | None = None
+) -> None:
     """Run a proxy until ``stop`` is set (not at all if it already is)."""
     if stop.is_set():
         return
-    async with RestProxy(settings):
+    async with RestProxy(settings, ingress=ingress):
         await stop.wait()
