@@ -302,7 +302,7 @@ class Worker:
             raise
         except Exception:
             counters.failed.inc()
-            final = delivery.attempt >= self.max_attempts
+            final = delivery.attempt - delivery.interruptions >= self.max_attempts
             ctx.log.exception(
                 "handler failed", will_retry=not final, max_attempts=self.max_attempts
             )
