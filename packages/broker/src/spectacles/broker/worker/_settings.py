@@ -21,6 +21,10 @@ DEFAULT_API_URL: Final = "https://discord.com/api/v10"
 # hoarding messages that another replica could take.
 DEFAULT_CONCURRENCY: Final = 16
 DEFAULT_METRICS_ADDRESS: Final = "0.0.0.0:8080"
+# Seconds in-flight handlers get after SIGTERM before they are cancelled and their messages go
+# back to the queue. Closing the channel and the connection can take up to ~10 s more when the
+# broker is slow, so 15 s stays inside Compose's stop_grace_period (30 s) before its SIGKILL.
+DEFAULT_DRAIN_TIMEOUT: Final = 15.0
 
 QueueType = Literal["quorum", "classic"]
 _QUEUE_TYPES: Final = ("quorum", "classic")
@@ -50,6 +54,7 @@ class WorkerSettings:
     log_level: str = "INFO"
     log_format: str = ""
     metrics_address: str = DEFAULT_METRICS_ADDRESS
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
 
     def __post_init__(self) -> None:
         if not self.discord_token.strip():
@@ -86,6 +91,12 @@ class WorkerSettings:
             parse_address(self.metrics_address)
         except ValueError as exc:
             raise WorkerConfigError("METRICS_ADDRESS", str(exc)) from exc
+        if not 0 < self.drain_timeout <= 3600:
+            raise WorkerConfigError(
+                "WORKER_DRAIN_TIMEOUT",
+                f"{self.drain_timeout} must be a number of seconds above 0 (at most 3600); "
+                "keep it ~10 s below the container's stop grace period",
+            )
 
     @property
     def broker(self) -> BrokerSettings:
@@ -115,6 +126,13 @@ class WorkerSettings:
             raise WorkerConfigError(
                 "WORKER_QUEUE_TYPE", f"{queue_type!r} must be one of {', '.join(_QUEUE_TYPES)}"
             )
+        drain_text = env.get("WORKER_DRAIN_TIMEOUT") or str(DEFAULT_DRAIN_TIMEOUT)
+        try:
+            drain_timeout = float(drain_text)
+        except ValueError:
+            raise WorkerConfigError(
+                "WORKER_DRAIN_TIMEOUT", f"{drain_text!r} is not a number of seconds"
+            ) from None
         return cls(
             discord_token=token,
             amqp_url=env.get("AMQP_URL") or DEFAULT_AMQP_URL,
@@ -125,4 +143,5 @@ class WorkerSettings:
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             log_format=(env.get("LOG_FORMAT") or "").lower(),
             metrics_address=env.get("METRICS_ADDRESS") or DEFAULT_METRICS_ADDRESS,
+            drain_timeout=drain_timeout,
         )
