@@ -21,6 +21,9 @@ from spectacles.broker.settings import BrokerSettings
 
 from .conftest import close_connections_named, eventually
 
+# Also run against RabbitMQ 4 (scripts/rabbit4.sh).
+pytestmark = pytest.mark.rmq4
+
 # A consumer process whose handler never finishes: killed with SIGKILL while holding a message.
 _STUCK_CONSUMER = textwrap.dedent(
     """
