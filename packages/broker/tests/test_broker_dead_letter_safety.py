@@ -169,3 +169,49 @@ async def test_queue_with_foreign_arguments_still_fails_naming_our_arguments(
     )
     with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="received '20'"):
         await declare_queue(broker.channel, topology, spec)
+
+
+async def test_deleting_an_old_queue_under_a_running_worker_recreates_it_with_the_new_limit(
+    broker: Broker,
+    raw_channel: AbstractChannel,
+    amqp_cleanup,
+    broker_settings: BrokerSettings,
+    amqp_url: str,
+) -> None:
+    got: list[str | None] = []
+
+    async def handle(delivery: Delivery) -> None:
+        got.append(delivery.message_id)
+
+    consumer = Consumer(broker, worker="migrate", events=["E"], handler=handle, max_attempts=3)
+    amqp_cleanup(queue=consumer.queue_name)
+    amqp_cleanup(queue=consumer.dead_queue_name)
+    legacy = consumer.spec.arguments(broker.topology.dlx) | {"x-delivery-limit": 3}
+    await raw_channel.declare_queue(consumer.queue_name, durable=True, arguments=legacy)
+    await consumer.start()  # keeps working on the old queue
+    await raw_channel.queue_delete(consumer.queue_name)  # the documented migration step
+
+    async def recreated_with_new_limit() -> bool:
+        if not consumer.is_consuming:
+            return False
+        # passive first: an active declare would create the queue itself
+        async with await aio_pika.connect(amqp_url) as connection:
+            channel = await connection.channel()
+            try:
+                await channel.declare_queue(consumer.queue_name, passive=True)
+            except aio_pika.exceptions.ChannelClosed:
+                return False  # not recreated yet
+            channel = await connection.channel()
+            new = consumer.spec.arguments(broker.topology.dlx)
+            try:
+                await channel.declare_queue(consumer.queue_name, durable=True, arguments=new)
+            except aiormq.exceptions.ChannelPreconditionFailed:
+                return False  # still the old arguments
+        return True
+
+    await eventually(recreated_with_new_limit, timeout=30)
+    assert consumer.spec.arguments(broker.topology.dlx)["x-delivery-limit"] == 20
+    exchange = await raw_channel.get_exchange(broker_settings.group)
+    await exchange.publish(aio_pika.Message(b"{}", message_id="after"), routing_key="E")
+    await eventually(lambda: got == ["after"], timeout=30)
+    await consumer.stop()

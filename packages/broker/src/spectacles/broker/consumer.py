@@ -248,9 +248,11 @@ class Consumer:
         log.debug("consumer.subscribed", queue=self.queue_name, prefetch=self._prefetch)
         return sub
 
-    def _on_server_cancel(self, sub: _Subscription, tag: str) -> None:
+    def _on_server_cancel(self, sub: _Subscription, frame: object) -> None:
         # RabbitMQ cancels consumers when their queue is deleted or a quorum leader moves; close
-        # the channel so the supervisor subscribes again instead of silently idling.
+        # the channel so the supervisor subscribes again instead of silently idling. aiormq
+        # passes the Basic.Cancel frame (older versions passed the tag).
+        tag = getattr(frame, "consumer_tag", frame)
         if tag != sub.consumer_tag or self._stopping:
             return
         log.warning("consumer.cancelled_by_server", queue=self.queue_name)
