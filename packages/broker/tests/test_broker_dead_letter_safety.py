@@ -140,7 +140,8 @@ async def test_queues_declared_by_an_earlier_release_keep_working_with_a_hint(
     major = await server_major_version(raw_channel)
     hints = " ".join(declared.hints)
     assert "x-delivery-limit=3" in hints
-    assert ('delivery-limit\\":-1' in hints or '"delivery-limit":-1' in hints) == (major >= 4)
+    # RabbitMQ 4's default limit of 20 applies to the old .dead queue: the hint lifts it
+    assert ("'{\"delivery-limit\":-1}'" in hints) == (major >= 4)
     # and the bindings were made: a published event reaches the old queue
     exchange = await raw_channel.get_exchange(topology.events_exchange)
     await exchange.publish(aio_pika.Message(b"{}"), routing_key="E")
