@@ -24,6 +24,10 @@ DEFAULT_METRICS_ADDRESS: Final = "0.0.0.0:8080"
 # Discord fails an interaction not answered within 3 s; deferring at 2.5 s leaves the defer
 # itself half a second to arrive.
 DEFAULT_COMMAND_DEFER_AFTER: Final = 2.5
+# Seconds in-flight handlers get after SIGTERM before they are cancelled and their messages go
+# back to the queue. Closing the channel and the connection can take up to ~10 s more when the
+# broker is slow, so 15 s stays inside Compose's stop_grace_period (30 s) before its SIGKILL.
+DEFAULT_DRAIN_TIMEOUT: Final = 15.0
 
 QueueType = Literal["quorum", "classic"]
 _QUEUE_TYPES: Final = ("quorum", "classic")
@@ -58,6 +62,7 @@ class WorkerSettings:
     application_id: int | None = None
     command_guild_ids: tuple[int, ...] = ()
     command_defer_after: float = DEFAULT_COMMAND_DEFER_AFTER
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
 
     def __post_init__(self) -> None:
         if not self.discord_token.strip():
@@ -99,6 +104,12 @@ class WorkerSettings:
                 "COMMANDS_DEFER_AFTER",
                 f"{self.command_defer_after} must be between 0 and 3 seconds (Discord's limit)",
             )
+        if not 0 < self.drain_timeout <= 3600:
+            raise WorkerConfigError(
+                "WORKER_DRAIN_TIMEOUT",
+                f"{self.drain_timeout} must be a number of seconds above 0 (at most 3600); "
+                "keep it ~10 s below the container's stop grace period",
+            )
 
     @property
     def broker(self) -> BrokerSettings:
@@ -128,6 +139,13 @@ class WorkerSettings:
             raise WorkerConfigError(
                 "WORKER_QUEUE_TYPE", f"{queue_type!r} must be one of {', '.join(_QUEUE_TYPES)}"
             )
+        drain_text = env.get("WORKER_DRAIN_TIMEOUT") or str(DEFAULT_DRAIN_TIMEOUT)
+        try:
+            drain_timeout = float(drain_text)
+        except ValueError:
+            raise WorkerConfigError(
+                "WORKER_DRAIN_TIMEOUT", f"{drain_text!r} is not a number of seconds"
+            ) from None
         return cls(
             discord_token=token,
             application_id=_snowflake(env, "DISCORD_APPLICATION_ID"),
@@ -145,6 +163,7 @@ class WorkerSettings:
             log_format=(env.get("LOG_FORMAT") or "").lower(),
             metrics_address=env.get("METRICS_ADDRESS") or DEFAULT_METRICS_ADDRESS,
             rest_proxy_auth=env.get("REST_PROXY_AUTH", "").strip(),
+            drain_timeout=drain_timeout,
         )
 
 

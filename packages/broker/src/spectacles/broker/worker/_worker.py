@@ -260,6 +260,8 @@ class Worker:
                 queue_type=self._queue_type or settings.queue_type,
                 single_active_consumer=self.single_active_consumer,
                 on_outcome=self._on_outcome,
+                # past it, handlers are cancelled and their messages return to the queue
+                stop_timeout=settings.drain_timeout,
             )
             await consumer.start()
             self._consumer = consumer
@@ -304,7 +306,12 @@ class Worker:
         """Run until SIGTERM/SIGINT, then stop gracefully and exit 0 (the console script's body).
 
         Bad configuration exits 2 and an unreachable RabbitMQ exits 1, each with one clear line.
+        SIGTERM is honoured from the first line on, also while still connecting: as PID 1 in a
+        container a signal without a handler is ignored, and Compose would SIGKILL after its
+        grace period.
         """
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _exit_before_start)
         try:
             settings = self._settings or WorkerSettings.from_env()
         except WorkerConfigError as exc:
@@ -326,7 +333,21 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await self.start(settings)
+            # A signal during start-up (connecting, declaring, startup hooks) cancels it at once;
+            # start() unwinds what it had opened.
+            starting = asyncio.create_task(self.start(settings), name=f"start:{self.name}")
+            stopping = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                self._log.info("worker stopped before it finished starting")
+                return
+            starting.result()  # raises what start() raised, e.g. BrokerUnavailable
             try:
                 await stop.wait()
             finally:
@@ -377,7 +398,7 @@ class Worker:
             raise
         except Exception:
             counters.failed.inc()
-            final = delivery.attempt >= self.max_attempts
+            final = delivery.attempt - delivery.interruptions >= self.max_attempts
             ctx.log.exception(
                 "handler failed", will_retry=not final, max_attempts=self.max_attempts
             )
@@ -459,6 +480,11 @@ def _as_int(value: object) -> int | None:
     if isinstance(value, str | bytes) and value.strip().isdigit():
         return int(value)
     return None
+
+
+def _exit_before_start(signum: int, frame: object) -> None:
+    """SIGTERM/SIGINT before the event loop took over: nothing runs yet, so just leave."""
+    raise SystemExit(0)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
