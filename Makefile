@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$$HOME/.local/bin/uv")
 PYTEST_ARGS ?=
 
-.PHONY: help uv sync test lint fmt up demo down logs ps e2e bench new-worker
+.PHONY: help uv sync test test-rmq4 lint fmt up demo down logs ps e2e bench new-worker
 .PHONY: up-cluster demo-cluster e2e-cluster
 
 help:
@@ -11,6 +11,7 @@ help:
 	@echo "make up          the whole stack against real Discord (needs DISCORD_TOKEN in .env)"
 	@echo "make down|logs|ps  stop the stack, follow its logs, list its services"
 	@echo "make test        unit + integration tests (needs RabbitMQ on AMQP_URL)"
+	@echo "make test-rmq4   the fault tests (marker rmq4) against a throw-away RabbitMQ 4 container"
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
 	@echo "make fmt         ruff format + ruff check --fix"
 	@echo "make e2e         build the images and run the demo stack end to end"
@@ -29,6 +30,9 @@ sync: uv
 
 test: sync
 	@$$(command -v uv || echo $$HOME/.local/bin/uv) run --frozen pytest $(PYTEST_ARGS)
+
+test-rmq4: sync
+	@bash scripts/rabbit4.sh $(PYTEST_ARGS)
 
 lint: sync
 	@UV=$$(command -v uv || echo $$HOME/.local/bin/uv); \

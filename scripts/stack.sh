@@ -78,6 +78,42 @@ compose_up() {
   rm -f "$log"
 }
 
+# The stack's secrets: broker passwords per role and the REST proxy's shared secret. Their dev-*
+# defaults (docker-compose.yml) are only for `make demo` on a laptop.
+SECRET_KEYS=(RABBITMQ_PASSWORD RABBITMQ_GATEWAY_PASSWORD RABBITMQ_WORKER_PASSWORD RABBITMQ_INTERACTIONS_PASSWORD
+  REST_PROXY_AUTH)
+declare -A DEV_SECRETS=([RABBITMQ_PASSWORD]=dev-password [RABBITMQ_GATEWAY_PASSWORD]=dev-gateway-password
+  [RABBITMQ_WORKER_PASSWORD]=dev-worker-password
+  [RABBITMQ_INTERACTIONS_PASSWORD]=dev-interactions-password [REST_PROXY_AUTH]=dev-proxy-auth)
+
+# A random secret safe in an AMQP URL (letters and digits only, 192 bits).
+new_secret() {
+  python3 -c 'import secrets; print(secrets.token_hex(24))' 2>/dev/null \
+    || od -An -N24 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+# Against real Discord: never a dev default. A secret that is unset gets a strong one written to
+# .env (created from .env.example when missing; git-ignored); one set to a dev default is refused.
+ensure_secrets() {
+  local key value generated=()
+  for key in "${SECRET_KEYS[@]}"; do
+    value=$(setting "$key")
+    if [ "$value" = "${DEV_SECRETS[$key]}" ]; then
+      die "$key is the development default '${DEV_SECRETS[$key]}', which \`make up\` refuses against real Discord: delete its line from .env (a strong one is then generated) or set your own"
+    fi
+    [ -n "$value" ] && continue
+    [ -f .env ] || { cp .env.example .env; chmod 600 .env; }
+    value=$(new_secret)
+    if grep -qE "^[[:space:]]*${key}=[[:space:]]*$" .env; then
+      sed -i.bak -E "s|^[[:space:]]*${key}=[[:space:]]*$|${key}=${value}|" .env && rm -f .env.bak
+    else
+      printf '%s=%s\n' "$key" "$value" >>.env
+    fi
+    generated+=("$key")
+  done
+  [ ${#generated[@]} -eq 0 ] || say "generated ${generated[*]} into .env (keep that file private)"
+}
+
 # Waits (bounded) until every started container with a healthcheck reports healthy.
 wait_healthy() {
   local deadline=$((SECONDS + ${STACK_WAIT_SECONDS:-180})) ids id status pending
@@ -85,8 +121,9 @@ wait_healthy() {
   while :; do
     pending=""
     for id in $ids; do
-      status=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id" 2>/dev/null || echo gone)
-      case $status in healthy|running) ;; *) pending+=" $(docker inspect -f '{{.Name}}' "$id" 2>/dev/null | tr -d /)=$status" ;; esac
+      status=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{if eq .State.Status "exited"}}-{{.State.ExitCode}}{{end}}{{end}}' "$id" 2>/dev/null || echo gone)
+      # exited-0: a one-shot that did its job (rabbit-setup)
+      case $status in healthy|running|exited-0) ;; *) pending+=" $(docker inspect -f '{{.Name}}' "$id" 2>/dev/null | tr -d /)=$status" ;; esac
     done
     [ -z "$pending" ] && return 0
     if [ $SECONDS -ge $deadline ]; then
@@ -117,6 +154,7 @@ No token at hand? `make demo` runs the same stack against the built-in Discord s
 MSG
     exit 1
   fi
+  ensure_secrets
   require_engine
   # A previous `make demo` left the simulator running; the real stack does not need it.
   WITH_DEMO=1 compose --profile demo rm -s -f simulator >/dev/null 2>&1 || true
@@ -127,7 +165,7 @@ MSG
 
 stack: up, connected to Discord.
   logs             make logs      (or: ${COMPOSE_CMD[*]} logs -f gateway ping raid-guard)
-  RabbitMQ UI      http://127.0.0.1:$(setting RABBITMQ_UI_PORT 15672)  (user $(setting RABBITMQ_USER spectacles))
+  RabbitMQ UI      http://127.0.0.1:$(setting RABBITMQ_UI_PORT 15672)  (user $(setting RABBITMQ_USER spectacles), password RABBITMQ_PASSWORD in .env)
   gateway metrics  http://127.0.0.1:$(setting GATEWAY_METRICS_PORT 9180)/metrics  (/healthz, /readyz)
   stop             make down
 MSG
@@ -150,6 +188,7 @@ stack: the demo is running against the Discord simulator (scenarios: $(setting S
   watch the channels   http://127.0.0.1:${sim}/   (the bot answers !ping; a raid raises the alarm in #mod-log)
   worker logs          make logs   (or: ${COMPOSE_CMD[*]} logs -f ping raid-guard)
   RabbitMQ UI          http://127.0.0.1:${ui}   (user $(setting RABBITMQ_USER spectacles), password RABBITMQ_PASSWORD in .env, default dev-password)
+  note                 unset secrets use the dev-* defaults (fine on a laptop); \`make up\` generates strong ones
   gateway metrics      http://127.0.0.1:$(setting GATEWAY_METRICS_PORT 9180)/metrics
   stop                 make down
 MSG

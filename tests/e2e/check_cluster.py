@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import json
 import re
 import subprocess
@@ -37,15 +39,13 @@ from spectacles.broker.worker import Context, Worker, WorkerSettings
 from spectacles.models import MessageCreate
 
 sys.path.insert(0, str(Path(__file__).parent))
-import contextlib
-import itertools
-
 from check_demo import (
     CheckFailed,
     Simulator,
     check_ping,
     check_raid,
     check_ready,
+    check_slash_ping,
     http,
     log,
     wait_for,
@@ -340,6 +340,7 @@ def main() -> int:
             sim, cluster, counter, cluster.publisher_node, args.gateway, "publisher-node"
         )
         check_ping(sim, ping_guild, time.monotonic() + 120)
+        check_slash_ping(sim, ping_guild, time.monotonic() + 120)
         check_raid(sim, sim.guild(str(guilds[-1]["id"])), time.monotonic() + 120)
         report["phases"].append(phase1)
 
@@ -358,6 +359,7 @@ def main() -> int:
             "queue-leader-node",
         )
         check_ping(sim, ping_guild, time.monotonic() + 120)
+        check_slash_ping(sim, ping_guild, time.monotonic() + 120)
         check_raid(sim, sim.guild(str(guilds[-2]["id"])), time.monotonic() + 120)
         report["phases"].append(phase3)
         cluster.start(phase3["killed_node"])

@@ -9,7 +9,10 @@ Checks, each polling with a deadline:
 1. every --ready URL answers 200 (gateway shards READY, workers consuming);
 2. a `!ping` posted as a user gets a `Pong!` reply from the bot (the message goes simulator ->
    gateway -> RabbitMQ -> ping worker -> REST proxy -> simulator);
-3. a raid (25 joins of day-old accounts, 200 ms apart) makes raid-guard post exactly one alert and
+3. `/ping` used by a member (the simulator's control API) is answered `Pong! N ms` by the bot
+   (the interaction goes simulator -> gateway (INTERACTION_CREATE) -> RabbitMQ -> ping worker ->
+   REST proxy -> the simulator's interaction callback), and in time (Discord's 3 s);
+4. a raid (25 joins of day-old accounts, 200 ms apart) makes raid-guard post exactly one alert and
    raise the guild's verification level.
 Exits 0 when all pass, 1 with a message naming the failed check otherwise.
 """
@@ -99,6 +102,13 @@ class Simulator:
         payload = http("POST", url, {"content": content})
         return payload.get("message", payload) if "id" not in payload else payload
 
+    def use_command(self, guild_id: str, channel_id: str, command: str) -> dict[str, Any]:
+        url = f"{self.base}/_sim/guilds/{guild_id}/channels/{channel_id}/interactions"
+        return dict(http("POST", url, {"command": command}))
+
+    def interaction(self, interaction_id: str) -> dict[str, Any]:
+        return dict(http("GET", f"{self.base}/_sim/interactions/{interaction_id}"))
+
     def join_members(self, guild_id: str, count: int, interval_ms: int, age_days: int) -> Any:
         body = {"count": count, "interval_ms": interval_ms, "account_age_days": age_days}
         return http("POST", f"{self.base}/_sim/guilds/{guild_id}/members", body)
@@ -187,6 +197,45 @@ def check_ping(sim: Simulator, guild: dict[str, Any], deadline: float) -> None:
         return
 
 
+def check_slash_ping(sim: Simulator, guild: dict[str, Any], deadline: float) -> None:
+    """Use `/ping` until one is answered `Pong!` (the first may come before /ping is registered,
+    or before the ping worker consumes: Discord then shows it as failed, and we try again)."""
+    gid = str(guild["id"])
+    cid = next(c for c in channel_ids(guild) if c != channel_named(guild, "mod-log"))
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            created = sim.use_command(gid, cid, "ping")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404 or time.monotonic() >= deadline:
+                raise
+            log("/ping is not registered yet; waiting for the ping worker to register it")
+            time.sleep(1.0)
+            continue
+        interaction_id = str(created["id"])
+        log(f"used /ping: interaction {interaction_id} (attempt {attempt})")
+
+        def settled(interaction_id: str = interaction_id) -> dict[str, Any] | None:
+            state = sim.interaction(interaction_id)
+            return state if state["status"] in ("responded", "failed") else None
+
+        attempt_deadline = min(deadline, time.monotonic() + PING_REPLY_WAIT)
+        state = wait_for(f"an answer to /ping {interaction_id}", settled, attempt_deadline, 0.5)
+        if state["status"] == "failed":
+            if time.monotonic() >= deadline:
+                raise CheckFailed(f"/ping never answered in time: {state.get('failure')}")
+            log(f"/ping {interaction_id} failed ({state.get('failure')}); trying again")
+            continue
+        response = state["response"] or {}
+        original = state.get("original") or {}
+        content = str(original.get("content") or (response.get("data") or {}).get("content"))
+        if not content.startswith("Pong!"):
+            raise CheckFailed(f"the answer to /ping is not a Pong!: {state}")
+        log(f"/ping answered: {content!r} (response type {response.get('type')})")
+        return
+
+
 def check_raid(sim: Simulator, guild: dict[str, Any], deadline: float) -> None:
     """A raid yields exactly one alert (a new bot message, not a Pong) and a raised verification."""
     gid = str(guild["id"])
@@ -242,6 +291,7 @@ def main() -> int:
         check_ready(args.ready, deadline)
         # Ping in the first guild, raid in the last: the checks cannot disturb each other.
         check_ping(sim, sim.guild(str(guilds[0]["id"])), deadline)
+        check_slash_ping(sim, sim.guild(str(guilds[0]["id"])), deadline)
         check_raid(sim, sim.guild(str(guilds[-1]["id"])), deadline)
     except CheckFailed as exc:
         log(f"FAILED: {exc}")

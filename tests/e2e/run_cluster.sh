@@ -51,6 +51,9 @@ RABBITMQ_USER=spectacles
 RABBITMQ_PASSWORD=$password
 RABBITMQ_ERLANG_COOKIE=e2e-cookie-$RANDOM$RANDOM$RANDOM
 AMQP_URL_ORDER=shuffle
+RABBITMQ_GATEWAY_PASSWORD=e2e-gw-$RANDOM$RANDOM
+RABBITMQ_WORKER_PASSWORD=e2e-wk-$RANDOM$RANDOM
+REST_PROXY_AUTH=e2e-proxy-$RANDOM$RANDOM
 RABBITMQ_PORT=$amqp_port
 RABBITMQ_UI_PORT=$ui_port
 SIMULATOR_PORT=$sim_port
@@ -120,9 +123,10 @@ deadline=$((SECONDS + 300))
 while :; do
   pending=""
   for id in $(compose ps -q); do
-    state=$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id")
+    state=$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else if eq .State.Status "exited"}}{{.State.ExitCode}}{{end}}' "$id")
     case $state in
-      *" running healthy" | *" running ") ;;
+      *" running healthy" | *" running " | *" exited 0") ;;  # exited 0: a one-shot (rabbit-setup)
+      *" exited "*) log "a one-shot service failed: ${state# /}"; exit 1 ;;
       *) pending+=" ${state# /}" ;;
     esac
   done
@@ -131,6 +135,17 @@ while :; do
   sleep 3
 done
 log "stack healthy after $((SECONDS - started))s"
+
+# The REST proxy serves nobody without REST_PROXY_AUTH (it would otherwise answer as the bot).
+code=$(python3 - "http://127.0.0.1:$rest_port/api/v10/users/@me" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=10).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+PY
+)
+[ "$code" = 401 ] || { log "the REST proxy answered $code without REST_PROXY_AUTH (want 401)"; exit 1; }
 
 ready_args=(--ready "http://127.0.0.1:$gw_port/readyz" --ready "http://127.0.0.1:$rest_port/readyz")
 for worker in ping raid-guard; do

@@ -12,6 +12,9 @@ from spectacles.broker.settings import BrokerSettings
 
 from .conftest import close_connections_named
 
+# Also run against RabbitMQ 4 (scripts/rabbit4.sh).
+pytestmark = pytest.mark.rmq4
+
 
 async def test_context_manager_connects_and_closes(broker_settings: BrokerSettings) -> None:
     async with Broker(broker_settings, connection_name="spectacles-test-ctx") as broker:

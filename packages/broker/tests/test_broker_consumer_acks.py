@@ -16,6 +16,9 @@ from spectacles.broker.settings import BrokerSettings
 
 from .conftest import eventually
 
+# Also run against RabbitMQ 4 (scripts/rabbit4.sh).
+pytestmark = pytest.mark.rmq4
+
 
 async def publish_many(channel: AbstractChannel, group: str, event: str, ids: list[str]) -> None:
     exchange = await channel.declare_exchange(group, aio_pika.ExchangeType.DIRECT, durable=True)

@@ -19,6 +19,9 @@ from spectacles.broker.settings import BrokerSettings
 
 from .conftest import eventually
 
+# Also run against RabbitMQ 4 (scripts/rabbit4.sh).
+pytestmark = pytest.mark.rmq4
+
 
 async def _publish(channel: AbstractChannel, group: str, key: str, body: bytes, mid: str) -> None:
     exchange = await channel.get_exchange(group)

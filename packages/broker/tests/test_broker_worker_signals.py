@@ -13,9 +13,13 @@ import textwrap
 from pathlib import Path
 
 import aio_pika
+import pytest
 
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
+
+# Also run against RabbitMQ 4 (scripts/rabbit4.sh).
+pytestmark = pytest.mark.rmq4
 
 WORKER_SCRIPT = textwrap.dedent(
     """

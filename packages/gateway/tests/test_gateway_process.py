@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aio_pika
 import aiohttp
+import pytest
 from gateway_testkit import (
     ALL_DISPATCHES,
     TOKEN,
@@ -26,6 +27,9 @@ from gateway_testkit import (
 
 from spectacles.gateway.session_store import session_queue_name
 from spectacles.simulator import Simulator
+
+# Also run against RabbitMQ 4 (scripts/rabbit4.sh).
+pytestmark = pytest.mark.rmq4
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import aiohttp
+import pytest
 from gateway_testkit import (
     ALL_DISPATCHES,
     Control,
@@ -27,6 +28,9 @@ from gateway_testkit import (
 
 from spectacles.gateway import GatewayService, ShardState
 from spectacles.gateway.shard import DRAIN_TIMEOUT
+
+# Also run against RabbitMQ 4 (scripts/rabbit4.sh).
+pytestmark = pytest.mark.rmq4
 
 
 async def test_relay_when_rabbitmq_connections_killed_mid_flood_loses_nothing(

@@ -18,6 +18,9 @@ from spectacles.broker.broker import Broker
 from spectacles.broker.settings import BrokerSettings
 from spectacles.gateway import AmqpSessionStore, FileSessionStore, SessionState, session_queue_name
 
+# Also run against RabbitMQ 4 (scripts/rabbit4.sh).
+pytestmark = pytest.mark.rmq4
+
 
 def state(shard_id: int, seq: int, *, saved_at: float | None = None) -> SessionState:
     return SessionState(

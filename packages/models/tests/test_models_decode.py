@@ -23,6 +23,7 @@ from spectacles.models import (
     Hello,
     Identify,
     IdentifyProperties,
+    Interaction,
     Message,
     MessageCreate,
     MessageReference,
@@ -199,6 +200,7 @@ def test_event_models_registry() -> None:
         "GUILD_MEMBER_UPDATE": GuildMemberUpdate,
         "GUILD_MEMBER_REMOVE": GuildMemberRemove,
         "GUILD_BAN_ADD": GuildBanAdd,
+        "INTERACTION_CREATE": Interaction,
     } == EVENT_MODELS
 
 

@@ -76,20 +76,25 @@ async def test_forwards_percent_encoded_paths_byte_for_byte(upstream: Any) -> No
 
 
 async def test_injects_token_when_the_client_sends_none(upstream: Any) -> None:
-    async with running_proxy(upstream.url, token="proxy-token") as proxy:
-        async with RestClient(None, base_url=f"{proxy.url}/api/v10") as rest:
+    async with running_proxy(upstream.url, token="proxy-token", auth="shared-9Kx") as proxy:
+        async with RestClient(
+            None, base_url=f"{proxy.url}/api/v10", proxy_auth="shared-9Kx"
+        ) as rest:
             await rest.create_message(1, "a")
-        async with RestClient("proxy-token", base_url=f"{proxy.url}/api/v10") as rest:
+        async with RestClient(
+            "proxy-token", base_url=f"{proxy.url}/api/v10", proxy_auth="shared-9Kx"
+        ) as rest:
             await rest.create_message(1, "b")
         tokens = len(proxy._limiters)
     assert [r[2]["Authorization"] for r in upstream.requests] == ["Bot proxy-token"] * 2
+    assert all("X-Spectacles-Proxy-Auth" not in r[2] for r in upstream.requests)
     assert tokens == 1  # with or without the header, one token, one limiter
 
 
 async def test_with_discord_token_set_other_tokens_get_discords_401(upstream: Any) -> None:
     other = "someone-elses-token-7Hq2"
     async with (
-        running_proxy(upstream.url, token="proxy-token") as proxy,
+        running_proxy(upstream.url, token="proxy-token", allow_anonymous=True) as proxy,
         aiohttp.ClientSession() as session,
     ):
         async with session.get(
@@ -188,6 +193,7 @@ def test_settings_from_env_validate_and_name_the_key() -> None:
             "REST_PROXY_ADDRESS": "127.0.0.1:9000",
             "DISCORD_API_URL": "http://sim:8080/api/v10/",
             "DISCORD_TOKEN": "Bot abc",
+            "REST_PROXY_AUTH": "shared",
             "REST_PROXY_GLOBAL_LIMIT": "10",
         }
     )
@@ -195,7 +201,7 @@ def test_settings_from_env_validate_and_name_the_key() -> None:
     assert settings.upstream == "http://sim:8080/api/v10"
     assert settings.token == "abc"
     assert settings.global_limit == 10
-    assert ProxySettings.from_env({}).address == "0.0.0.0:8081"
+    assert ProxySettings.from_env({}).address == "127.0.0.1:8081"  # loopback unless told
     with pytest.raises(ValueError, match="REST_PROXY_GLOBAL_LIMIT"):
         ProxySettings.from_env({"REST_PROXY_GLOBAL_LIMIT": "many"})
     with pytest.raises(ValueError, match="host:port"):
@@ -245,6 +251,7 @@ async def test_entry_point_serves_health_and_stops_on_sigterm(upstream: Any) -> 
         "REST_PROXY_ADDRESS": f"127.0.0.1:{port}",
         "DISCORD_API_URL": upstream.url,
         "DISCORD_TOKEN": "entry-point-secret",
+        "REST_PROXY_AUTH": "entry-point-proxy-secret",
         "LOG_FORMAT": "json",
     }
     process = await asyncio.create_subprocess_exec(
@@ -268,7 +275,10 @@ async def test_entry_point_serves_health_and_stops_on_sigterm(upstream: Any) -> 
                 pytest.fail("the proxy never answered /healthz")
             async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
                 assert response.status == 200
-            async with session.get(f"http://127.0.0.1:{port}/api/v10/channels/1") as response:
+            async with session.get(
+                f"http://127.0.0.1:{port}/api/v10/channels/1",
+                headers={"X-Spectacles-Proxy-Auth": "entry-point-proxy-secret"},
+            ) as response:
                 assert response.status == 200
             async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
                 assert "spectacles_rest_proxy_requests_total" in await response.text()
@@ -277,6 +287,7 @@ async def test_entry_point_serves_health_and_stops_on_sigterm(upstream: Any) -> 
         out, err = await asyncio.wait_for(process.communicate(), 15)
         assert process.returncode == 0, err.decode()
         assert b"entry-point-secret" not in out + err
+        assert b"entry-point-proxy-secret" not in out + err
         assert b"rest_proxy.started" in out + err
     finally:
         if process.returncode is None:
@@ -287,9 +298,11 @@ async def test_entry_point_serves_health_and_stops_on_sigterm(upstream: Any) -> 
 HAMMER = Path(__file__).with_name("rest_hammer_script.py")
 
 
-async def hammer(api_url: str, channel_id: int, per_process: int, token: str | None) -> None:
+async def hammer(
+    api_url: str, channel_id: int, per_process: int, token: str | None, proxy_auth: str = ""
+) -> None:
     """Three processes post ``per_process`` messages each to one channel, concurrently."""
-    env = {**os.environ, "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "LOG_LEVEL": "WARNING", "REST_PROXY_AUTH": proxy_auth}
     if token is not None:
         env["HAMMER_TOKEN"] = token
     processes = [
@@ -327,8 +340,8 @@ async def assert_all_posted_once(sim: Any, channel_id: int, per_process: int) ->
 async def test_three_processes_through_the_proxy_never_see_a_429(make_sim: Any) -> None:
     sim = await make_sim(route_limits={"POST /channels/{channel_id}/messages": (4, 0.5)})
     channel_id = int((await sim.guilds())[0]["system_channel_id"])
-    async with running_proxy(sim.api_url, token=sim.token) as proxy:
-        await hammer(f"{proxy.url}/api/v10", channel_id, 8, token=None)
+    async with running_proxy(sim.api_url, token=sim.token, auth="hammer-auth") as proxy:
+        await hammer(f"{proxy.url}/api/v10", channel_id, 8, token=None, proxy_auth="hammer-auth")
     stats = await sim.stats()
     assert stats["rate_limited"] == 0, "the simulator answered a 429 the proxy should have avoided"
     await assert_all_posted_once(sim, channel_id, 8)

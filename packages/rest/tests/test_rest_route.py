@@ -50,11 +50,6 @@ def test_interactions_are_exempt_from_global_limit() -> None:
             "POST /channels/{channels}/messages/{id}/reactions/{id}/@me",
             "1",
         ),
-        (
-            "/webhooks/9/tok/messages/3",
-            "POST /webhooks/{webhooks}/{webhook_token}/messages/{id}",
-            "9:tok",
-        ),
     ],
 )
 def test_route_key_for_path_keeps_only_the_major_id(path: str, route: str, major: str) -> None:
@@ -67,6 +62,22 @@ def test_route_key_for_path_interactions_not_global() -> None:
     assert bucket_route == "POST /interactions/{interaction}/{interaction}/callback"
     assert major == ""
     assert not uses_global
+
+
+def test_token_webhooks_are_exempt_from_global_limit() -> None:
+    bucket_route, major, uses_global = route_key_for_path("POST", "/webhooks/9/tok/messages/3")
+    assert bucket_route == "POST /webhooks/{webhooks}/{webhook_token}/messages/{id}"
+    assert (major, uses_global) == ("9:tok", False)
+    original = Route(
+        "PATCH",
+        "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+        webhook_id=9,
+        webhook_token="tok",
+    )
+    assert not original.uses_global_limit
+    # Without a token the webhook routes need the bot's authorisation: they count.
+    assert route_key_for_path("GET", "/webhooks/9")[2]
+    assert Route("GET", "/channels/{channel_id}/webhooks", channel_id=1).uses_global_limit
 
 
 def test_messages_of_one_channel_share_a_bucket_route() -> None:

@@ -116,3 +116,46 @@ async def test_ping_gets_a_pong_reply_and_nothing_else_does(
     assert int(reply["content"].split()[1]) >= 0
     assert reply["message_reference"]["message_id"] == ping["id"]
     assert reply["channel_id"] == channel_id
+
+
+@pytest.mark.parametrize("ephemeral", [False, True])
+async def test_slash_ping_is_answered_with_pong_and_latency(
+    sim: Simulator, settings: WorkerSettings, ephemeral: bool
+) -> None:
+    worker = build_worker(PingConfig(), settings)
+    publisher = await Publisher.connect(
+        BrokerSettings(amqp_url=settings.amqp_url, group=settings.group)
+    )
+    async with aiohttp.ClientSession() as http, worker.running():
+        commands = await control(http, sim, "GET", "/commands")
+        (ping,) = commands["global"]  # registered at start, with its option
+        assert ping["name"] == "ping"
+        assert [o["name"] for o in ping["options"]] == ["ephemeral"]
+        (guild,) = await control(http, sim, "GET", "/guilds")
+        created = await control(
+            http,
+            sim,
+            "POST",
+            f"/guilds/{guild['id']}/channels/{guild['channels'][0]['id']}/interactions",
+            json={"command": "ping", "options": {"ephemeral": ephemeral}},
+        )
+        payload = sim.interactions.by_id[int(created["id"])].payload
+        await publisher.publish(
+            "INTERACTION_CREATE",
+            json.dumps(payload).encode(),
+            headers={"shard_id": 0, "seq": 1, "guild_id": guild["id"]},
+            message_id=f"0:test:{created['id']}",
+            type="INTERACTION_CREATE",
+        )
+        await publisher.close()
+        async with asyncio.timeout(15):
+            while True:
+                state = await control(http, sim, "GET", f"/interactions/{created['id']}")
+                if state["status"] != "pending":
+                    break
+                await asyncio.sleep(0.05)
+    assert state["status"] == "responded", state
+    data = state["response"]["data"]
+    assert data["content"].startswith("Pong! ") and data["content"].endswith(" ms")
+    assert int(data["content"].split()[1]) >= 0
+    assert bool(data.get("flags", 0) & 64) is ephemeral

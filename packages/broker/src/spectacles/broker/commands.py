@@ -8,7 +8,6 @@ The gateway validates again with :func:`parse_command` before sending.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
@@ -23,6 +22,7 @@ from .topology import Topology
 __all__ = [
     "CommandPublisher",
     "GatewayCommands",
+    "encode_command",
     "parse_command",
     "shard_for_guild",
     "validate_command",
@@ -98,37 +98,57 @@ def validate_command(op: int, d: object) -> bytes:
     return body
 
 
-class _Envelope(msgspec.Struct):
-    op: int
-    d: msgspec.Raw
+# Bodies up to this size are decoded to name their opcode in the error even when refused.
+_HINT_LIMIT: Final = 64 * 1024
+
+
+def _op_hint(body: bytes) -> object:
+    """The opcode of a refused body, for the error (None when it cannot be read cheaply)."""
+    if len(body) > _HINT_LIMIT:
+        return None
+    try:
+        value = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return value.get("op") if isinstance(value, dict) else None
 
 
 def parse_command(body: bytes) -> tuple[int, msgspec.Raw]:
-    """Check a received command body (size, JSON shape, opcode); return ``(op, raw d)``.
+    """Check a received command body (size, JSON shape, opcode); return ``(op, d)``.
 
-    For the gateway: ``d`` stays raw so it can be forwarded to Discord without re-encoding.
+    ``d`` is re-encoded from the decoded value, and it is what was validated: the gateway sends
+    ``{"op": op, "d": d}`` built from it, never the received bytes. So a duplicate key (JSON
+    leaves it undefined; msgspec keeps the last, another parser may keep the first) cannot
+    smuggle a different opcode or field past validation, e.g. ``{"op": 3, "d": {}, "op": 6}``
+    is an op 6 here and refused as such. Other top-level keys are dropped.
     """
-    op_hint: object = None
-    with contextlib.suppress(Exception):
-        op_hint = msgspec.json.decode(body).get("op")
     if len(body) > MAX_PAYLOAD_BYTES:
         raise InvalidCommand(
             f"command is {len(body)} bytes; gateway messages may be at most {MAX_PAYLOAD_BYTES}",
-            op=op_hint,
+            op=_op_hint(body),
         )
     try:
-        envelope = msgspec.json.decode(body, type=_Envelope)
-    except msgspec.DecodeError as exc:
-        raise InvalidCommand(
-            f'command body must be a JSON object {{"op": int, "d": {{...}}}}: {exc}', op=op_hint
-        ) from None
-    code = _check_op(envelope.op)
-    if not bytes(envelope.d).lstrip().startswith(b"{"):
+        value = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        reason = f'command body must be a JSON object {{"op": int, "d": {{...}}}}: {exc}'
+        raise InvalidCommand(reason, op=None) from None
+    if not isinstance(value, dict) or "op" not in value:
+        raise InvalidCommand('command body must be a JSON object {"op": int, "d": {...}}', op=None)
+    code = _check_op(value["op"])
+    d = value.get("d")
+    if not isinstance(d, dict):
         raise InvalidCommand(f"command op {code} needs a JSON object as 'd'", op=code)
-    problem = check_shape(code, bytes(envelope.d))
+    raw_d = encode(d)
+    problem = check_shape(code, raw_d)
     if problem is not None:
         raise InvalidCommand(problem, op=code)
-    return code, envelope.d
+    _check_size(encode_command(code, msgspec.Raw(raw_d)), code)
+    return code, msgspec.Raw(raw_d)
+
+
+def encode_command(op: int, d: msgspec.Raw) -> bytes:
+    """The gateway payload ``{"op": op, "d": d}`` of a parsed command."""
+    return encode({"op": op, "d": d})
 
 
 def shard_for_guild(guild_id: int | str, shard_count: int) -> int:

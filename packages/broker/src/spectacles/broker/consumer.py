@@ -4,11 +4,15 @@ Retry bookkeeping lives in the message, not in the consumer, so it survives cras
 classic and quorum queues alike. A failed attempt is recorded by publishing a copy of the message
 (same properties, ``x-attempts`` + 1) to the back of the queue with a publisher confirm, and
 only then acking the original; after ``max_attempts`` the copy goes to the dead-letter exchange
-instead, with ``x-error``. A message whose consumer died mid-handler comes back *redelivered*:
-on quorum queues RabbitMQ counts that in ``x-delivery-count`` (and enforces ``x-delivery-limit``),
-on classic queues the consumer turns the redelivery into a counted attempt before running the
-handler again. So a message that keeps crashing consumers is dead-lettered too, never redelivered
-forever.
+instead, with ``x-error``.
+
+A message that comes back *redelivered* was interrupted, not failed: the connection blipped or
+the consumer died, and every prefetched message comes back with it, handled or not. Quorum queues
+count every such return in ``x-delivery-count`` (RabbitMQ 3.10 and 4.0 alike); on classic queues
+the consumer records it as ``x-interruptions`` on a copy. Interruptions have their own budget,
+``max_interruptions`` (RabbitMQ 4's default of 20; also the quorum ``x-delivery-limit``), so a few
+blips never dead-letter a message whose handler never failed, while a message that keeps crashing
+consumers is still dead-lettered, never redelivered forever.
 """
 
 from __future__ import annotations
@@ -35,12 +39,19 @@ from .delivery import (
     DELIVERY_COUNT_HEADER,
     ERROR_HEADER,
     ERROR_HEADER_MAX_CHARS,
+    INTERRUPTIONS_HEADER,
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
     Delivery,
 )
 from .errors import BrokerUnavailable, DeadLetter, TopologyMismatch
-from .topology import QueueSpec, QueueType, declare_dead_letter_exchange, declare_queue
+from .topology import (
+    DEFAULT_MAX_INTERRUPTIONS,
+    QueueSpec,
+    QueueType,
+    declare_dead_letter_exchange,
+    declare_queue,
+)
 
 __all__ = ["Consumer", "Handler", "Outcome", "OutcomeListener"]
 
@@ -82,10 +93,10 @@ class Consumer:
 
     ``exchange`` / ``queue`` / ``routing_keys`` override the defaults (events exchange, worker
     queue, the event names), e.g. for the gateway's per-shard commands queue. ``prefetch`` bounds
-    the handlers running at once. ``max_attempts`` counts the first try. With a quorum queue
-    RabbitMQ also dead-letters server-side after ``max_attempts`` unacked deliveries
-    (``x-delivery-limit``). ``single_active_consumer`` lets one replica at a time consume (the
-    others stand by) for handlers that keep state.
+    the handlers running at once. ``max_attempts`` counts the first try and bounds handler
+    failures; ``max_interruptions`` bounds returns without an ack (blips, crashed consumers) and
+    is the quorum queue's ``x-delivery-limit``. ``single_active_consumer`` lets one replica at a
+    time consume (the others stand by) for handlers that keep state.
     """
 
     def __init__(
@@ -97,6 +108,7 @@ class Consumer:
         handler: Handler,
         prefetch: int = 32,
         max_attempts: int = 3,
+        max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS,
         queue_type: QueueType = "quorum",
         single_active_consumer: bool = False,
         exchange: str | None = None,
@@ -109,12 +121,15 @@ class Consumer:
             raise ValueError(f"prefetch must be >= 1, got {prefetch}")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if max_interruptions < 1:
+            raise ValueError(f"max_interruptions must be >= 1, got {max_interruptions}")
         topology = broker.topology
         keys = tuple(routing_keys) if routing_keys is not None else tuple(events)
         self._broker = broker
         self._handler = handler
         self._prefetch = prefetch
         self._max_attempts = max_attempts
+        self._max_interruptions = max_interruptions
         self._stop_timeout = stop_timeout
         self._on_outcome = on_outcome
         self.worker = worker
@@ -124,7 +139,9 @@ class Consumer:
             routing_keys=keys,
             queue_type=queue_type,
             single_active_consumer=single_active_consumer,
-            delivery_limit=max_attempts if queue_type == "quorum" else None,
+            delivery_limit=max_interruptions if queue_type == "quorum" else None,
+            # releases before 0.2 set the limit to max_attempts: keep such queues working
+            legacy_delivery_limit=max_attempts if queue_type == "quorum" else None,
         )
         self._subscription: _Subscription | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -199,14 +216,19 @@ class Consumer:
         try:
             await channel.set_qos(prefetch_count=self._prefetch)
             try:
-                queue = await declare_queue(channel, self._broker.topology, self.spec)
+                declared = await declare_queue(
+                    self._broker.channel, self._broker.topology, self.spec
+                )
             except aiormq.exceptions.ChannelPreconditionFailed as exc:
                 raise TopologyMismatch(
                     f"queue {self.queue_name!r} already exists with other arguments ({exc}); "
-                    "every replica must use the same queue_type, max_attempts and "
+                    "every replica must use the same queue_type, max_interruptions and "
                     "single_active_consumer — delete the queue or align the settings",
                     queue=self.queue_name,
                 ) from None
+            for hint in declared.hints:
+                log.warning("consumer.queue_needs_migration", queue=self.queue_name, hint=hint)
+            queue = await channel.get_queue(declared.name, ensure=False)
             dlx = await declare_dead_letter_exchange(channel, self._broker.topology)
             underlay = await channel.get_underlay_channel()
             sub = _Subscription(
@@ -226,9 +248,11 @@ class Consumer:
         log.debug("consumer.subscribed", queue=self.queue_name, prefetch=self._prefetch)
         return sub
 
-    def _on_server_cancel(self, sub: _Subscription, tag: str) -> None:
+    def _on_server_cancel(self, sub: _Subscription, frame: object) -> None:
         # RabbitMQ cancels consumers when their queue is deleted or a quorum leader moves; close
-        # the channel so the supervisor subscribes again instead of silently idling.
+        # the channel so the supervisor subscribes again instead of silently idling. aiormq
+        # passes the Basic.Cancel frame (older versions passed the tag).
+        tag = getattr(frame, "consumer_tag", frame)
         if tag != sub.consumer_tag or self._stopping:
             return
         log.warning("consumer.cancelled_by_server", queue=self.queue_name)
@@ -301,19 +325,25 @@ class Consumer:
         raw_headers = message.header.properties.headers
         headers: dict[str, Any] = dict(raw_headers) if raw_headers else {}
         failures = _as_int(headers.get(ATTEMPTS_HEADER))
+        interruptions = _as_int(headers.get(INTERRUPTIONS_HEADER))
         delivery_count = headers.get(DELIVERY_COUNT_HEADER)
         if delivery_count is not None:
-            failures += _as_int(delivery_count)
+            interruptions += _as_int(delivery_count)
         elif message.redelivered:
-            # Classic queue: the previous consumer died before acking. Record that as an attempt
-            # in a copy now, or a message that crashes every consumer would loop forever.
-            await self._record_interrupted(sub, message, headers, failures + 1)
+            # Classic queue: returned without an ack (blip or dead consumer). Record it in a copy
+            # now, or a message that crashes every consumer would loop forever.
+            await self._record_interrupted(sub, message, headers, failures, interruptions + 1)
             return
-        attempt = failures + 1
-        delivery = _delivery(message, headers, attempt)
-        if attempt > self._max_attempts:
-            reason = f"Interrupted: delivered {failures} times without being acknowledged"
-            await self._dead_letter(sub, message, headers, failures, reason, delivery, None)
+        attempt = failures + interruptions + 1
+        delivery = _delivery(message, headers, attempt, interruptions)
+        if interruptions >= self._max_interruptions:
+            reason = (
+                f"Interrupted: returned {interruptions} times without an ack "
+                "(connection lost or consumer died while holding it)"
+            )
+            await self._dead_letter(
+                sub, message, headers, failures + interruptions, reason, delivery, None
+            )
             return
         try:
             await self._handler(delivery)
@@ -321,7 +351,7 @@ class Consumer:
             reason = f"DeadLetter: {exc.reason}"
             await self._dead_letter(sub, message, headers, attempt, reason, delivery, exc)
         except Exception as exc:
-            if attempt >= self._max_attempts:
+            if failures + 1 >= self._max_attempts:
                 reason = f"{type(exc).__name__}: {exc}"
                 await self._dead_letter(sub, message, headers, attempt, reason, delivery, exc)
             else:
@@ -334,7 +364,8 @@ class Consumer:
                     max_attempts=self._max_attempts,
                     error=f"{type(exc).__name__}: {exc}",
                 )
-                if await self._republish(sub, message, headers, attempt):
+                counts = {ATTEMPTS_HEADER: failures + 1, INTERRUPTIONS_HEADER: interruptions}
+                if await self._republish(sub, message, headers, counts):
                     self._report(delivery, Outcome.RETRIED, exc)
         else:
             if await _ack(sub, message):
@@ -346,22 +377,24 @@ class Consumer:
         message: DeliveredMessage,
         headers: dict[str, Any],
         failures: int,
+        interruptions: int,
     ) -> None:
-        if failures >= self._max_attempts:
-            reason = f"Interrupted: redelivered after {failures} unfinished attempts"
-            delivery = _delivery(message, headers, failures)
-            await self._dead_letter(sub, message, headers, failures, reason, delivery, None)
+        if interruptions >= self._max_interruptions:
+            reason = f"Interrupted: redelivered after {interruptions} unfinished deliveries"
+            delivery = _delivery(message, headers, failures + interruptions, interruptions)
+            attempts = failures + interruptions
+            await self._dead_letter(sub, message, headers, attempts, reason, delivery, None)
         else:
-            await self._republish(sub, message, headers, failures)
+            await self._republish(sub, message, headers, {INTERRUPTIONS_HEADER: interruptions})
 
     async def _republish(
         self,
         sub: _Subscription,
         message: DeliveredMessage,
         headers: dict[str, Any],
-        failures: int,
+        counts: dict[str, int],
     ) -> bool:
-        copy = _copy(message, headers, {ATTEMPTS_HEADER: failures}, keep_expiration=True)
+        copy = _copy(message, headers, counts, keep_expiration=True)
         return await self._publish_then_ack(
             sub, message, sub.channel.default_exchange, copy, self.queue_name
         )
@@ -472,7 +505,9 @@ def _settled_alone(sub: _Subscription, message: DeliveredMessage) -> None:
         sub.acks.settled(tag)
 
 
-def _delivery(message: DeliveredMessage, headers: dict[str, Any], attempt: int) -> Delivery:
+def _delivery(
+    message: DeliveredMessage, headers: dict[str, Any], attempt: int, interruptions: int
+) -> Delivery:
     original_key = headers.get(ORIGINAL_ROUTING_KEY_HEADER)
     original_exchange = headers.get(ORIGINAL_EXCHANGE_HEADER)
     properties = message.header.properties
@@ -491,6 +526,7 @@ def _delivery(message: DeliveredMessage, headers: dict[str, Any], attempt: int) 
         content_type=properties.content_type,
         correlation_id=properties.correlation_id,
         reply_to=properties.reply_to,
+        interruptions=interruptions,
     )
 
 

@@ -5,6 +5,12 @@ decoded. Once the cause is fixed (a bug deployed, a permission granted) the oper
 into that worker's queue only (other workers handled the event already), through the default
 exchange, like a retry: the ``x-original-*`` headers keep the event name for the handler. Replay is
 confirmed before the dead copy is acked, so a crash in between leaves a duplicate, never a loss.
+
+Listing cannot avoid returning what it read: measured on RabbitMQ 3.10 and 4.0, every return to a
+quorum queue (nack/reject with requeue, channel or connection close) counts as a delivery attempt,
+and no AMQP 0-9-1 "peek" exists. So ``.dead`` queues carry no delivery limit (see
+:func:`~spectacles.broker.topology.dead_queue_arguments`) and looking at them is harmless; a
+delivery-limit *policy* matching ``.dead`` queues would undo that, docs/operations.md says why.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from .delivery import (
     ATTEMPTS_HEADER,
     DELIVERY_COUNT_HEADER,
     ERROR_HEADER,
+    INTERRUPTIONS_HEADER,
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
 )
@@ -33,6 +40,7 @@ _FAILURE_HEADERS: Final = frozenset(
     {
         ATTEMPTS_HEADER,
         ERROR_HEADER,
+        INTERRUPTIONS_HEADER,
         DELIVERY_COUNT_HEADER,
         "x-death",
         "x-first-death-exchange",
@@ -106,9 +114,11 @@ async def list_dead(broker: Broker, worker: str, *, limit: int = 20) -> list[Dea
             if message is None:
                 break
             seen.append(message)
+        if seen:
+            # Hand them back explicitly, all at once, in their order (also what a close does).
+            await seen[-1].nack(multiple=True, requeue=True)
         return [_describe(m) for m in seen]
     finally:
-        # Closing the channel returns every unacked message to the queue at its old position.
         await channel.close()
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "DELIVERY_COUNT_HEADER",
     "ERROR_HEADER",
     "ERROR_HEADER_MAX_CHARS",
+    "INTERRUPTIONS_HEADER",
     "ORIGINAL_EXCHANGE_HEADER",
     "ORIGINAL_ROUTING_KEY_HEADER",
     "Delivery",
@@ -19,6 +20,9 @@ __all__ = [
 
 #: Attempts that already ended in failure (set by consumers on retried and dead-lettered copies).
 ATTEMPTS_HEADER: Final = "x-attempts"
+#: Deliveries that ended without an ack nor a handler failure (connection lost, consumer died),
+#: carried on retried copies; quorum queues add their own ``x-delivery-count`` to it.
+INTERRUPTIONS_HEADER: Final = "x-interruptions"
 #: Why a message was dead-lettered: ``"<ExceptionType>: <message>"``, truncated.
 ERROR_HEADER: Final = "x-error"
 #: Exchange / routing key the message was first published with (kept on retries and dead letters).
@@ -34,7 +38,9 @@ class Delivery:
     """One message handed to a handler; acked only after the handler returns.
 
     ``routing_key`` is the event name for events (the original one, even on a retried copy).
-    ``attempt`` is 1 on the first try and grows with every failed or interrupted attempt.
+    ``attempt`` is 1 on the first try and grows with every failed or interrupted attempt;
+    ``interruptions`` is the interrupted part of that (returned without an ack: connection lost,
+    consumer died), which has its own, larger budget than handler failures.
     """
 
     body: bytes
@@ -49,3 +55,4 @@ class Delivery:
     content_type: str | None = None
     correlation_id: str | None = None
     reply_to: str | None = None
+    interruptions: int = 0

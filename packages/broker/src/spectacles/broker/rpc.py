@@ -20,7 +20,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from spectacles.observability import get_logger
+from spectacles.observability import get_logger, redact
 
 from .broker import CONNECTION_ERRORS, Broker
 from .delivery import ERROR_HEADER, ERROR_HEADER_MAX_CHARS
@@ -286,7 +286,10 @@ class RpcServer:
         except Exception as exc:
             log.warning("rpc_server.handler_failed", queue=self.queue_name, error=repr(exc))
             body = b""
-            headers[ERROR_HEADER] = f"{type(exc).__name__}: {exc}"[:ERROR_HEADER_MAX_CHARS]
+            # The caller may log or store it: scrub registered secrets (the token, whose HTTP
+            # errors quote it) and URL passwords, as the consumer does for dead letters.
+            error = redact(f"{type(exc).__name__}: {exc}")
+            headers[ERROR_HEADER] = error[:ERROR_HEADER_MAX_CHARS]
         try:
             if message.reply_to:
                 reply = aio_pika.Message(

@@ -7,23 +7,29 @@ it uses on each (re)connect, with the same arguments, so start-up order never ma
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractExchange
 
 __all__ = [
     "DEAD_SUFFIX",
+    "DEFAULT_MAX_INTERRUPTIONS",
+    "DeclaredQueue",
     "QueueSpec",
     "QueueType",
     "Topology",
+    "dead_queue_arguments",
     "dead_queue_for",
     "declare_commands_exchange",
     "declare_dead_letter_exchange",
     "declare_events_exchange",
     "declare_queue",
+    "server_major_version",
 ]
 
 QueueType = Literal["quorum", "classic"]
@@ -37,6 +43,14 @@ _ARG_DLX: Final = "x-dead-letter-exchange"
 _ARG_DLX_ROUTING_KEY: Final = "x-dead-letter-routing-key"
 _ARG_DELIVERY_LIMIT: Final = "x-delivery-limit"
 _ARG_SINGLE_ACTIVE: Final = "x-single-active-consumer"
+# RabbitMQ 4 reads -1 as "no delivery limit"; 3.x has no default limit and drops at once on -1.
+_UNLIMITED: Final = -1
+
+#: Returns without an ack (connection blips, crashed consumers) a message survives before it is
+#: dead-lettered: RabbitMQ 4's own default delivery limit. Every return counts on 3.10 and 4.0
+#: alike (channel close, connection close, nack/reject with requeue), including those of messages
+#: only prefetched, so this budget is generous and separate from ``max_attempts``.
+DEFAULT_MAX_INTERRUPTIONS: Final = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +103,11 @@ def dead_queue_for(queue: str) -> str:
 class QueueSpec:
     """How a consumed queue is declared; replicas must agree or RabbitMQ refuses the declaration.
 
-    ``delivery_limit`` (quorum only) makes RabbitMQ dead-letter a message that was delivered that
-    many extra times without an ack, e.g. because it keeps crashing the consumers.
+    ``delivery_limit`` (quorum only) makes RabbitMQ dead-letter a message that was returned that
+    many times without an ack, e.g. because it keeps crashing the consumers. RabbitMQ counts
+    *every* return, connection blips included, so it must be a generous backstop.
+    ``legacy_delivery_limit`` is what earlier releases declared: an existing queue with it is
+    used as it is (with a migration hint) instead of failing with 406.
     """
 
     name: str
@@ -99,6 +116,7 @@ class QueueSpec:
     queue_type: QueueType = "quorum"
     single_active_consumer: bool = False
     delivery_limit: int | None = None
+    legacy_delivery_limit: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.queue_type not in ("quorum", "classic"):
@@ -123,6 +141,46 @@ class QueueSpec:
         if self.queue_type == "quorum" and self.delivery_limit is not None:
             args[_ARG_DELIVERY_LIMIT] = self.delivery_limit
         return args
+
+    def legacy_arguments(self, dlx: str) -> dict[str, Any] | None:
+        """The arguments earlier releases declared this queue with, when they differ."""
+        if self.queue_type != "quorum" or self.legacy_delivery_limit in (None, self.delivery_limit):
+            return None
+        args = self.arguments(dlx)
+        args[_ARG_DELIVERY_LIMIT] = self.legacy_delivery_limit
+        return args
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredQueue:
+    """A declared queue; ``hints`` say what an operator should migrate (old arguments in use)."""
+
+    name: str
+    hints: tuple[str, ...] = ()
+
+
+async def server_major_version(channel: AbstractChannel) -> int:
+    """Major version of the RabbitMQ behind ``channel`` (from the handshake); 0 if unknown."""
+    underlay = await channel.get_underlay_channel()
+    properties = getattr(underlay.connection, "server_properties", None) or {}
+    version = properties.get("version", b"")
+    if isinstance(version, bytes):
+        version = version.decode("ascii", "replace")
+    major = str(version).split(".", 1)[0]
+    return int(major) if major.isdigit() else 0
+
+
+def dead_queue_arguments(queue_type: QueueType, server_major: int) -> dict[str, Any]:
+    """Arguments of a ``.dead`` queue: it must never drop a message on its own.
+
+    A quorum queue on RabbitMQ 4 has a delivery limit of 20 unless told otherwise, and every
+    return counts (listing included), so it gets ``x-delivery-limit: -1``. RabbitMQ 3.x has no
+    default limit and would read -1 as 0, so there the argument is left out.
+    """
+    args: dict[str, Any] = {_ARG_QUEUE_TYPE: queue_type}
+    if queue_type == "quorum" and server_major >= 4:
+        args[_ARG_DELIVERY_LIMIT] = _UNLIMITED
+    return args
 
 
 async def declare_events_exchange(channel: AbstractChannel, topology: Topology) -> AbstractExchange:
@@ -149,28 +207,86 @@ async def declare_commands_exchange(
 
 
 async def declare_queue(
-    channel: AbstractChannel, topology: Topology, spec: QueueSpec
-) -> AbstractQueue:
-    """Declare ``spec``'s queue, its ``.dead`` queue, the DLX and every binding; return the queue.
+    open_channel: Callable[[], Awaitable[AbstractChannel]], topology: Topology, spec: QueueSpec
+) -> DeclaredQueue:
+    """Declare ``spec``'s queue, its ``.dead`` queue, the DLX and every binding.
 
     The exchange named by ``spec.exchange`` is declared too (direct, durable) so a worker may start
-    before the gateway. The ``.dead`` queue has the same type as the queue and no dead-lettering of
-    its own: it is where messages stop.
+    before the gateway. The ``.dead`` queue has the same type as the queue, no dead-lettering of
+    its own and no delivery limit: it is where messages stop. A queue that exists with the
+    arguments of an earlier release is kept (RabbitMQ refuses to change arguments) and reported
+    in ``hints``; other mismatches raise ``aiormq.exceptions.ChannelPreconditionFailed``.
+    Declarations use their own channels (a refused one closes its channel).
     """
-    exchange = await channel.declare_exchange(
-        spec.exchange, aio_pika.ExchangeType.DIRECT, durable=True
-    )
-    dlx = await declare_dead_letter_exchange(channel, topology)
-    dead = await channel.declare_queue(
-        spec.dead_queue, durable=True, arguments={_ARG_QUEUE_TYPE: spec.queue_type}
-    )
-    await dead.bind(dlx, routing_key=spec.name)
-    queue = await channel.declare_queue(
-        spec.name, durable=True, arguments=spec.arguments(topology.dlx)
-    )
-    for routing_key in _unique(spec.routing_keys):
-        await queue.bind(exchange, routing_key=routing_key)
-    return queue
+    hints: list[str] = []
+    channel = await open_channel()
+    try:
+        exchange = await channel.declare_exchange(
+            spec.exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        dlx = await declare_dead_letter_exchange(channel, topology)
+        major = await server_major_version(channel)
+        dead_args = dead_queue_arguments(spec.queue_type, major)
+        legacy_dead = {_ARG_QUEUE_TYPE: spec.queue_type}
+        channel, used = await _declare_either(
+            channel, open_channel, spec.dead_queue, dead_args, legacy_dead
+        )
+        if used is not dead_args:
+            hints.append(
+                f"dead-letter queue {spec.dead_queue!r} was declared by an earlier release and "
+                "keeps RabbitMQ's default delivery limit (20 on RabbitMQ 4), so letters can be "
+                "dropped after 20 returns; lift it with a policy, e.g. rabbitmqctl set_policy "
+                "--apply-to quorum_queues spectacles-dead '\\.dead$' '{\"delivery-limit\":-1}' "
+                "(see docs/operations.md, Dead letters)"
+            )
+        dead = await channel.get_queue(spec.dead_queue, ensure=False)
+        await dead.bind(dlx, routing_key=spec.name)
+        args = spec.arguments(topology.dlx)
+        channel, used = await _declare_either(
+            channel, open_channel, spec.name, args, spec.legacy_arguments(topology.dlx)
+        )
+        if used is not args:
+            hints.append(
+                f"queue {spec.name!r} was declared by an earlier release with "
+                f"x-delivery-limit={spec.legacy_delivery_limit}: a few connection blips can "
+                "dead-letter messages that never failed; drain it and delete it so it is "
+                f"declared again with x-delivery-limit={spec.delivery_limit} "
+                "(see docs/operations.md, Dead letters)"
+            )
+        queue = await channel.get_queue(spec.name, ensure=False)
+        for routing_key in _unique(spec.routing_keys):
+            await queue.bind(exchange, routing_key=routing_key)
+    finally:
+        with contextlib.suppress(Exception):
+            await channel.close()
+    return DeclaredQueue(spec.name, tuple(hints))
+
+
+async def _declare_either(
+    channel: AbstractChannel,
+    open_channel: Callable[[], Awaitable[AbstractChannel]],
+    name: str,
+    arguments: dict[str, Any],
+    legacy: dict[str, Any] | None,
+) -> tuple[AbstractChannel, dict[str, Any]]:
+    """Declare ``name`` with ``arguments``, else (406) with ``legacy``; return the live channel."""
+    try:
+        await channel.declare_queue(name, durable=True, arguments=arguments)
+        return channel, arguments
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        if legacy is None:
+            raise
+        refused = exc
+    channel = await open_channel()
+    try:
+        await channel.declare_queue(name, durable=True, arguments=legacy)
+    except aiormq.exceptions.ChannelPreconditionFailed:
+        raise refused from None  # neither ours nor the old arguments: name our mismatch
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await channel.close()
+        raise
+    return channel, legacy
 
 
 def _unique(items: Iterable[str]) -> Sequence[str]:

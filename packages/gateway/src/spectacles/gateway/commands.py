@@ -2,8 +2,9 @@
 
 Only presence (3), voice state (4), request guild members (8) and request soundboard sounds (31)
 may pass, at most 4096 bytes, shaped `{"op": N, "d": {...}}`; anything else is dead-lettered at
-once with the reason in `x-error`. Accepted commands wait for the shard's send limit, which
-keeps slots for heartbeats, so a chatty worker can never get the shard closed with 4008.
+once with the reason in `x-error`. What is sent is re-encoded from what was validated. Accepted
+commands wait for the shard's send limit, which keeps slots for heartbeats, so a chatty worker
+can never get the shard closed with 4008.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from spectacles.broker.broker import Broker
-from spectacles.broker.commands import parse_command
+from spectacles.broker.commands import encode_command, parse_command
 from spectacles.broker.consumer import Consumer
 from spectacles.broker.delivery import Delivery
 from spectacles.broker.errors import DeadLetter, InvalidCommand
@@ -35,14 +36,15 @@ READY_TIMEOUT: Final = 30.0
 def validate_command_body(body: bytes) -> bytes:
     """Check a command against the wire rules (`spectacles.broker.parse_command`).
 
-    Returns the payload to send to Discord as it came (`d` is never re-encoded); raises
+    Returns the payload to send to Discord, re-encoded from what was validated (never the
+    received bytes: a duplicate key could make Discord read something else); raises
     `DeadLetter` with the reason otherwise.
     """
     try:
-        parse_command(body)
+        op, d = parse_command(body)
     except InvalidCommand as exc:
         raise DeadLetter(exc.reason) from None
-    return body
+    return encode_command(op, d)
 
 
 class CommandRelay:

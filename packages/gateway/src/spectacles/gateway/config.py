@@ -116,6 +116,11 @@ class GatewaySettings:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     max_in_flight: int = 1024
+    # Bounds against hostile or broken servers (see transport.py): a websocket message (as
+    # received, compressed or not) and a whole inflated payload. Discord's largest real
+    # payloads, GUILD_CREATE of huge guilds, are several MiB: 64 MiB is ample headroom.
+    max_message_size: int = 64 * 1024 * 1024
+    max_payload_size: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +211,8 @@ class GatewayConfig:
                 "backoff_base": self.gateway.backoff_base,
                 "backoff_max": self.gateway.backoff_max,
                 "max_in_flight": self.gateway.max_in_flight,
+                "max_message_size": self.gateway.max_message_size,
+                "max_payload_size": self.gateway.max_payload_size,
             },
             "metrics": {"address": self.metrics.address, "enabled": self.metrics.enabled},
             "session_store": {
@@ -334,6 +341,14 @@ def _int(key: str, value: Any, minimum: int = 0) -> int:
 
 def _positive_int(key: str, value: Any) -> int:
     return _int(key, value, minimum=1)
+
+
+# A size bound below this would refuse ordinary gateway payloads (READY alone can be larger).
+MIN_SIZE_BOUND: Final = 64 * 1024
+
+
+def _size_bound(key: str, value: Any) -> int:
+    return _int(key, value, minimum=MIN_SIZE_BOUND)
 
 
 def _seconds(key: str, value: Any) -> float:
@@ -541,6 +556,8 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         backoff_base=gw.take("backoff_base", _seconds, defaults.backoff_base),
         backoff_max=gw.take("backoff_max", _seconds, defaults.backoff_max),
         max_in_flight=gw.take("max_in_flight", _positive_int, defaults.max_in_flight),
+        max_message_size=gw.take("max_message_size", _size_bound, defaults.max_message_size),
+        max_payload_size=gw.take("max_payload_size", _size_bound, defaults.max_payload_size),
     )
     gw.finish()
     if not 50 <= gateway.large_threshold <= 250:

@@ -20,6 +20,7 @@ __all__ = [
     "IDENTIFIES",
     "IDENTIFY_LOCK_WAIT",
     "IN_FLIGHT",
+    "MALFORMED_PAYLOADS",
     "RECONNECTS",
     "RESUMES",
     "SHARD_STATE",
@@ -70,5 +71,10 @@ IN_FLIGHT: Final = Gauge(
 COMMANDS: Final = Counter(
     "spectacles_gateway_commands",
     "Gateway commands from workers, by outcome (sent, rejected).",
+    ["shard", "outcome"],
+)
+MALFORMED_PAYLOADS: Final = Counter(
+    "spectacles_gateway_malformed_payloads",
+    "Gateway payloads msgspec refused, by outcome (relayed with 'd' as received, skipped).",
     ["shard", "outcome"],
 )

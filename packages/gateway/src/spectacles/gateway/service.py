@@ -314,6 +314,8 @@ class GatewayService:
             )
             _flush_counter(metrics.EVENTS_RECEIVED, label, shard.received, seen["received"])
             _flush_counter(metrics.EVENTS_PUBLISHED, label, shard.published, seen["published"])
+            malformed = seen.setdefault("malformed", Counter())
+            _flush_counter(metrics.MALFORMED_PAYLOADS, label, shard.malformed, malformed)
             if shard.identifies > seen["identifies"]:
                 metrics.IDENTIFIES.labels(label).inc(shard.identifies - seen["identifies"])
                 seen["identifies"] = shard.identifies

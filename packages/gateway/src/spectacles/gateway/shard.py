@@ -15,7 +15,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Annotated, Any, Final, Protocol
 
 import msgspec
 
@@ -28,8 +28,9 @@ from .config import Compression, GatewaySettings, PresenceSettings
 from .errors import IdentifyLimitExceeded, ServerClosed, TransportError
 from .identify import IdentifyQueue
 from .ratelimit import SendLimiter, heartbeat_reserve
+from .salvage import SEQ, salvage_envelope, top_level_fields
 from .session import ConfirmTracker, SessionState
-from .transport import GatewayTransport
+from .transport import GatewayTransport, SizeLimits
 
 __all__ = ["EventPublisher", "Shard", "ShardState"]
 
@@ -50,6 +51,10 @@ BROKER_POLL_INTERVAL: Final = 1.0  # how often a shard waiting for RabbitMQ chec
 STABLE_AFTER: Final = 30.0
 # One event in 64 has its confirm latency measured (a callback per event would cost too much).
 LATENCY_SAMPLE_MASK: Final = 63
+# Distinct event names counted per shard besides the relayed ones (Discord has about a hundred);
+# any others, or a name over 64 characters, count as OTHER_EVENTS.
+MAX_EVENT_NAMES: Final = 512
+OTHER_EVENTS: Final = "_other"
 # Events whose guild is `d.id` rather than `d.guild_id`.
 _GUILD_IS_ID: Final = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})
 
@@ -117,7 +122,7 @@ class ShardState(enum.Enum):
 class _Envelope(msgspec.Struct):
     op: int
     d: msgspec.Raw = msgspec.Raw(b"null")
-    s: int | None = None
+    s: SEQ | None = None  # bounded: it becomes an AMQP int64 header and the resume point
     t: str | None = None
 
 
@@ -126,7 +131,8 @@ class _Hello(msgspec.Struct):
 
 
 class _ReadyInfo(msgspec.Struct):
-    session_id: str
+    # Printable ASCII, bounded: it goes into every event's message_id (AMQP: <= 255 bytes).
+    session_id: Annotated[str, msgspec.Meta(pattern="^[!-~]{1,128}$")]
     resume_gateway_url: str | None = None
 
 
@@ -143,7 +149,13 @@ _decode_hello: Final = msgspec.json.Decoder(_Hello).decode
 _decode_ready: Final = msgspec.json.Decoder(_ReadyInfo).decode
 _decode_guild_ref: Final = msgspec.json.Decoder(_GuildRef).decode
 _decode_guild_id: Final = msgspec.json.Decoder(_GuildId).decode
+_decode_snowflake: Final = msgspec.json.Decoder(str | int | None).decode
 _encode: Final = msgspec.json.Encoder().encode
+# What msgspec raises on JSON it refuses: malformed, lone surrogate escapes, wrong types, or
+# nesting past Python's recursion limit (even inside a `Raw` field it only skips).
+_UNDECODABLE: Final = (msgspec.DecodeError, RecursionError)
+# A guild id header is a snowflake (uint64), nothing else a hostile payload could put there.
+_MAX_SNOWFLAKE: Final = 2**64
 
 
 class _Reconnect(Exception):
@@ -211,6 +223,8 @@ class Shard:
         self.last_identify_at: float | None = None  # monotonic time of the last IDENTIFY sent
         self.resumes = 0
         self.reconnects: Counter[str] = Counter()
+        # Payloads msgspec refused, by what was done with them ("relayed", "skipped").
+        self.malformed: Counter[str] = Counter()
         # Per-event counts the metrics flusher turns into prometheus increments.
         self.received: Counter[str] = Counter()
         self.published: Counter[str] = Counter()
@@ -477,7 +491,10 @@ class Shard:
 
     async def _open_transport(self, url: str, interrupt: asyncio.Future[None]) -> GatewayTransport:
         """Open the websocket, unless `close()` interrupts first: no wait for the open timeout."""
-        opening = asyncio.create_task(GatewayTransport.connect(url, self._compress))
+        limits = SizeLimits(self._settings.max_message_size, self._settings.max_payload_size)
+        opening = asyncio.create_task(
+            GatewayTransport.connect(url, self._compress, limits, self._log)
+        )
         try:
             await asyncio.wait((opening, interrupt), return_when=asyncio.FIRST_COMPLETED)
             if not opening.done():
@@ -529,12 +546,15 @@ class Shard:
         except TimeoutError:
             # A transport failure like any other: reconnect with backoff, never stop the shard.
             raise TransportError(f"no HELLO within {HELLO_TIMEOUT:g}s") from None
-        payload = _decode_envelope(data)
-        if payload.op == _RECONNECT:  # may come even before HELLO
-            raise _Reconnect("reconnect_requested", resume=True)
-        if payload.op != _HELLO:
-            raise TransportError(f"expected HELLO (op 10), got op {payload.op}")
-        interval: int = _decode_hello(payload.d).heartbeat_interval
+        try:
+            payload = _decode_envelope(data)
+            if payload.op == _RECONNECT:  # may come even before HELLO
+                raise _Reconnect("reconnect_requested", resume=True)
+            if payload.op != _HELLO:
+                raise TransportError(f"expected HELLO (op 10), got op {payload.op}")
+            interval: int = _decode_hello(payload.d).heartbeat_interval
+        except _UNDECODABLE as exc:
+            raise TransportError(f"HELLO cannot be decoded: {exc}") from None
         return interval / 1000.0
 
     async def _send(self, transport: GatewayTransport, op: int, d: Any) -> None:
@@ -596,7 +616,14 @@ class Shard:
         prepared: dict[str, PreparedPublish] = {}
         wall_clock = time.time
         while True:
-            payload = decode(await receive())
+            data = await receive()
+            try:
+                payload = decode(data)
+            except _UNDECODABLE as exc:
+                salvaged = self._salvage(data, exc)
+                if salvaged is None:
+                    continue
+                payload = salvaged
             op = payload.op
             if op == _DISPATCH:
                 seq = payload.s
@@ -604,7 +631,14 @@ class Shard:
                 if seq is None or name is None:  # pragma: no cover - malformed dispatch
                     continue
                 self._seq = seq
-                received[name] += 1
+                if (
+                    name in received
+                    or name in events
+                    or (len(received) < MAX_EVENT_NAMES and len(name) <= 64)
+                ):
+                    received[name] += 1
+                else:  # names without end (hostile server) must not grow the metric's labels
+                    received[OTHER_EVENTS] += 1
                 if name == "READY" or name == "RESUMED":
                     self._on_session_event(name, payload.d)
                 tracker = self._tracker
@@ -665,9 +699,43 @@ class Shard:
                 low, high = self._settings.invalid_session_delay
                 raise _Reconnect("invalid_session", resume=False, delay=random.uniform(low, high))
 
+    def _salvage(self, data: bytes, error: BaseException) -> _Envelope | None:
+        """The envelope of a payload msgspec refused, or None to skip it (never a reconnect).
+
+        Reconnecting would not help: Discord replays the same payload after the RESUME, so the
+        shard would loop on it. A payload whose `op`, `s` and `t` are readable is handled as
+        usual with `d` as received (a dispatch is relayed; its consumers dead-letter what they
+        cannot read). One that is not even that is skipped without touching the resume point:
+        its seq is unknown, and the next confirmed event moves past it.
+        """
+        salvaged = salvage_envelope(data)
+        if salvaged is None:
+            self.malformed["skipped"] += 1
+            self._log.warning(
+                "payload skipped: not a readable gateway payload",
+                error=str(error),
+                size=len(data),
+                resume_seq=self._resume_seq,
+            )
+            return None
+        self.malformed["relayed"] += 1
+        self._log.warning(
+            "payload 'd' cannot be decoded; handled as received",
+            error=str(error),
+            op=salvaged.op,
+            seq=salvaged.s,
+            event_name=salvaged.t,
+            size=len(data),
+        )
+        return _Envelope(salvaged.op, msgspec.Raw(salvaged.d), salvaged.s, salvaged.t)
+
     def _on_session_event(self, name: str, raw: msgspec.Raw) -> None:
         if name == "READY":
-            info = _decode_ready(raw)
+            try:
+                info = _decode_ready(raw)
+            except _UNDECODABLE as exc:
+                # No session to resume or relay under: a new connection (and IDENTIFY) it is.
+                raise TransportError(f"READY cannot be decoded: {exc}") from None
             self._session_id = info.session_id
             self._resume_url = info.resume_gateway_url or self._gateway_url
             self._log.info("ready", session_id=info.session_id)
@@ -677,12 +745,33 @@ class Shard:
 
 
 def _guild_id(name: str, raw: msgspec.Raw) -> str | None:
-    """The event's guild id as a string, decoding only that one top-level field."""
+    """The event's guild id as a string, decoding only that one top-level field.
+
+    Only a snowflake (an integer in 0..2**64-1) becomes a header: anything else a hostile
+    payload puts there (a megabyte string, a huge number) could break the AMQP frame.
+    """
     try:
         if name in _GUILD_IS_ID:
             value = _decode_guild_id(raw).id
         else:
             value = _decode_guild_ref(raw).guild_id
-    except msgspec.DecodeError:
+    except _UNDECODABLE:
+        value = _salvage_guild_id(name, bytes(raw))
+    if isinstance(value, str):
+        if not (0 < len(value) <= 20 and value.isascii() and value.isdigit()):
+            return None
+        return value if len(value) < 20 or int(value) < _MAX_SNOWFLAKE else None
+    return None if value is None or not 0 <= value < _MAX_SNOWFLAKE else str(value)
+
+
+def _salvage_guild_id(name: str, d: bytes) -> str | int | None:
+    """The guild id of a `d` msgspec refuses as a whole (see `salvage`)."""
+    fields = top_level_fields(d)
+    raw = None if fields is None else fields.get(b"id" if name in _GUILD_IS_ID else b"guild_id")
+    if raw is None:
         return None
-    return None if value is None else str(value)
+    try:
+        value: str | int | None = _decode_snowflake(raw)
+    except _UNDECODABLE:
+        return None
+    return value

@@ -14,6 +14,14 @@ the rest of the last socket read unparsed and pauses reading the TCP socket; the
 back on Discord. Reading resumes once the queue drains below half that. So a stalled shard holds
 at most ~512 KiB of messages, one message in progress and one socket read (<= 256 KiB).
 
+Size bounds (hostile or broken servers): aiohttp refuses a websocket message of
+`max_message_size` bytes or more from its frame header, before buffering it; the zlib-stream
+buffer of a payload split over several messages is held to the same bound; and a payload
+inflates incrementally, at most `max_payload_size` + 1 bytes (zlib `max_length`, zstd through
+a stream writer whose sink refuses the byte past the bound), so a decompression bomb costs one
+bound's worth of memory, never its inflated size. Either bound raises `PayloadTooLarge`: the
+connection closes and the shard resumes.
+
 One `ClientSession` per connection, closed with it: a shard reconnects rarely, and a session of
 its own means no pool, cookie jar or DNS cache shared between shards that could outlive a failure.
 """
@@ -24,18 +32,20 @@ import asyncio
 import urllib.request
 import zlib
 from types import ModuleType
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, NamedTuple, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
-from aiohttp import ClientWebSocketResponse, WSMsgType
+from aiohttp import ClientWebSocketResponse, WebSocketError, WSCloseCode, WSMsgType
+from structlog.stdlib import BoundLogger
 
 from spectacles.models import close_policy
+from spectacles.observability import get_logger
 
 from .config import Compression
 from .errors import ServerClosed, TransportError
 
-__all__ = ["GatewayTransport", "build_gateway_url", "env_proxy"]
+__all__ = ["GatewayTransport", "PayloadTooLarge", "SizeLimits", "build_gateway_url", "env_proxy"]
 
 
 def _inflate_module() -> ModuleType:
@@ -54,9 +64,12 @@ _INFLATE_ERRORS: Final = (zlib.error, _inflate.error)
 API_VERSION: Final = 10
 # zlib-stream: every payload ends with a Z_SYNC_FLUSH, whose last four bytes are these.
 ZLIB_SUFFIX: Final = b"\x00\x00\xff\xff"
-# Discord payloads (GUILD_CREATE of a large guild) can be many megabytes; never refuse them
-# (aiohttp: 0 is no limit).
-MAX_MESSAGE_SIZE: Final = 0
+# Discord's largest real payloads (GUILD_CREATE of a huge guild) are several MiB inflated; 64 MiB
+# leaves an order of magnitude of headroom and still bounds what one connection can allocate.
+DEFAULT_MAX_MESSAGE_SIZE: Final = 64 * 1024 * 1024
+DEFAULT_MAX_PAYLOAD_SIZE: Final = 64 * 1024 * 1024
+# zstd output is handed over in chunks of this size, so the bound is checked at this grain.
+_ZSTD_CHUNK: Final = 256 * 1024
 OPEN_TIMEOUT: Final = 10.0
 CLOSE_TIMEOUT: Final = 2.0
 USER_AGENT: Final = "DiscordBot (https://github.com/spec-tacles, 0.1) spectacles"
@@ -67,8 +80,30 @@ _UNSENDABLE_CODES: Final = frozenset({NO_STATUS_RCVD, 1006, 1015})
 _BINARY: Final = WSMsgType.BINARY
 _TEXT: Final = WSMsgType.TEXT
 _CLOSE: Final = WSMsgType.CLOSE
+_TOO_BIG: Final = WSCloseCode.MESSAGE_TOO_BIG
 # Session closes started by `abort()`, referenced until done (the loop holds tasks weakly).
 _aborting: set[asyncio.Task[None]] = set()
+
+
+class PayloadTooLarge(TransportError):
+    """A message or inflated payload over its configured bound (hostile or broken server)."""
+
+
+class SizeLimits(NamedTuple):
+    """Per-connection bounds, in bytes (`gateway.max_message_size`, `gateway.max_payload_size`)."""
+
+    message: int = DEFAULT_MAX_MESSAGE_SIZE
+    payload: int = DEFAULT_MAX_PAYLOAD_SIZE
+
+
+DEFAULT_LIMITS: Final = SizeLimits()
+
+
+def _payload_too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"payload inflates past {limit} bytes (gateway.max_payload_size): refused before "
+        "allocating it (decompression bomb or broken server)"
+    )
 
 
 class _Decompressor(Protocol):
@@ -77,55 +112,109 @@ class _Decompressor(Protocol):
 
 
 class _Plain:
+    def __init__(self, limits: SizeLimits = DEFAULT_LIMITS) -> None:
+        self._limit = limits.payload
+
     def feed(self, frame: bytes) -> bytes | None:
+        if len(frame) > self._limit:
+            raise _payload_too_large(self._limit)
         return frame
 
 
 class _ZlibStream:
     """One inflate context for the whole connection; frames buffered up to the sync-flush."""
 
-    def __init__(self) -> None:
-        self._decompress = _inflate.decompressobj().decompress
+    def __init__(self, limits: SizeLimits = DEFAULT_LIMITS) -> None:
+        self._inflater = _inflate.decompressobj()
         self._buffer = bytearray()
+        self._limits = limits
 
     def feed(self, frame: bytes) -> bytes | None:
+        if not self._buffer and frame.endswith(ZLIB_SUFFIX):
+            return self._inflate(frame)  # fast path: a payload in one frame
+        self._buffer += frame
+        if len(self._buffer) >= self._limits.message:
+            raise PayloadTooLarge(
+                f"compressed payload over {self._limits.message} bytes without its "
+                "sync-flush (gateway.max_message_size)"
+            )
+        if not self._buffer.endswith(ZLIB_SUFFIX):
+            return None
+        data = self._inflate(self._buffer)
+        self._buffer.clear()
+        return data
+
+    def _inflate(self, compressed: bytes | bytearray) -> bytes:
+        limit = self._limits.payload
         try:
-            if not self._buffer and frame.endswith(ZLIB_SUFFIX):
-                data: bytes = self._decompress(frame)  # fast path: a payload in one frame
-                return data
-            self._buffer += frame
-            if not self._buffer.endswith(ZLIB_SUFFIX):
-                return None
-            data = self._decompress(self._buffer)
+            # One byte past the bound tells a payload of exactly `limit` from a bigger one; zlib
+            # stops there and keeps the rest of the input in `unconsumed_tail`, never inflated.
+            data: bytes = self._inflater.decompress(compressed, limit + 1)
+            while self._inflater.unconsumed_tail and len(data) <= limit:
+                # A backend may stop short of `max_length` with input left (zlib does not).
+                tail = self._inflater.unconsumed_tail
+                data += self._inflater.decompress(tail, limit + 1 - len(data))
         except _INFLATE_ERRORS as exc:
             raise TransportError(f"corrupt compressed payload: {exc}") from exc
-        self._buffer.clear()
+        if len(data) > limit:
+            raise _payload_too_large(limit)
+        return data
+
+
+class _BoundedSink:
+    """Where the zstd stream writer puts its output; refuses the byte past the bound."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, chunk: bytes) -> int:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise _payload_too_large(self.limit)
+        self.parts.append(bytes(chunk))
+        return len(chunk)
+
+    def take(self) -> bytes:
+        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        self.parts.clear()
+        self.size = 0
         return data
 
 
 class _ZstdStream:
-    """One zstd stream for the connection; each websocket message is one flushed payload."""
+    """One zstd stream for the connection; each websocket message is one flushed payload.
 
-    def __init__(self) -> None:
+    `zstandard`'s decompressobj has no output bound, its stream writer does: it hands the output
+    to `_BoundedSink` in `_ZSTD_CHUNK` pieces as it inflates, and the sink stops it.
+    """
+
+    def __init__(self, limits: SizeLimits = DEFAULT_LIMITS) -> None:
         import zstandard
 
-        self._decompressor = zstandard.ZstdDecompressor().decompressobj()
+        self._sink = _BoundedSink(limits.payload)
+        self._writer = zstandard.ZstdDecompressor().stream_writer(
+            self._sink,  # type: ignore[arg-type]  # only `write` is called on it
+            write_size=_ZSTD_CHUNK,
+            closefd=False,
+        )
         self._error: type[Exception] = zstandard.ZstdError
 
     def feed(self, frame: bytes) -> bytes | None:
         try:
-            data: bytes = self._decompressor.decompress(frame)
+            self._writer.write(frame)
         except self._error as exc:
             raise TransportError(f"corrupt compressed payload: {exc}") from exc
-        return data
+        return self._sink.take()
 
 
-def _decompressor(compress: Compression) -> _Decompressor:
+def _decompressor(compress: Compression, limits: SizeLimits) -> _Decompressor:
     if compress == "zlib-stream":
-        return _ZlibStream()
+        return _ZlibStream(limits)
     if compress == "zstd-stream":
-        return _ZstdStream()
-    return _Plain()
+        return _ZstdStream(limits)
+    return _Plain(limits)
 
 
 def build_gateway_url(base: str, compress: Compression) -> str:
@@ -158,15 +247,25 @@ class GatewayTransport:
         session: aiohttp.ClientSession,
         ws: ClientWebSocketResponse[Literal[False]],
         compress: Compression,
+        limits: SizeLimits = DEFAULT_LIMITS,
+        log: BoundLogger | None = None,
     ) -> None:
         self._session = session
         self._ws = ws
-        self._decompressor = _decompressor(compress)
+        self._limits = limits
+        self._log = log if log is not None else get_logger("spectacles.gateway.transport")
+        self._decompressor = _decompressor(compress, limits)
         self._server_closed: tuple[int, str] | None = None
 
     @classmethod
-    async def connect(cls, url: str, compress: Compression) -> GatewayTransport:
-        """Open a websocket to `url` (query parameters added here)."""
+    async def connect(
+        cls,
+        url: str,
+        compress: Compression,
+        limits: SizeLimits = DEFAULT_LIMITS,
+        log: BoundLogger | None = None,
+    ) -> GatewayTransport:
+        """Open a websocket to `url` (query parameters added here); `log` reports refusals."""
         session = aiohttp.ClientSession(
             headers={"User-Agent": USER_AGENT},
             # No session-wide deadline: OPEN_TIMEOUT bounds the handshake, then no read timeout.
@@ -177,7 +276,7 @@ class GatewayTransport:
                 ws = await session.ws_connect(
                     build_gateway_url(url, compress),
                     proxy=env_proxy(url),
-                    max_msg_size=MAX_MESSAGE_SIZE,
+                    max_msg_size=limits.message,
                     compress=0,  # transport compression is Discord's own, not permessage-deflate
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
                     heartbeat=None,  # Discord's heartbeats are the liveness check
@@ -190,7 +289,7 @@ class GatewayTransport:
             if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError | ValueError):
                 raise TransportError(f"cannot connect to the gateway: {exc!r}") from exc
             raise
-        return cls(session, ws, compress)
+        return cls(session, ws, compress, limits, log)
 
     async def receive(self) -> bytes:
         """The next whole payload (hot path: one await per websocket frame)."""
@@ -200,12 +299,22 @@ class GatewayTransport:
             message = await receive()
             kind = message.type
             if kind is _BINARY or kind is _TEXT:
-                data = feed(message.data)
+                try:
+                    data = feed(message.data)
+                except PayloadTooLarge as exc:
+                    raise self._refused(exc) from None
                 if data is not None:
                     return data
             elif kind is _CLOSE:
                 raise await self._on_close(message.data, message.extra or "")
             else:  # CLOSED (connection lost), ERROR (protocol error) or CLOSING
+                if isinstance(message.data, WebSocketError) and message.data.code == _TOO_BIG:
+                    raise self._refused(
+                        PayloadTooLarge(
+                            f"websocket message of {self._limits.message} bytes or more "
+                            f"(gateway.max_message_size): {message.data}"
+                        )
+                    )
                 raise self._lost(message.data)
 
     async def send(self, payload: bytes) -> None:
@@ -250,6 +359,12 @@ class GatewayTransport:
             except Exception:  # the server may already have dropped the connection
                 pass
         return ServerClosed(code, reason, close_policy(code))
+
+    def _refused(self, error: PayloadTooLarge) -> PayloadTooLarge:
+        self._log.error(
+            "gateway payload over the size limit; closing the connection", error=str(error)
+        )
+        return error
 
     def _lost(self, cause: object) -> TransportError:
         if self._server_closed is not None:

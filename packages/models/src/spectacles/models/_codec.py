@@ -21,6 +21,7 @@ from ._events import (
     MessageCreate,
     Ready,
 )
+from ._interactions import Interaction
 from ._payloads import UnavailableGuild
 from ._snowflake import Snowflake
 
@@ -47,6 +48,7 @@ EVENT_MODELS: Final[dict[str, type[msgspec.Struct]]] = {
     "GUILD_MEMBER_UPDATE": GuildMemberUpdate,
     "GUILD_MEMBER_REMOVE": GuildMemberRemove,
     "GUILD_BAN_ADD": GuildBanAdd,
+    "INTERACTION_CREATE": Interaction,
 }
 
 

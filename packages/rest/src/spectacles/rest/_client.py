@@ -11,11 +11,13 @@ import aiohttp
 
 from spectacles.models import (
     AllowedMentions,
+    ApplicationCommand,
     Channel,
     GatewayBot,
     Guild,
     Member,
     Message,
+    PartialApplication,
     User,
     decode_model,
 )
@@ -45,6 +47,8 @@ class RestClient:
     ``max_retries`` bounds 5xx/connection retries (backoff ``backoff_base`` doubling up to
     ``backoff_max``); ``max_ratelimit_retries`` bounds 429 retries, and a 429 asking to wait
     longer than ``max_ratelimit_wait`` seconds is raised as :class:`RateLimited` instead.
+    ``proxy_auth`` is the REST proxy's shared secret (default: ``REST_PROXY_AUTH``), sent as
+    ``X-Spectacles-Proxy-Auth`` to any base URL that is not Discord itself.
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class RestClient:
         backoff_max: float = 10.0,
         request_timeout: float = 30.0,
         user_agent: str = USER_AGENT,
+        proxy_auth: str | None = None,
     ) -> None:
         self.http = HTTPClient(
             token,
@@ -76,6 +81,7 @@ class RestClient:
             backoff_max=backoff_max,
             request_timeout=request_timeout,
             user_agent=user_agent,
+            proxy_auth=proxy_auth,
         )
 
     async def __aenter__(self) -> Self:
@@ -249,3 +255,82 @@ class RestClient:
     async def get_gateway_bot(self) -> GatewayBot:
         """Gateway URL, recommended shard count and the IDENTIFY budget of this bot."""
         return await self._fetch(GatewayBot, Route("GET", "/gateway/bot"))
+
+    # -- application commands -------------------------------------------------------------
+
+    async def get_current_application(self) -> PartialApplication:
+        """The bot's own application (its id is what command routes need)."""
+        return await self._fetch(PartialApplication, Route("GET", "/applications/@me"))
+
+    async def get_application_commands(
+        self, application_id: int, *, guild_id: int | None = None
+    ) -> list[ApplicationCommand]:
+        """The registered commands, global or of one guild."""
+        return await self._fetch(
+            list[ApplicationCommand], _commands_route("GET", application_id, guild_id)
+        )
+
+    async def create_application_command(
+        self,
+        application_id: int,
+        command: ApplicationCommand | Mapping[str, Any],
+        *,
+        guild_id: int | None = None,
+    ) -> ApplicationCommand:
+        """Create a command, or update the one with the same name (Discord upserts by name).
+
+        Unlike the bulk overwrite (``PUT``), this never deletes other commands.
+        """
+        route = _commands_route("POST", application_id, guild_id)
+        return await self._fetch(ApplicationCommand, route, json=command)
+
+    # -- interactions (exempt from the global rate limit) ---------------------------------
+
+    async def create_interaction_response(
+        self, interaction_id: int, token: str, response: Mapping[str, Any]
+    ) -> None:
+        """Answer an interaction once, within 3 s: ``{"type": 4, "data": {...}}`` or a defer."""
+        route = Route(
+            "POST",
+            "/interactions/{interaction_id}/{interaction_token}/callback",
+            interaction_id=interaction_id,
+            interaction_token=token,
+        )
+        await self.http.request(route, json=response)
+
+    async def edit_original_response(
+        self, application_id: int, token: str, message: Mapping[str, Any]
+    ) -> Message:
+        """Edit the interaction's first answer (fills in a deferred one)."""
+        route = Route(
+            "PATCH",
+            "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+            webhook_id=application_id,
+            webhook_token=token,
+        )
+        return await self._fetch(Message, route, json=message)
+
+    async def create_followup_message(
+        self, application_id: int, token: str, message: Mapping[str, Any]
+    ) -> Message:
+        """Send another message for an answered interaction (up to 15 minutes later)."""
+        route = Route(
+            "POST",
+            "/webhooks/{webhook_id}/{webhook_token}",
+            webhook_id=application_id,
+            webhook_token=token,
+        )
+        return await self._fetch(Message, route, json=message)
+
+
+def _commands_route(method: str, application_id: int, guild_id: int | None) -> Route:
+    if guild_id is None:
+        return Route(
+            method, "/applications/{application_id}/commands", application_id=application_id
+        )
+    return Route(
+        method,
+        "/applications/{application_id}/guilds/{guild_id}/commands",
+        application_id=application_id,
+        guild_id=guild_id,
+    )

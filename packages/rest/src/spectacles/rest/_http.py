@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 from spectacles.models import encode
 from spectacles.observability import get_logger, register_secret
@@ -25,12 +26,29 @@ from ._metrics import RATE_LIMITED, REQUEST_SECONDS, REQUESTS, RETRIES
 from ._ratelimit import RateLimiter, parse_429
 from ._route import Route
 
-__all__ = ["API_URL_ENV", "DEFAULT_API_URL", "USER_AGENT", "HTTPClient", "resolve_base_url"]
+__all__ = [
+    "API_URL_ENV",
+    "DEFAULT_API_URL",
+    "PROXY_AUTH_ENV",
+    "PROXY_AUTH_HEADER",
+    "PROXY_ERROR_HEADER",
+    "USER_AGENT",
+    "HTTPClient",
+    "resolve_base_url",
+]
 
 _log = get_logger("spectacles.rest")
 
 API_URL_ENV: Final = "DISCORD_API_URL"
 DEFAULT_API_URL: Final = "https://discord.com/api/v10"
+#: The REST proxy's shared secret: clients send it in ``PROXY_AUTH_HEADER``, separate from
+#: Discord's own ``Authorization: Bot ...``, so both work in the proxy's two modes.
+PROXY_AUTH_ENV: Final = "REST_PROXY_AUTH"
+PROXY_AUTH_HEADER: Final = "X-Spectacles-Proxy-Auth"
+#: Marks answers the proxy wrote itself (Discord never saw the request).
+PROXY_ERROR_HEADER: Final = "X-Spectacles-Proxy-Error"
+#: Hosts that are Discord itself: the proxy secret is never sent there.
+_DISCORD_HOSTS: Final = ("discord.com", "discordapp.com")
 
 
 def _package_version() -> str:
@@ -99,6 +117,7 @@ class HTTPClient:
         backoff_max: float = 10.0,
         request_timeout: float = 30.0,
         user_agent: str = USER_AGENT,
+        proxy_auth: str | None = None,
     ) -> None:
         if token is not None:
             token = token.strip().removeprefix("Bot ").strip()
@@ -124,6 +143,10 @@ class HTTPClient:
         self._headers: dict[str, str] = {"User-Agent": user_agent}
         if token is not None:
             self._headers["Authorization"] = f"Bot {token}"
+        proxy_auth = os.environ.get(PROXY_AUTH_ENV, "") if proxy_auth is None else proxy_auth
+        if proxy_auth.strip() and not _is_discord(self.base_url):
+            register_secret(proxy_auth.strip())
+            self._headers[PROXY_AUTH_HEADER] = proxy_auth.strip()
 
     async def __aenter__(self) -> Self:
         return self
@@ -201,7 +224,8 @@ class HTTPClient:
             status = answer.status
             REQUESTS.labels(route.method, route.template, str(status)).inc()
             scope = answer.headers.get("X-RateLimit-Scope")
-            self.invalid_request_guard.record(status, scope)
+            if PROXY_ERROR_HEADER not in answer.headers:  # Discord never saw proxy refusals
+                self.invalid_request_guard.record(status, scope)
             if 200 <= status < 300:
                 return answer.body
             if status == 429:
@@ -293,6 +317,11 @@ class HTTPClient:
             **details,
         )
         await asyncio.sleep(delay)
+
+
+def _is_discord(base_url: str) -> bool:
+    host = (URL(base_url).host or "").lower()
+    return any(host == d or host.endswith(f".{d}") for d in _DISCORD_HOSTS)
 
 
 def _encode_reason(reason: str) -> str:

@@ -14,6 +14,13 @@ MAJOR_PARAMETERS: Final = ("channel_id", "guild_id", "webhook_id", "webhook_toke
 
 #: Path prefixes that Discord exempts from the 50 req/s global limit.
 _GLOBAL_EXEMPT_PREFIXES: Final = ("/interactions/",)
+#: ``/webhooks/{id}/{token}...``: token-authenticated webhooks, among them the interaction
+#: webhooks (follow-ups, the original response), are not bound to the bot's global limit.
+_TOKEN_WEBHOOK: Final = re.compile(r"^/webhooks/[^/]+/[^/?]+")
+
+
+def _uses_global_limit(path: str) -> bool:
+    return not (path.startswith(_GLOBAL_EXEMPT_PREFIXES) or _TOKEN_WEBHOOK.match(path))
 
 
 class Route:
@@ -40,7 +47,7 @@ class Route:
     @property
     def uses_global_limit(self) -> bool:
         """Whether the request counts against the bot's global limit."""
-        return not self.path.startswith(_GLOBAL_EXEMPT_PREFIXES)
+        return _uses_global_limit(self.path)
 
     def __repr__(self) -> str:
         return f"Route({self.method} {self.path})"
@@ -78,4 +85,4 @@ def route_key_for_path(method: str, path: str) -> tuple[str, str, bool]:
             template.append(segment)
         previous = segment
     route = "/" + "/".join(template)
-    return f"{method.upper()} {route}", ":".join(major), not route.startswith("/interactions/")
+    return f"{method.upper()} {route}", ":".join(major), _uses_global_limit(route)

@@ -20,7 +20,7 @@ from spectacles.simulator._stats import RestCall, Stats
 __all__ = ["API_PREFIX", "RestApi"]
 
 API_PREFIX: Final = "/api/v10"
-_MAJOR_PARAMETERS: Final = ("channel_id", "guild_id", "webhook_id")
+_MAJOR_PARAMETERS: Final = ("channel_id", "guild_id", "webhook_id", "interaction_token")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _decode = msgspec.json.Decoder().decode
 
@@ -31,6 +31,9 @@ class _Route:
     template: str
     handler: Handler
     auth: bool = True
+    # Routes the token in the path authorises (interaction responses) have route buckets
+    # but are outside the global limit.
+    global_limit: bool = True
 
     @property
     def key(self) -> str:
@@ -86,6 +89,10 @@ class RestApi:
         self.limiter = limiter
         self.stats = stats
         self._authorization = f"Bot {self.config.token}"
+        # Routes of other modules (application commands, interactions), set before register().
+        self.extra_routes: list[_Route] = []
+        # The application's key and interactions endpoint (see `_webhook_out.py`).
+        self.application_fields: Callable[[], dict[str, Any]] = dict
 
     def routes(self) -> list[_Route]:
         """Every route, as (method, template) → handler."""
@@ -109,6 +116,7 @@ class RestApi:
             _Route("GET", "/channels/{channel_id}/messages", self.get_messages),
             _Route("GET", "/channels/{channel_id}/messages/{message_id}", self.get_message),
             _Route("POST", "/channels/{channel_id}/messages", self.create_message),
+            *self.extra_routes,
         ]
 
     def register(self, app: web.Application) -> None:
@@ -133,7 +141,12 @@ class RestApi:
                 )
             else:
                 major_value = request.match_info.get(major, "") if major else ""
-                verdict = self.limiter.check(route.key, major_value) if route.auth else None
+                limited = route.auth or not route.global_limit
+                verdict = (
+                    self.limiter.check(route.key, major_value, count_global=route.global_limit)
+                    if limited
+                    else None
+                )
                 if verdict is not None and not verdict.allowed:
                     self.stats.rate_limited += 1
                     if verdict.is_global:
@@ -154,6 +167,9 @@ class RestApi:
     def _log(self, request: web.Request, status: int, bucket: str | None) -> None:
         self.stats.rest_requests += 1
         path = request.path.removeprefix(API_PREFIX)
+        token = request.match_info.get("interaction_token")
+        if token:  # an interaction token is a credential: keep it out of the log
+            path = path.replace(token, "{token}")
         reason = _audit_reason(request)
         self.stats.rest_log.append(
             RestCall(time.time(), request.method, path, status, bucket, reason)
@@ -209,6 +225,7 @@ class RestApi:
                 "redirect_uris": [],
                 "tags": [],
                 "approximate_guild_count": len(self.world.guilds),
+                **self.application_fields(),
             }
         )
 

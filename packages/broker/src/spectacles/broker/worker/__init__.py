@@ -1,7 +1,11 @@
-"""The worker SDK: a bot feature is a ``Worker`` plus a few ``@worker.on(EVENT)`` handlers.
+"""The worker SDK: a bot feature is a ``Worker`` plus slash commands and event handlers.
 
 ```python
 worker = Worker("ping")
+
+@worker.command("ping", description="Latency check")
+async def ping(interaction: Interaction, ctx: CommandContext) -> None:
+    await ctx.respond("Pong!")
 
 @worker.on("MESSAGE_CREATE")
 async def on_message(message: MessageCreate, ctx: Context) -> None:
@@ -12,7 +16,9 @@ worker.run()
 """
 
 from spectacles.broker.worker._commands import CommandSender
+from spectacles.broker.worker._commands_app import CommandHandler
 from spectacles.broker.worker._context import Context
+from spectacles.broker.worker._interaction_context import CommandContext
 from spectacles.broker.worker._settings import (
     DEFAULT_API_URL,
     QueueType,
@@ -23,6 +29,8 @@ from spectacles.broker.worker._worker import Handler, Worker
 
 __all__ = [
     "DEFAULT_API_URL",
+    "CommandContext",
+    "CommandHandler",
     "CommandSender",
     "Context",
     "Handler",

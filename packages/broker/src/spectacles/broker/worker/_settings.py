@@ -22,6 +22,13 @@ DEFAULT_API_URL: Final = "https://discord.com/api/v10"
 # hoarding messages that another replica could take.
 DEFAULT_CONCURRENCY: Final = 16
 DEFAULT_METRICS_ADDRESS: Final = "0.0.0.0:8080"
+# Discord fails an interaction not answered within 3 s; deferring at 2.5 s leaves the defer
+# itself half a second to arrive.
+DEFAULT_COMMAND_DEFER_AFTER: Final = 2.5
+# Seconds in-flight handlers get after SIGTERM before they are cancelled and their messages go
+# back to the queue. Closing the channel and the connection can take up to ~10 s more when the
+# broker is slow, so 15 s stays inside Compose's stop_grace_period (30 s) before its SIGKILL.
+DEFAULT_DRAIN_TIMEOUT: Final = 15.0
 
 QueueType = Literal["quorum", "classic"]
 _QUEUE_TYPES: Final = ("quorum", "classic")
@@ -52,6 +59,12 @@ class WorkerSettings:
     log_level: str = "INFO"
     log_format: str = ""
     metrics_address: str = DEFAULT_METRICS_ADDRESS
+    # The REST proxy's shared secret (REST_PROXY_AUTH), sent as X-Spectacles-Proxy-Auth.
+    rest_proxy_auth: str = field(default="", repr=False)
+    application_id: int | None = None
+    command_guild_ids: tuple[int, ...] = ()
+    command_defer_after: float = DEFAULT_COMMAND_DEFER_AFTER
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
 
     def __post_init__(self) -> None:
         if not self.discord_token.strip():
@@ -90,6 +103,17 @@ class WorkerSettings:
             parse_address(self.metrics_address)
         except ValueError as exc:
             raise WorkerConfigError("METRICS_ADDRESS", str(exc)) from exc
+        if not 0 < self.command_defer_after < 3:
+            raise WorkerConfigError(
+                "COMMANDS_DEFER_AFTER",
+                f"{self.command_defer_after} must be between 0 and 3 seconds (Discord's limit)",
+            )
+        if not 0 < self.drain_timeout <= 3600:
+            raise WorkerConfigError(
+                "WORKER_DRAIN_TIMEOUT",
+                f"{self.drain_timeout} must be a number of seconds above 0 (at most 3600); "
+                "keep it ~10 s below the container's stop grace period",
+            )
 
     @property
     def broker(self) -> BrokerSettings:
@@ -121,8 +145,21 @@ class WorkerSettings:
             raise WorkerConfigError(
                 "WORKER_QUEUE_TYPE", f"{queue_type!r} must be one of {', '.join(_QUEUE_TYPES)}"
             )
+        drain_text = env.get("WORKER_DRAIN_TIMEOUT") or str(DEFAULT_DRAIN_TIMEOUT)
+        try:
+            drain_timeout = float(drain_text)
+        except ValueError:
+            raise WorkerConfigError(
+                "WORKER_DRAIN_TIMEOUT", f"{drain_text!r} is not a number of seconds"
+            ) from None
         return cls(
             discord_token=token,
+            application_id=_snowflake(env, "DISCORD_APPLICATION_ID"),
+            command_guild_ids=tuple(
+                _snowflake({"COMMANDS_GUILD_IDS": part}, "COMMANDS_GUILD_IDS") or 0
+                for part in (env.get("COMMANDS_GUILD_IDS") or "").replace(",", " ").split()
+            ),
+            command_defer_after=_seconds(env, "COMMANDS_DEFER_AFTER", DEFAULT_COMMAND_DEFER_AFTER),
             amqp_url=env.get("AMQP_URL") or DEFAULT_AMQP_URL,
             amqp_url_order=env.get("AMQP_URL_ORDER") or "shuffle",
             group=env.get("BROKER_GROUP") or DEFAULT_GROUP,
@@ -132,4 +169,25 @@ class WorkerSettings:
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             log_format=(env.get("LOG_FORMAT") or "").lower(),
             metrics_address=env.get("METRICS_ADDRESS") or DEFAULT_METRICS_ADDRESS,
+            rest_proxy_auth=env.get("REST_PROXY_AUTH", "").strip(),
+            drain_timeout=drain_timeout,
         )
+
+
+def _snowflake(env: Mapping[str, str], key: str) -> int | None:
+    raw = (env.get(key) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise WorkerConfigError(key, f"{raw!r} is not a Discord id (digits only)")
+    return int(raw)
+
+
+def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = (env.get(key) or "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise WorkerConfigError(key, f"{raw!r} is not a number of seconds") from None

@@ -12,7 +12,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -26,9 +26,26 @@ from spectacles.broker.delivery import Delivery
 from spectacles.broker.errors import BrokerUnavailable, DeadLetter
 from spectacles.broker.worker import _metrics as metrics
 from spectacles.broker.worker._commands import CommandSender
+from spectacles.broker.worker._commands_app import (
+    CommandHandler,
+    CommandRouter,
+    CommandSpec,
+    build_definition,
+    register_commands,
+)
 from spectacles.broker.worker._context import Context
-from spectacles.broker.worker._settings import QueueType, WorkerConfigError, WorkerSettings
-from spectacles.models import DISPATCH_EVENTS, DecodeError, decode_event
+from spectacles.broker.worker._settings import (
+    DEFAULT_COMMAND_DEFER_AFTER,
+    QueueType,
+    WorkerConfigError,
+    WorkerSettings,
+)
+from spectacles.models import (
+    DISPATCH_EVENTS,
+    ApplicationCommandOption,
+    DecodeError,
+    decode_event,
+)
 from spectacles.observability import (
     HealthServer,
     configure_logging,
@@ -86,6 +103,7 @@ class Worker:
         self._rest: RestClient | None = None
         self._commands: CommandSender | None = None
         self._consumer: Consumer | None = None
+        self._router = CommandRouter(name, self._defer_after)
         self._in_flight = metrics.IN_FLIGHT.labels(name)
         self._event_metrics: dict[str, metrics.EventMetrics] = {}
 
@@ -105,8 +123,42 @@ class Worker:
 
         def register(handler: Handler[E]) -> Handler[E]:
             if event in self._handlers:
-                raise ValueError(f"worker {self.name!r} already has a handler for {event}")
+                raise ValueError(
+                    f"worker {self.name!r} already has a handler for {event}"
+                    + (" (its @command routing)" if self._router.commands else "")
+                )
             self._handlers[event] = handler
+            return handler
+
+        return register
+
+    def command(
+        self,
+        name: str,
+        *,
+        description: str,
+        options: Sequence[ApplicationCommandOption | dict[str, Any]] = (),
+        defer_ephemeral: bool = False,
+    ) -> Callable[[CommandHandler], CommandHandler]:
+        """Register the decorated coroutine as the slash command ``/name``.
+
+        The command is registered with Discord at start (upserted, globally or in
+        ``COMMANDS_GUILD_IDS``); the handler gets ``(interaction, ctx)`` and answers with
+        ``ctx.respond(...)``. A handler still running after ``COMMANDS_DEFER_AFTER`` seconds is
+        deferred (``defer_ephemeral`` decides whether that "thinking..." is only for the user).
+        """
+        definition = build_definition(name, description, options)
+
+        def register(handler: CommandHandler) -> CommandHandler:
+            if not self._router.commands:
+                if "INTERACTION_CREATE" in self._handlers:
+                    raise ValueError(
+                        f"worker {self.name!r} handles INTERACTION_CREATE itself; "
+                        "use either @on('INTERACTION_CREATE') or @command, not both"
+                    )
+                self._handlers["INTERACTION_CREATE"] = self._router.dispatch
+                self._startup_hooks.insert(0, self._register_commands)
+            self._router.add(CommandSpec(definition, handler, defer_ephemeral))
             return handler
 
         return register
@@ -124,6 +176,25 @@ class Worker:
         """Run ``hook`` at stop, after the last in-flight handler finished (usable as decorator)."""
         self._shutdown_hooks.append(hook)
         return hook
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        """The slash commands this worker owns (their names)."""
+        return tuple(self._router.commands)
+
+    async def _register_commands(self) -> None:
+        assert self._settings is not None and self._rest is not None  # a startup hook
+        await register_commands(
+            self._rest,
+            [spec.definition for spec in self._router.commands.values()],
+            application_id=self._settings.application_id,
+            guild_ids=self._settings.command_guild_ids,
+            log=self._log,
+        )
+
+    def _defer_after(self) -> float:
+        settings = self._settings
+        return settings.command_defer_after if settings else DEFAULT_COMMAND_DEFER_AFTER
 
     @property
     def events(self) -> tuple[str, ...]:
@@ -165,7 +236,11 @@ class Worker:
                 HealthServer(settings.metrics_address, ready=self.ready)
             )
             self._rest = await stack.enter_async_context(
-                RestClient(settings.discord_token, base_url=settings.discord_api_url)
+                RestClient(
+                    settings.discord_token,
+                    base_url=settings.discord_api_url,
+                    proxy_auth=settings.rest_proxy_auth,
+                )
             )
             self._broker = await stack.enter_async_context(await Broker.connect(settings.broker))
             self._commands = CommandSender(settings.broker)
@@ -184,6 +259,8 @@ class Worker:
                 queue_type=self._queue_type or settings.queue_type,
                 single_active_consumer=self.single_active_consumer,
                 on_outcome=self._on_outcome,
+                # past it, handlers are cancelled and their messages return to the queue
+                stop_timeout=settings.drain_timeout,
             )
             await consumer.start()
             self._consumer = consumer
@@ -228,7 +305,12 @@ class Worker:
         """Run until SIGTERM/SIGINT, then stop gracefully and exit 0 (the console script's body).
 
         Bad configuration exits 2 and an unreachable RabbitMQ exits 1, each with one clear line.
+        SIGTERM is honoured from the first line on, also while still connecting: as PID 1 in a
+        container a signal without a handler is ignored, and Compose would SIGKILL after its
+        grace period.
         """
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _exit_before_start)
         try:
             settings = self._settings or WorkerSettings.from_env()
         except WorkerConfigError as exc:
@@ -251,7 +333,21 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await self.start(settings)
+            # A signal during start-up (connecting, declaring, startup hooks) cancels it at once;
+            # start() unwinds what it had opened.
+            starting = asyncio.create_task(self.start(settings), name=f"start:{self.name}")
+            stopping = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                self._log.info("worker stopped before it finished starting")
+                return
+            starting.result()  # raises what start() raised, e.g. BrokerUnavailable
             try:
                 await stop.wait()
             finally:
@@ -302,7 +398,7 @@ class Worker:
             raise
         except Exception:
             counters.failed.inc()
-            final = delivery.attempt >= self.max_attempts
+            final = delivery.attempt - delivery.interruptions >= self.max_attempts
             ctx.log.exception(
                 "handler failed", will_retry=not final, max_attempts=self.max_attempts
             )
@@ -384,6 +480,11 @@ def _as_int(value: object) -> int | None:
     if isinstance(value, str | bytes) and value.strip().isdigit():
         return int(value)
     return None
+
+
+def _exit_before_start(signum: int, frame: object) -> None:
+    """SIGTERM/SIGINT before the event loop took over: nothing runs yet, so just leave."""
+    raise SystemExit(0)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -26,9 +26,11 @@ from spectacles.observability import get_logger, parse_address, register_secret
 
 from .._errors import InvalidRequestLimitReached
 from .._guard import InvalidRequestGuard
+from .._http import PROXY_AUTH_ENV, PROXY_AUTH_HEADER, PROXY_ERROR_HEADER
 from .._ratelimit import RateLimiter, parse_429
 from .._route import route_key_for_path
 from ._config import ProxySettings
+from ._interactions import IngressOffer
 
 __all__ = ["RestProxy", "TooManyTokens", "token_key"]
 
@@ -49,6 +51,7 @@ _HOP_BY_HOP: Final = frozenset(
         "upgrade",
         "host",
         "content-length",
+        PROXY_AUTH_HEADER.lower(),  # the proxy's own credential never goes upstream
     }
 )
 _VERSION_PREFIX: Final = re.compile(r"^/v\d+(?=/|$)")
@@ -94,12 +97,16 @@ class RestProxy:
     Also serves ``/healthz``, ``/readyz`` and ``/metrics`` on the same port.
     """
 
-    def __init__(self, settings: ProxySettings) -> None:
+    def __init__(self, settings: ProxySettings, *, ingress: IngressOffer | None = None) -> None:
         self.settings = settings
+        self.ingress = ingress  # hands interaction answers to a waiting HTTP ingress
         self._host, self._port = parse_address(settings.address)
         self._auth = f"Bot {settings.token}" if settings.token else None
         if settings.token:
             register_secret(settings.token)
+        self._proxy_secret = settings.auth.encode() if settings.auth else None
+        if settings.auth:
+            register_secret(settings.auth)
         self._limiters: dict[str, RateLimiter] = {}
         # Discord counts invalid requests per IP, and the proxy is one IP for all tokens.
         self.invalid_request_guard = InvalidRequestGuard(settings.invalid_request_threshold)
@@ -111,8 +118,8 @@ class RestProxy:
 
     def make_app(self) -> web.Application:
         """The aiohttp application (exposed for embedding in another server)."""
-        # Attachments can be large; Discord itself caps uploads well under this.
-        app = web.Application(client_max_size=100 * 1024 * 1024)
+        # Bodies beyond the limit are refused (413) by aiohttp while reading, before any upstream.
+        app = web.Application(client_max_size=self.settings.max_body_bytes)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
@@ -132,13 +139,27 @@ class RestProxy:
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self._host, self._port)
         await self._site.start()
+        if self.ingress is not None:
+            await self.ingress.start()
         _log.info(
             "rest_proxy.started",
             address=f"{self._host}:{self.port}",
             upstream=self.settings.upstream,
             injects_token=self._auth is not None,
+            requires_proxy_auth=self._proxy_secret is not None,
+            max_body_bytes=self.settings.max_body_bytes,
             global_limit=self.settings.global_limit,
         )
+        if self._proxy_secret is None:
+            _log.warning(
+                "rest_proxy.anonymous_access",
+                injects_token=self._auth is not None,
+                hint=(
+                    f"anyone who can reach {self._host}:{self.port} may use the proxy"
+                    + (" AS THE BOT" if self._auth is not None else "")
+                    + f" and spend its invalid-request budget; set {PROXY_AUTH_ENV}"
+                ),
+            )
 
     async def stop(self) -> None:
         """Stop listening (in-flight requests finish first), then close the upstream session."""
@@ -146,6 +167,8 @@ class RestProxy:
             await self._runner.cleanup()
             self._runner = None
             self._site = None
+        if self.ingress is not None:
+            await self.ingress.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -192,6 +215,13 @@ class RestProxy:
 
     # -- forwarding -----------------------------------------------------------------------
 
+    def _is_proxy_client(self, request: web.Request) -> bool:
+        """Whether the request carries ``REST_PROXY_AUTH`` (compared in constant time)."""
+        if self._proxy_secret is None:
+            return True
+        sent = request.headers.get(PROXY_AUTH_HEADER, "").strip().encode("utf-8", "replace")
+        return hmac.compare_digest(sent, self._proxy_secret)
+
     def _is_own_token(self, authorization: str) -> bool:
         """With ``DISCORD_TOKEN`` set, the proxy is that bot's alone: other tokens are refused."""
         assert self.settings.token is not None
@@ -204,12 +234,27 @@ class RestProxy:
         api_path = _VERSION_PREFIX.sub("", raw_path.removeprefix("/api"), count=1) or "/"
         bucket_route, major, use_global = route_key_for_path(request.method, api_path)
         template = bucket_route.partition(" ")[2]
+        if not self._is_proxy_client(request):
+            # Refused here: no limiter, no upstream call, nothing counted by the guard.
+            _REQUESTS.labels(request.method, template, "401").inc()
+            return _proxy_error(
+                401, f"401: Unauthorized (send {PROXY_AUTH_HEADER}: the proxy's {PROXY_AUTH_ENV})"
+            )
+        too_big = _body_too_big(request, self.settings.max_body_bytes)
+        if too_big is not None:
+            _REQUESTS.labels(request.method, template, "413").inc()
+            return too_big
         authorization = request.headers.get("Authorization") or None
         if self._auth is not None:
             if authorization is not None and not self._is_own_token(authorization):
                 _REQUESTS.labels(request.method, template, "401").inc()
-                # Discord's own answer, so clients raise their usual Unauthorized.
-                return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+                # Discord's own answer, so clients raise their usual Unauthorized (marked as the
+                # proxy's, so their invalid-request guards do not count what Discord never saw).
+                return web.json_response(
+                    {"message": "401: Unauthorized", "code": 0},
+                    status=401,
+                    headers={PROXY_ERROR_HEADER: "1"},
+                )
             authorization = self._auth
         try:
             limiter = self.limiter_for(authorization)
@@ -224,7 +269,16 @@ class RestProxy:
             headers["Authorization"] = authorization
         # Already percent-encoded by the client: forward it byte for byte (emoji in paths).
         url = URL(self.settings.upstream + api_path + (f"?{query}" if query else ""), encoded=True)
-        body = await request.read()
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:  # a chunked body without Content-Length
+            _REQUESTS.labels(request.method, template, "413").inc()
+            return _too_big(self.settings.max_body_bytes)
+        if self.ingress is not None:
+            taken = await self.ingress.offer(request.method, api_path, request.headers, body)
+            if taken is not None:
+                _REQUESTS.labels(request.method, template, str(taken.status)).inc()
+                return taken
         response = await self._send(
             request.method, url, headers, body, limiter, bucket_route, major, use_global
         )
@@ -324,14 +378,28 @@ def _maybe_json(headers: CIMultiDictProxy[str], payload: bytes) -> bytes:
     return b"" if headers.get("Content-Encoding") else payload
 
 
+def _body_too_big(request: web.Request, limit: int) -> web.Response | None:
+    """413 at once when the declared length is over the limit (nothing is read)."""
+    length = request.content_length
+    return _too_big(limit) if length is not None and length > limit else None
+
+
+def _too_big(limit: int) -> web.Response:
+    return _proxy_error(413, f"request body larger than REST_PROXY_MAX_BODY_BYTES={limit}")
+
+
 def _proxy_error(status: int, message: str, *, retry_after: float | None = None) -> web.Response:
-    headers = {"X-Spectacles-Proxy-Error": "1"}
+    headers = {PROXY_ERROR_HEADER: "1"}
     if retry_after is not None:
         headers["Retry-After"] = f"{max(retry_after, 0.0):.3f}"
     return web.json_response({"code": 0, "message": message}, status=status, headers=headers)
 
 
-async def serve_forever(settings: ProxySettings, stop: asyncio.Event) -> None:
-    """Run a proxy until ``stop`` is set."""
-    async with RestProxy(settings):
+async def serve_forever(
+    settings: ProxySettings, stop: asyncio.Event, *, ingress: IngressOffer | None = None
+) -> None:
+    """Run a proxy until ``stop`` is set (not at all if it already is)."""
+    if stop.is_set():
+        return
+    async with RestProxy(settings, ingress=ingress):
         await stop.wait()

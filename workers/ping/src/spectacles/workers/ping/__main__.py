@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from spectacles.broker.worker import Context, Worker, WorkerSettings
-from spectacles.models import MessageCreate
-from spectacles.workers.ping.handlers import PingConfig, answer_ping
+from spectacles.broker.worker import CommandContext, Context, Worker, WorkerSettings
+from spectacles.models import Interaction, MessageCreate
+from spectacles.workers.ping.handlers import (
+    PING_OPTIONS,
+    PingConfig,
+    answer_ping,
+    answer_ping_command,
+)
 
 __all__ = ["build_worker", "main"]
 
@@ -16,6 +21,10 @@ WORKER_NAME = "ping"
 def build_worker(config: PingConfig, settings: WorkerSettings | None = None) -> Worker:
     """The ping worker (settings from the environment at start unless given)."""
     worker = Worker(WORKER_NAME, settings=settings)
+
+    @worker.command("ping", description="Check the bot's latency", options=PING_OPTIONS)
+    async def ping_command(interaction: Interaction, ctx: CommandContext) -> None:
+        await answer_ping_command(interaction, ctx)
 
     @worker.on("MESSAGE_CREATE")
     async def on_message(message: MessageCreate, ctx: Context) -> None:

@@ -1,4 +1,7 @@
-"""The ping feature as plain async functions: testable with a REST client and no RabbitMQ."""
+"""The ping feature as plain async functions: testable with a REST client and no RabbitMQ.
+
+``/ping`` (a slash command) and ``!ping`` (a message) get the same answer.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,36 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from spectacles.models import AllowedMentions, Message, MessageCreate, Snowflake
+from spectacles.broker.worker import CommandContext
+from spectacles.models import (
+    AllowedMentions,
+    ApplicationCommandOption,
+    ApplicationCommandOptionType,
+    Interaction,
+    Message,
+    MessageCreate,
+    Snowflake,
+)
 from spectacles.rest import RestClient
 
-__all__ = ["PingConfig", "answer_ping", "is_ping", "latency_ms", "pong_text"]
+__all__ = [
+    "PING_OPTIONS",
+    "PingConfig",
+    "answer_ping",
+    "answer_ping_command",
+    "is_ping",
+    "latency_ms",
+    "pong_text",
+]
+
+#: ``/ping ephemeral:True`` answers so that only the caller sees it.
+PING_OPTIONS: Final = (
+    ApplicationCommandOption(
+        type=ApplicationCommandOptionType.BOOLEAN,
+        name="ephemeral",
+        description="Only you see the answer",
+    ),
+)
 
 DEFAULT_PREFIX: Final = "!"
 DEFAULT_COMMAND: Final = "ping"
@@ -68,6 +97,16 @@ async def answer_ping(
         reply_to=message.id,
         allowed_mentions=AllowedMentions(parse=[], replied_user=False),
     )
+
+
+async def answer_ping_command(
+    interaction: Interaction, ctx: CommandContext, now: datetime | None = None
+) -> None:
+    """Answer ``/ping`` with ``Pong! N ms``, the time since the interaction was created."""
+    sent = Snowflake(interaction.id).created_at
+    latency = max(0, round(((now or datetime.now(UTC)) - sent).total_seconds() * 1000))
+    ephemeral = interaction.option("ephemeral", False) is True
+    await ctx.respond(f"Pong! {latency} ms", ephemeral=ephemeral)
 
 
 def _sent_at(message: MessageCreate) -> datetime:
