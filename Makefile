@@ -4,6 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "$$HOME/.local/bin/uv")
 PYTEST_ARGS ?=
 
 .PHONY: help uv sync test test-rmq4 lint fmt up demo down logs ps e2e bench new-worker
+.PHONY: up-cluster demo-cluster e2e-cluster
 
 help:
 	@echo "make demo        the whole stack against the built-in Discord simulator (no token needed)"
@@ -14,6 +15,8 @@ help:
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
 	@echo "make fmt         ruff format + ruff check --fix"
 	@echo "make e2e         build the images and run the demo stack end to end"
+	@echo "make up-cluster / demo-cluster   the same on a 3-node RabbitMQ cluster"
+	@echo "make e2e-cluster a RabbitMQ node killed under load: nothing lost, the bot keeps working"
 	@echo "make bench       benchmarks; results go to bench/results/"
 	@echo "make new-worker NAME=foo   scaffold workers/foo"
 
@@ -46,6 +49,12 @@ up demo down logs ps:
 
 e2e:
 	@bash tests/e2e/run.sh
+
+up-cluster demo-cluster:
+	@bash scripts/stack.sh $@
+
+e2e-cluster:
+	@bash tests/e2e/run_cluster.sh
 
 bench: sync
 	@$$(command -v uv || echo $$HOME/.local/bin/uv) run --frozen python bench/run_all.py $(BENCH_ARGS)

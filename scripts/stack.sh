@@ -3,6 +3,7 @@
 #   up     the stack against real Discord (needs DISCORD_TOKEN in .env)
 #   demo   the stack against the built-in Discord simulator (chat + raid scenarios), no token
 #          (extra arguments of up/demo go to `compose up`, e.g. stack.sh demo --scale ping=3)
+#   up-cluster / demo-cluster   the same on a 3-node RabbitMQ cluster (docker-compose.cluster.yml)
 #   down   stop and remove the stack's containers (add -v to drop RabbitMQ's volume too)
 #   logs   follow the logs (optionally of some services: stack.sh logs ping raid-guard)
 #   ps     list the services and their health
@@ -47,6 +48,7 @@ require_engine() {
 compose() {
   local files=(-f docker-compose.yml)
   [ "${WITH_DEMO:-0}" = 1 ] && files+=(-f docker-compose.demo.yml)
+  [ "${WITH_CLUSTER:-0}" = 1 ] && files+=(-f docker-compose.cluster.yml)
   [ -f docker-compose.override.yml ] && files+=(-f docker-compose.override.yml)
   "${COMPOSE_CMD[@]}" "${files[@]}" "$@"
 }
@@ -199,10 +201,13 @@ main() {
   case $target in
     up) cmd_up "$@" ;;
     demo) cmd_demo "$@" ;;
-    down) require_engine; WITH_DEMO=1 compose --profile demo down --remove-orphans "$@" ;;
-    logs) require_engine; WITH_DEMO=1 compose --profile demo logs -f --tail=200 "$@" ;;
-    ps) require_engine; WITH_DEMO=1 compose --profile demo ps "$@" ;;
-    *) die "usage: bash scripts/stack.sh up|demo|down|logs|ps" ;;
+    # The cluster overlay (three RabbitMQ nodes); down/logs/ps include it, so they cover both.
+    up-cluster) WITH_CLUSTER=1 cmd_up "$@" ;;
+    demo-cluster) WITH_CLUSTER=1 cmd_demo "$@" ;;
+    down) require_engine; WITH_DEMO=1 WITH_CLUSTER=1 compose --profile demo down --remove-orphans "$@" ;;
+    logs) require_engine; WITH_DEMO=1 WITH_CLUSTER=1 compose --profile demo logs -f --tail=200 "$@" ;;
+    ps) require_engine; WITH_DEMO=1 WITH_CLUSTER=1 compose --profile demo ps "$@" ;;
+    *) die "usage: bash scripts/stack.sh up|demo|up-cluster|demo-cluster|down|logs|ps" ;;
   esac
 }
 

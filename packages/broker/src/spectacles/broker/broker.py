@@ -23,6 +23,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from spectacles.observability import get_logger, register_secret
 
+from ._endpoints import address_of, connect_first
 from .errors import BrokerUnavailable, ConnectionLost
 from .settings import BrokerSettings
 from .topology import Topology
@@ -75,6 +76,7 @@ class Broker:
         self._closing = False
         self._keep_alive_task: asyncio.Task[None] | None = None
         self._on_lost: list[ConnectionListener] = []
+        self._node: str | None = None  # the URL of the node we are (or were last) connected to
         self.reconnects = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -104,11 +106,11 @@ class Broker:
         """Open the first connection (fail fast) and start supervising it."""
         if self._keep_alive_task is not None:
             return
-        if self.settings.password:
-            register_secret(self.settings.password)
+        for password in self.settings.passwords:
+            register_secret(password)
         try:
             self._adopt(await self._open())
-        except CONNECTION_ERRORS as exc:
+        except (BrokerUnavailable, *CONNECTION_ERRORS) as exc:
             raise self._unavailable(exc) from None
         self._keep_alive_task = asyncio.create_task(
             self._keep_alive(), name=f"broker-keep-alive:{self.connection_name}"
@@ -200,9 +202,21 @@ class Broker:
 
     # -- internals ----------------------------------------------------------------------------
 
+    @property
+    def node(self) -> str | None:
+        """``host:port`` of the node the connection goes (or last went) to."""
+        return address_of(self._node) if self._node is not None else None
+
     async def _open(self) -> AbstractConnection:
+        """Connect to the first node that answers, the node just lost last (cluster failover)."""
+        self._node, connection = await connect_first(
+            self.settings.endpoints, self._open_node, last_lost=self._node
+        )
+        return connection
+
+    async def _open_node(self, url: str) -> AbstractConnection:
         return await aio_pika.connect(
-            self.settings.amqp_url,
+            url,
             timeout=self._connect_timeout,
             client_properties={"connection_name": self.connection_name},
         )
@@ -262,13 +276,12 @@ class Broker:
                 continue
             self.reconnects += 1
             self._adopt(connection)
-            log.info("broker.reconnected", host=self.settings.host, attempt=attempt)
+            log.info("broker.reconnected", host=self.node, attempt=attempt)
             return
 
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
         detail = _describe(exc)
-        password = self.settings.password
-        if password:
+        for password in self.settings.passwords:
             detail = detail.replace(password, "***")
         return BrokerUnavailable(
             f"cannot connect to RabbitMQ at {self.settings.host} ({detail}); check AMQP_URL "

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 
 from .broker import Broker
 from .dead_letters import list_dead, purge_dead, replay_dead
 from .errors import BrokerError
-from .settings import BrokerSettings
+from .settings import AmqpUrlError, BrokerSettings
 
 __all__ = ["main"]
 
@@ -30,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
 async def _run(args: argparse.Namespace) -> int:
     settings = BrokerSettings.from_env()
     if args.group:
-        settings = BrokerSettings(amqp_url=settings.amqp_url, group=args.group)
+        settings = dataclasses.replace(settings, group=args.group)
     broker = await Broker.connect(settings, connection_name="spectacles:dead-letters")
     try:
         if args.action == "list":
@@ -54,6 +55,9 @@ def main() -> None:
     args = _parser().parse_args()
     try:
         code = asyncio.run(_run(args))
+    except AmqpUrlError as exc:  # a bad AMQP_URL / AMQP_URL_ORDER: a config error
+        print(f"spectacles-dead-letters: {exc}", file=sys.stderr)
+        code = 2
     except BrokerError as exc:
         print(f"spectacles-dead-letters: {exc}", file=sys.stderr)
         code = 1

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from spectacles.broker._confirm import ConfirmListener
+from spectacles.broker._endpoints import connect_first
 from spectacles.broker._frames import (
     PropertiesTemplate,
     encode_content,
@@ -95,7 +96,10 @@ class Publisher:
         if close_timeout < 0 or heartbeat < 0:
             raise ValueError("close_timeout and heartbeat must be >= 0 (heartbeat 0 disables it)")
         self._settings = settings
-        self._endpoint = AmqpEndpoint(settings.amqp_url)
+        self._endpoints = settings.endpoints
+        # The node in use (or last used); its address names the broker in errors.
+        self._endpoint = AmqpEndpoint(self._endpoints.urls[0])
+        self._node_url: str | None = None
         self._max_in_flight = max_in_flight
         self._publish_timeout = publish_timeout
         self._connect_timeout = connect_timeout
@@ -483,8 +487,20 @@ class Publisher:
     # -- connection lifecycle ------------------------------------------------------------------
 
     async def _open_connection(self) -> PublishConnection:
+        """Connect to the first node that answers, the node just lost last (cluster failover).
+
+        Nothing in flight carries over: a lost connection failed its unconfirmed publishes, so
+        the caller republishes them (same message_id) on whichever node answers now.
+        """
+        self._node_url, connection = await connect_first(
+            self._endpoints, self._open_node, last_lost=self._node_url
+        )
+        self._endpoint = AmqpEndpoint(self._node_url)
+        return connection
+
+    async def _open_node(self, url: str) -> PublishConnection:
         return await PublishConnection.open(
-            self._endpoint,
+            AmqpEndpoint(url),
             self._listener,
             heartbeat=self._heartbeat,
             timeout=self._connect_timeout,
@@ -554,7 +570,7 @@ class Publisher:
             if self._closed:
                 await connection.close(1.0)
                 return
-            log.info("reconnected to RabbitMQ", attempt=attempt)
+            log.info("reconnected to RabbitMQ", attempt=attempt, node=self._endpoint.address)
             self._install(connection)
             return
 

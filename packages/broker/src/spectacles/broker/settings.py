@@ -1,4 +1,8 @@
-"""Connection settings for RabbitMQ, read from the environment once in an entry point."""
+"""Connection settings for RabbitMQ, read from the environment once in an entry point.
+
+``AMQP_URL`` may list several comma-separated URLs (the nodes of a cluster); ``AMQP_URL_ORDER``
+says whether clients try them shuffled (default) or in order. See ``_endpoints``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,18 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_AMQP_URL", "DEFAULT_GROUP", "BrokerSettings", "redact_url"]
+from ._endpoints import ORDERS, AmqpEndpoints, AmqpUrlError, redact_url
+
+__all__ = [
+    "DEFAULT_AMQP_URL",
+    "DEFAULT_GROUP",
+    "ORDERS",
+    "AmqpEndpoints",
+    "AmqpUrlError",
+    "BrokerSettings",
+    "redact_url",
+]
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_GROUP = "gateway"
@@ -18,30 +31,16 @@ DEFAULT_GROUP = "gateway"
 _GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 
 
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe to log or put in an error."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
-
-
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
     """Where RabbitMQ is and which group (events exchange / queue prefix) this service uses."""
 
-    amqp_url: str = DEFAULT_AMQP_URL
+    amqp_url: str = DEFAULT_AMQP_URL  # one URL, or several separated by commas
     group: str = DEFAULT_GROUP
+    url_order: str = "shuffle"  # "shuffle" or "in-order": how clients pick among the URLs
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.amqp_url)
-        if parts.scheme not in {"amqp", "amqps"} or not parts.hostname:
-            raise ValueError(
-                f"AMQP_URL {redact_url(self.amqp_url)!r} is not an AMQP URL; "
-                "expected e.g. amqp://user:password@host:5672/vhost"
-            )
+        self.endpoints  # noqa: B018 - raises AmqpUrlError naming AMQP_URL(_ORDER) and the position
         if not _GROUP_RE.match(self.group):
             raise ValueError(
                 f"BROKER_GROUP {self.group!r} is invalid; use letters, digits and . _ : - "
@@ -49,30 +48,43 @@ class BrokerSettings:
             )
 
     @property
+    def endpoints(self) -> AmqpEndpoints:
+        """The broker nodes and the order to try them in."""
+        return AmqpEndpoints.parse(self.amqp_url, self.url_order)
+
+    @property
     def host(self) -> str:
-        """``host:port`` of the broker, for messages (never includes credentials)."""
-        parts = urlsplit(self.amqp_url)
-        default_port = 5671 if parts.scheme == "amqps" else 5672
-        return f"{parts.hostname}:{parts.port or default_port}"
+        """``host:port[,host:port...]`` of the broker node(s), for messages (no credentials)."""
+        return self.endpoints.addresses
 
     @property
     def password(self) -> str | None:
-        """The password in the URL (for scrubbing it out of error texts; never log it)."""
-        return urlsplit(self.amqp_url).password
+        """The (first) password in the URLs (for scrubbing error texts; never log it)."""
+        passwords = self.endpoints.passwords
+        return passwords[0] if passwords else None
+
+    @property
+    def passwords(self) -> tuple[str, ...]:
+        """Every password in the URLs (to register as secrets; never log them)."""
+        return self.endpoints.passwords
 
     @property
     def safe_url(self) -> str:
-        """The URL with the password redacted."""
-        return redact_url(self.amqp_url)
+        """The URL(s) with the passwords redacted."""
+        return ",".join(redact_url(url) for url in self.endpoints.urls)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BrokerSettings:
-        """Read ``AMQP_URL`` and ``BROKER_GROUP`` (empty values mean the defaults)."""
+        """Read ``AMQP_URL``, ``AMQP_URL_ORDER``, ``BROKER_GROUP`` (empty means the default)."""
         env = os.environ if environ is None else environ
         return cls(
             amqp_url=env.get("AMQP_URL") or DEFAULT_AMQP_URL,
             group=env.get("BROKER_GROUP") or DEFAULT_GROUP,
+            url_order=env.get("AMQP_URL_ORDER") or "shuffle",
         )
 
     def __repr__(self) -> str:
-        return f"BrokerSettings(amqp_url={self.safe_url!r}, group={self.group!r})"
+        return (
+            f"BrokerSettings(amqp_url={self.safe_url!r}, group={self.group!r}, "
+            f"url_order={self.url_order!r})"
+        )

@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if config is None:
         raise SystemExit(EXIT_CONFIG)
     register_secret(config.token)
-    register_secret(urlsplit(config.amqp_url).password)
+    for url in config.amqp_url.split(","):
+        register_secret(urlsplit(url).password)
     if args.command == "check-config":
         print(json.dumps(config.redacted(), indent=2))
         for warning in config.warnings:

@@ -18,6 +18,8 @@ from spectacles.broker.commands import encode_command, parse_command
 from spectacles.broker.consumer import Consumer
 from spectacles.broker.delivery import Delivery
 from spectacles.broker.errors import DeadLetter, InvalidCommand
+from spectacles.broker.queue_type import declarable_spec_type
+from spectacles.broker.topology import QueueType
 from spectacles.observability import get_logger
 
 from . import metrics
@@ -57,19 +59,30 @@ class CommandRelay:
         """Declare each shard's commands queue and start consuming it."""
         topology = self._broker.topology
         for shard_id, shard in self._shards.items():
-            consumer = Consumer(
-                self._broker,
-                worker=f"commands.shard.{shard_id}",
-                events=(),
-                handler=self._handler(shard),
-                prefetch=1,  # keep each shard's commands in order
-                max_attempts=3,
-                queue_type="classic",
-                exchange=topology.commands_exchange,
-                queue=topology.commands_queue(shard_id),
-                routing_keys=[topology.commands_routing_key(shard_id)],
-                stop_timeout=5.0,
-            )
+
+            def consumer_of(
+                kind: QueueType, shard_id: int = shard_id, shard: Shard = shard
+            ) -> Consumer:
+                return Consumer(
+                    self._broker,
+                    worker=f"commands.shard.{shard_id}",
+                    events=(),
+                    handler=self._handler(shard),
+                    prefetch=1,  # keep each shard's commands in order
+                    max_attempts=3,
+                    queue_type=kind,
+                    exchange=topology.commands_exchange,
+                    queue=topology.commands_queue(shard_id),
+                    routing_keys=[topology.commands_routing_key(shard_id)],
+                    stop_timeout=5.0,
+                )
+
+            # Quorum, so commands survive a node of a cluster; a queue an older version made
+            # classic keeps its type (a warning says how to migrate) instead of a 406 at start.
+            consumer = consumer_of("quorum")
+            kind = await declarable_spec_type(self._broker, consumer.spec)
+            if kind != "quorum":
+                consumer = consumer_of(kind)
             await consumer.start()
             self._consumers.append(consumer)
 

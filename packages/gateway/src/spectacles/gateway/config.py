@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from spectacles.broker.settings import ORDERS, AmqpEndpoints, AmqpUrlError
 from spectacles.models import (
     ALL_INTENTS,
     DISPATCH_EVENTS,
@@ -75,6 +76,7 @@ ENV_KEYS: Final[Mapping[str, str]] = {
     "DISCORD_GATEWAY_URL": "gateway.url",
     "GATEWAY_IDENTIFY_LOCK": "gateway.identify_lock",
     "AMQP_URL": "amqp.url",
+    "AMQP_URL_ORDER": "amqp.url_order",
     "BROKER_GROUP": "broker.group",
     "LOG_LEVEL": "log.level",
     "LOG_FORMAT": "log.format",
@@ -171,7 +173,8 @@ class GatewayConfig:
     token: str = field(repr=False)
     events: frozenset[str]
     intents: Intents
-    amqp_url: str = field(default=DEFAULT_AMQP_URL, repr=False)
+    amqp_url: str = field(default=DEFAULT_AMQP_URL, repr=False)  # comma-separated for a cluster
+    amqp_url_order: str = "shuffle"
     broker_group: str = "gateway"
     shards: ShardSettings = ShardSettings()
     gateway: GatewaySettings = GatewaySettings()
@@ -189,7 +192,10 @@ class GatewayConfig:
             "intents": sorted(i.name or str(i.value) for i in Intents if i in self.intents),
             "intents_value": int(self.intents),
             "broker": {"type": "amqp", "group": self.broker_group},
-            "amqp": {"url": redact_url(self.amqp_url)},
+            "amqp": {
+                "urls": [redact_url(url) for url in self.amqp_url.split(",")],
+                "url_order": self.amqp_url_order,
+            },
             "shards": {
                 "count": self.shards.count or 0,
                 "ids": "all" if self.shards.ids is None else format_shard_ids(self.shards.ids),
@@ -455,6 +461,29 @@ def _shard_ids(key: str, value: Any) -> tuple[int, ...] | None:
     return parse_shard_ids(value, key)
 
 
+def _amqp_urls(amqp: _Section) -> str:
+    """The broker nodes, comma-joined and validated.
+
+    `amqp.url` holds one URL or several comma-separated (AMQP_URL lands there), `amqp.urls` a list
+    of a cluster's nodes; `amqp.url` wins when both are set.
+    """
+    listed = amqp.take("urls", _str_list, None)
+    single = amqp.take("url", _str, None)
+    key, value = "amqp.url", cast(str | list[str], single or DEFAULT_AMQP_URL)
+    if listed is not None and single is None:
+        key, value = "amqp.urls", listed
+    try:
+        return ",".join(AmqpEndpoints.parse(value, key=key).urls)
+    except AmqpUrlError as exc:
+        raise ConfigError(exc.key, exc.problem) from None
+
+
+def _str_list(key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(key, 'expected a list of URLs, e.g. ["amqp://rabbit-1//"]')
+    return cast(list[str], value)
+
+
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     """Overlay the environment variables onto the file's data (environment wins)."""
     merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
@@ -497,7 +526,8 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     broker.finish()
 
     amqp = root.section("amqp")
-    amqp_url = amqp.take("url", _url(("amqp", "amqps")), DEFAULT_AMQP_URL)
+    amqp_url = _amqp_urls(amqp)
+    amqp_url_order = amqp.take("url_order", _choice(ORDERS), "shuffle")
     amqp.finish()
 
     shards_section = root.section("shards")
@@ -572,6 +602,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         events=events,
         intents=intents,
         amqp_url=amqp_url,
+        amqp_url_order=amqp_url_order,
         broker_group=group,
         shards=shards,
         gateway=gateway,

@@ -104,7 +104,9 @@ class GatewayService:
             await self.health.start()
             log.info("health and metrics listening", port=self.health.port)
         plan = await self._plan()
-        settings = BrokerSettings(amqp_url=config.amqp_url, group=config.broker_group)
+        settings = BrokerSettings(
+            amqp_url=config.amqp_url, group=config.broker_group, url_order=config.amqp_url_order
+        )
         self.publisher = await Publisher.connect(
             settings,
             max_in_flight=config.gateway.max_in_flight,

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import aio_pika
 import aiormq
@@ -31,6 +31,8 @@ import msgspec
 from aio_pika.abc import AbstractChannel
 
 from spectacles.broker.broker import CONNECTION_ERRORS, Broker
+from spectacles.broker.queue_type import declarable_type
+from spectacles.broker.topology import QueueType
 from spectacles.observability import get_logger
 
 from .config import SessionStoreSettings
@@ -53,6 +55,7 @@ STORE_TIMEOUT: Final = 5.0
 # Re-declare (refresh `x-expires`) this often at most: publishes alone do not keep a queue alive.
 REDECLARE_AFTER: Final = 3600.0
 _decode_state: Final = msgspec.json.Decoder(SessionState).decode
+_NO_DELIVERY_LIMIT: Final = 2**31 - 1
 
 
 class SessionStore(Protocol):
@@ -169,6 +172,7 @@ class AmqpSessionStore:
         self._channel: AbstractChannel | None = None
         # Queues declared on the current channel, and when (monotonic seconds).
         self._declared: dict[str, float] = {}
+        self._types: dict[str, QueueType] = {}
         self._lock = asyncio.Lock()
 
     async def _open(self) -> AbstractChannel:
@@ -191,15 +195,14 @@ class AmqpSessionStore:
         now = time.monotonic()
         if declared_at is not None and now - declared_at < REDECLARE_AFTER:
             return await channel.get_queue(name, ensure=False)
+        # Quorum: replicated on a cluster (it supports last-value, per-message TTL and x-expires
+        # from RabbitMQ 3.10); a queue an older version made classic keeps its type.
+        kind = self._types.get(name) or await declarable_type(
+            self._broker, name, "quorum", _session_queue_arguments("quorum")
+        )
+        self._types[name] = kind
         queue = await channel.declare_queue(
-            name,
-            durable=True,
-            arguments={
-                "x-queue-type": "classic",
-                "x-max-length": 1,
-                "x-overflow": "drop-head",
-                "x-expires": QUEUE_EXPIRES_MS,
-            },
+            name, durable=True, arguments=_session_queue_arguments(kind)
         )
         self._declared[name] = now
         return queue
@@ -243,6 +246,20 @@ class AmqpSessionStore:
         if channel is not None and not channel.is_closed:
             with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
                 await channel.close()
+
+
+def _session_queue_arguments(kind: QueueType) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "x-queue-type": kind,
+        "x-max-length": 1,
+        "x-overflow": "drop-head",
+        "x-expires": QUEUE_EXPIRES_MS,
+    }
+    if kind == "quorum":
+        # A load's requeue counts as a delivery: RabbitMQ 4 would drop the session after 20
+        # loads (its default limit). -1 ("no limit" on 4) drops at once on 3.x, hence the maximum.
+        arguments["x-delivery-limit"] = _NO_DELIVERY_LIMIT
+    return arguments
 
 
 def create_session_store(settings: SessionStoreSettings, broker: Broker | None) -> SessionStore:

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import sys
-from urllib.parse import urlsplit
 
 from spectacles.broker.errors import BrokerUnavailable
 from spectacles.observability import HealthServer, configure_logging, get_logger, register_secret
@@ -24,7 +23,8 @@ def main() -> None:
     except (ConfigError, ValueError) as exc:
         print(f"spectacles-interactions: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    register_secret(urlsplit(settings.amqp_url).password)
+    for password in settings.broker.passwords:
+        register_secret(password)
     try:
         asyncio.run(_run(settings, metrics_address))
     except BrokerUnavailable as exc:

@@ -7,7 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from spectacles.broker.settings import DEFAULT_AMQP_URL, DEFAULT_GROUP, BrokerSettings
+from spectacles.broker.settings import (
+    DEFAULT_AMQP_URL,
+    DEFAULT_GROUP,
+    AmqpUrlError,
+    BrokerSettings,
+)
 from spectacles.observability import parse_address
 
 from ._signature import public_key_from_hex
@@ -34,8 +39,9 @@ class IngressSettings:
 
     public_key: str
     address: str = DEFAULT_ADDRESS
-    amqp_url: str = field(default=DEFAULT_AMQP_URL, repr=False)
+    amqp_url: str = field(default=DEFAULT_AMQP_URL, repr=False)  # comma-separated on a cluster
     group: str = DEFAULT_GROUP
+    amqp_url_order: str = "shuffle"
     response_timeout: float = DEFAULT_RESPONSE_TIMEOUT
     max_age: float = DEFAULT_MAX_AGE
     shard_count: int = 1
@@ -51,6 +57,8 @@ class IngressSettings:
             raise ConfigError("INTERACTIONS_ADDRESS", str(exc)) from None
         try:
             self.broker  # noqa: B018 - validates AMQP_URL and BROKER_GROUP
+        except AmqpUrlError as exc:
+            raise ConfigError(exc.key, exc.problem) from None
         except ValueError as exc:
             key = "BROKER_GROUP" if str(exc).startswith("BROKER_GROUP") else "AMQP_URL"
             raise ConfigError(key, str(exc).split(" ", 1)[1]) from None
@@ -67,7 +75,9 @@ class IngressSettings:
     @property
     def broker(self) -> BrokerSettings:
         """The RabbitMQ part."""
-        return BrokerSettings(amqp_url=self.amqp_url, group=self.group)
+        return BrokerSettings(
+            amqp_url=self.amqp_url, group=self.group, url_order=self.amqp_url_order
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngressSettings:
@@ -84,6 +94,7 @@ class IngressSettings:
             address=env.get("INTERACTIONS_ADDRESS") or DEFAULT_ADDRESS,
             amqp_url=env.get("AMQP_URL") or DEFAULT_AMQP_URL,
             group=env.get("BROKER_GROUP") or DEFAULT_GROUP,
+            amqp_url_order=env.get("AMQP_URL_ORDER") or "shuffle",
             response_timeout=_number(
                 env, "INTERACTIONS_RESPONSE_TIMEOUT", DEFAULT_RESPONSE_TIMEOUT
             ),

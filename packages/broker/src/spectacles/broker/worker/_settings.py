@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from spectacles.broker._endpoints import AmqpUrlError
 from spectacles.broker.settings import DEFAULT_AMQP_URL, DEFAULT_GROUP, BrokerSettings
 from spectacles.observability import parse_address
 
@@ -50,6 +51,7 @@ class WorkerSettings:
 
     discord_token: str = field(repr=False)
     amqp_url: str = field(default=DEFAULT_AMQP_URL, repr=False)  # may carry a password
+    amqp_url_order: str = "shuffle"  # how to pick among several AMQP_URL nodes
     group: str = DEFAULT_GROUP
     discord_api_url: str = DEFAULT_API_URL
     concurrency: int = DEFAULT_CONCURRENCY
@@ -72,6 +74,8 @@ class WorkerSettings:
             )
         try:
             self.broker  # noqa: B018 - validates AMQP_URL and BROKER_GROUP with their own messages
+        except AmqpUrlError as exc:
+            raise WorkerConfigError(exc.key, exc.problem) from exc
         except ValueError as exc:
             key = "BROKER_GROUP" if str(exc).startswith("BROKER_GROUP") else "AMQP_URL"
             raise WorkerConfigError(key, str(exc).split(" ", 1)[1]) from exc
@@ -114,7 +118,9 @@ class WorkerSettings:
     @property
     def broker(self) -> BrokerSettings:
         """The RabbitMQ part, in the broker package's own type."""
-        return BrokerSettings(amqp_url=self.amqp_url, group=self.group)
+        return BrokerSettings(
+            amqp_url=self.amqp_url, group=self.group, url_order=self.amqp_url_order
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -155,6 +161,7 @@ class WorkerSettings:
             ),
             command_defer_after=_seconds(env, "COMMANDS_DEFER_AFTER", DEFAULT_COMMAND_DEFER_AFTER),
             amqp_url=env.get("AMQP_URL") or DEFAULT_AMQP_URL,
+            amqp_url_order=env.get("AMQP_URL_ORDER") or "shuffle",
             group=env.get("BROKER_GROUP") or DEFAULT_GROUP,
             discord_api_url=env.get("DISCORD_API_URL") or DEFAULT_API_URL,
             concurrency=concurrency,

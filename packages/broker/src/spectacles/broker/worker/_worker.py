@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AsyncExitStack
 from functools import partial
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
 
 import msgspec
 import structlog
@@ -319,7 +318,8 @@ class Worker:
             raise SystemExit(2) from None
         configure_logging(settings.log_level, settings.log_format or None, service=self.name)
         register_secret(settings.discord_token)
-        register_secret(urlsplit(settings.amqp_url).password)
+        for password in settings.broker.passwords:
+            register_secret(password)
         try:
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                 runner.run(self._serve(settings))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import re
 import uuid
 from collections.abc import Mapping
@@ -74,10 +75,15 @@ def offer_from_env(env: Mapping[str, str] | None = None) -> IngressOffer | None:
     url = (env.get("AMQP_URL") or "").strip()
     if not url:
         return None
-    if not url.startswith(("amqp://", "amqps://")):
-        raise ValueError("AMQP_URL must be an amqp:// or amqps:// URL")
+    # Several comma-separated URLs (a cluster's nodes) are tried in turn, shuffled unless
+    # AMQP_URL_ORDER=in-order (spectacles.broker._endpoints validates the same settings for every
+    # other service; this package cannot import spectacles.broker, which depends on it).
+    for position, item in enumerate(url.split(","), 1):
+        if not item.strip().startswith(("amqp://", "amqps://")):
+            raise ValueError(f"AMQP_URL (URL {position}) must be an amqp:// or amqps:// URL")
     group = (env.get("BROKER_GROUP") or "gateway").strip()
-    return IngressOffer(url, group)
+    in_order = (env.get("AMQP_URL_ORDER") or "").strip().lower() == "in-order"
+    return IngressOffer(url, group, shuffle=not in_order)
 
 
 class IngressOffer:
@@ -90,8 +96,10 @@ class IngressOffer:
         *,
         timeout: float = 1.0,
         connection_name: str | None = None,
+        shuffle: bool = True,
     ) -> None:
-        self._amqp_url = amqp_url
+        self._amqp_urls = [item.strip() for item in amqp_url.split(",") if item.strip()]
+        self._shuffle = shuffle
         self.connection_name = connection_name or f"rest-proxy-{os.getpid()}"
         self.exchange_name = interactions_exchange(group)
         self._timeout = timeout
@@ -100,9 +108,8 @@ class IngressOffer:
         self._exchange: AbstractExchange | None = None
         self._pending: dict[str, asyncio.Future[bytes]] = {}
         self._connect_task: asyncio.Task[None] | None = None
-        password = URL(amqp_url).password
-        if password:
-            register_secret(password)
+        for url in self._amqp_urls:
+            register_secret(URL(url).password)
 
     @property
     def ready(self) -> bool:
@@ -136,9 +143,7 @@ class IngressOffer:
         while True:
             connection: AbstractConnection | None = None
             try:
-                connection = await aio_pika.connect(
-                    self._amqp_url, client_properties={"connection_name": self.connection_name}
-                )
+                connection = await self._connect_any()
                 self._connection = connection
                 lost = asyncio.Event()
                 connection.close_callbacks.add(lambda *_, lost=lost: lost.set())
@@ -165,6 +170,22 @@ class IngressOffer:
                         await asyncio.wait_for(connection.close(), 5.0)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 15.0)
+
+    async def _connect_any(self) -> AbstractConnection:
+        """The first node that answers (each in turn, shuffled unless in-order)."""
+        urls = list(self._amqp_urls)
+        if self._shuffle:
+            random.shuffle(urls)
+        for url in urls[:-1]:
+            try:
+                return await aio_pika.connect(
+                    url, client_properties={"connection_name": self.connection_name}
+                )
+            except (OSError, ConnectionError, aiormq.exceptions.AMQPError) as exc:
+                _log.warning("rest_proxy.interactions_node_unreachable", error=repr(exc))
+        return await aio_pika.connect(
+            urls[-1], client_properties={"connection_name": self.connection_name}
+        )
 
     async def _on_reply(self, message: aiormq.abc.DeliveredMessage) -> None:
         future = self._pending.get(message.header.properties.correlation_id or "")
