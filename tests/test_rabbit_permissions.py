@@ -137,7 +137,7 @@ async def gateway_does_its_job(connection: AbstractRobustConnection, group: str)
     spec = QueueSpec(
         t.commands_queue(0), t.commands_exchange, (t.commands_routing_key(0),), "classic"
     )
-    await declare_queue(channel, t, spec)
+    await declare_queue(connection.channel, t, spec)
     # a saved session, published through the default exchange and peeked at
     sessions = await channel.declare_queue(
         f"{group}.sessions.0",
@@ -167,7 +167,10 @@ async def test_each_role_can_do_its_job_and_a_worker_nothing_more(
     channel = await worker.channel()
     # its own queue (declaring the events exchange and DLX too), a helper queue that
     # dead-letters into the events exchange (raid-guard's delay queue), its dead letters
-    queue = await declare_queue(channel, t, QueueSpec(t.worker_queue("ping"), group, ("A",)))
+    declared = await declare_queue(
+        worker.channel, t, QueueSpec(t.worker_queue("ping"), group, ("A",))
+    )
+    queue = await channel.get_queue(declared.name, ensure=False)
     await channel.declare_queue(
         f"{t.worker_queue('raid-guard')}.restore-delay",
         durable=True,
