@@ -186,6 +186,7 @@ async def cleanup_broker(amqp_url: str, group: str, shards: int = 4) -> None:
                 session_queue_name(group, shard_id),
             ):
                 await channel.queue_delete(queue)
+        await channel.queue_delete(f"{group}.oversize")
         for exchange in (group, f"{group}.commands", f"{group}.dlx"):
             await channel.exchange_delete(exchange)
     finally:

@@ -9,6 +9,10 @@ A publish is settled one of two ways. ``add`` gives the caller an ``asyncio.Futu
 a future, its done-callback and the loop handle that runs it cost ~1.5 µs per message, a tenth of
 the relay's whole budget. ``add_tracked`` instead calls a :class:`ConfirmListener` directly with
 the caller's integer token (the gateway passes the event's ``seq``): no object per message.
+
+Each entry keeps the frames it was written as, so that when RabbitMQ closes the channel because of
+*one* publish (a deleted exchange, a message over its size limit) the connection can open a new
+channel and write the others again instead of failing every publisher that shares it.
 """
 
 from __future__ import annotations
@@ -18,15 +22,16 @@ from typing import Any, Protocol
 
 from spectacles.broker.errors import PublishError, PublishNacked, PublishReturned
 
-__all__ = ["FUTURE", "ConfirmListener", "ConfirmTracker", "Pending"]
+__all__ = ["FUTURE", "ConfirmListener", "ConfirmTracker", "Pending", "fail_entry"]
 
 # The token of a future-settled entry (listener tokens are the caller's, never negative).
 FUTURE = -1
 
-# (target, exchange, routing_key, token). ``target`` is the caller's future when ``token`` is
-# FUTURE, else the ConfirmListener to tell, or None once it has been told (a returned publish
-# is still acked afterwards). Exchange and routing key go into the error of a refused publish.
-Pending = tuple[Any, str, str, int]
+# (target, exchange, routing_key, token, method, content). ``target`` is the caller's future when
+# ``token`` is FUTURE, else the ConfirmListener to tell, or None once it has been told (a returned
+# publish is still acked afterwards). Exchange and routing key go into the error of a refused
+# publish; ``method`` and ``content`` are the frames as written (empty: cannot be written again).
+Pending = tuple[Any, str, str, int, bytes, bytes]
 
 
 class ConfirmListener(Protocol):
@@ -52,21 +57,51 @@ class ConfirmTracker:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, future: asyncio.Future[None], exchange: str, routing_key: str) -> int:
+    def add(
+        self,
+        future: asyncio.Future[None],
+        exchange: str,
+        routing_key: str,
+        method: bytes = b"",
+        content: bytes = b"",
+    ) -> int:
         """Register the next publish on this channel and return its delivery tag."""
         tag = self.next_tag
         self.next_tag = tag + 1
-        self._pending[tag] = (future, exchange, routing_key, FUTURE)
+        self._pending[tag] = (future, exchange, routing_key, FUTURE, method, content)
         return tag
 
     def add_tracked(
-        self, listener: ConfirmListener, token: int, exchange: str, routing_key: str
+        self,
+        listener: ConfirmListener,
+        token: int,
+        exchange: str,
+        routing_key: str,
+        method: bytes = b"",
+        content: bytes = b"",
     ) -> int:
         """Register the next publish, settled by calling ``listener`` with ``token``."""
         tag = self.next_tag
         self.next_tag = tag + 1
-        self._pending[tag] = (listener, exchange, routing_key, token)
+        self._pending[tag] = (listener, exchange, routing_key, token, method, content)
         return tag
+
+    def add_entry(self, entry: Pending) -> int:
+        """Register a publish taken from a closed channel (``take_all``), written again."""
+        tag = self.next_tag
+        self.next_tag = tag + 1
+        self._pending[tag] = entry
+        return tag
+
+    def take_all(self) -> list[Pending]:
+        """Remove and return every unsettled publish, oldest first (the channel closed)."""
+        pending, self._pending = self._pending, {}
+        self._lowest = self.next_tag
+        return [
+            entry
+            for entry in pending.values()
+            if entry[0] is not None and not (entry[3] == FUTURE and entry[0].done())
+        ]
 
     def ack(self, tag: int, multiple: bool) -> None:
         """Resolve one tag, or every tag up to ``tag`` when ``multiple``."""
@@ -74,7 +109,7 @@ class ConfirmTracker:
         for each in range(self._lowest, tag + 1) if multiple else (tag,):
             entry = pop(each, None)
             if entry is not None:
-                target, _, _, token = entry
+                target, _, _, token, _, _ = entry
                 if token != FUTURE:
                     if target is not None:
                         target.publish_confirmed(token)
@@ -106,7 +141,7 @@ class ConfirmTracker:
         entry = self._pending.get(tag)
         if entry is None:
             return
-        target, exchange, routing_key, token = entry
+        target, exchange, routing_key, token, _, _ = entry
         if target is None or (token == FUTURE and target.done()):
             return
         error = PublishReturned(
@@ -120,7 +155,7 @@ class ConfirmTracker:
         if token == FUTURE:
             target.set_exception(error)
         else:
-            self._pending[tag] = (None, exchange, routing_key, token)
+            self._pending[tag] = (None, exchange, routing_key, token, b"", b"")
             target.publish_failed(token, error)
 
     def fail_all(self, error_type: type[Exception], reason: str) -> None:
@@ -139,9 +174,7 @@ class ConfirmTracker:
 
     @staticmethod
     def _fail(entry: Pending, error_type: type[Exception], reason: str) -> None:
-        target, exchange, routing_key, token = entry
-        if target is None or (token == FUTURE and target.done()):
-            return
+        _, exchange, routing_key, _, _, _ = entry
         if issubclass(error_type, PublishError):
             error: Exception = error_type(
                 f"{reason} (exchange {exchange!r}, routing key {routing_key!r})",
@@ -150,7 +183,15 @@ class ConfirmTracker:
             )
         else:
             error = error_type(f"{reason}; the publish to exchange {exchange!r} was not confirmed")
-        if token == FUTURE:
-            target.set_exception(error)
-        else:
-            target.publish_failed(token, error)
+        fail_entry(entry, error)
+
+
+def fail_entry(entry: Pending, error: Exception) -> None:
+    """Tell whoever waits for ``entry`` that it failed with ``error`` (once)."""
+    target, _, _, token, _, _ = entry
+    if target is None or (token == FUTURE and target.done()):
+        return
+    if token == FUTURE:
+        target.set_exception(error)
+    else:
+        target.publish_failed(token, error)

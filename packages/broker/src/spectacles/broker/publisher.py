@@ -6,6 +6,11 @@ path, ``try_submit_tracked``, goes further: a plain call, no coroutine and no fu
 confirm reported to a :class:`ConfirmListener`. Everything slow (no connection, full window,
 socket backpressure) moves to ``_acquire``, which waits at most ``publish_timeout`` and then
 raises ``BrokerUnavailable``: a publish is confirmed, or its caller hears why not, never silence.
+
+Two waits are not bounded by ``publish_timeout``: while RabbitMQ blocks the connection for a
+resource alarm (``connection.blocked``) publishes wait until it is unblocked, since the broker
+is there and will take them; and when RabbitMQ closes the publish channel over one publish, the
+connection reopens it and writes the others again (see ``PublishConnection``).
 """
 
 from __future__ import annotations
@@ -115,6 +120,10 @@ class Publisher:
         self._drained = asyncio.Event()  # set when nothing is in flight (close() waits on it)
         self._closed = False
         self._events_exchange = settings.group
+        # Declared through this publisher: declared again if RabbitMQ reports one deleted.
+        self._exchanges: dict[str, tuple[str, bool]] = {}
+        self._unblocked = asyncio.Event()
+        self._unblocked.set()
         self._listener = _Listener(self)
 
     @classmethod
@@ -175,6 +184,19 @@ class Publisher:
         """True while a confirm channel is open and publishes go straight out."""
         connection = self._connection
         return connection is not None and connection.ready
+
+    @property
+    def events_exchange(self) -> str:
+        """Where publishes go unless told otherwise: the group's events exchange."""
+        return self._events_exchange
+
+    @property
+    def blocked_reason(self) -> str | None:
+        """Why RabbitMQ blocks publishing right now (a resource alarm), or None."""
+        connection = self._connection
+        if connection is None or not connection.blocked:
+            return None
+        return connection.blocked_reason
 
     async def wait_connected(self, timeout: float) -> None:
         """Wait for the (re)connection; ``BrokerUnavailable`` when ``timeout`` passes first."""
@@ -388,6 +410,7 @@ class Publisher:
             connection is None
             or not connection.ready
             or connection.paused
+            or connection.blocked
             or self._space_waiters
             or len(connection.tracker) + self._woken >= self._max_in_flight
         ):
@@ -397,8 +420,9 @@ class Publisher:
     async def _acquire(self) -> PublishConnection:
         """Wait for a connection with a free window slot, bounded by ``publish_timeout``."""
         woken = False  # once woken from the queue, do not queue behind later arrivals again
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self._publish_timeout):
+            async with asyncio.timeout(self._publish_timeout) as deadline:
                 while True:
                     if self._closed:
                         raise BrokerUnavailable(
@@ -408,6 +432,13 @@ class Publisher:
                     if connection is None or not connection.ready:
                         self._ready.clear()  # set again by whatever makes a connection ready
                         await self._ready.wait()
+                    elif connection.blocked:
+                        # A resource alarm: RabbitMQ is there and will take it once the alarm
+                        # clears, so the publish waits for that, however long (backpressure).
+                        deadline.reschedule(None)
+                        self._unblocked.clear()
+                        await self._unblocked.wait()
+                        deadline.reschedule(loop.time() + self._publish_timeout)
                     elif (
                         connection.paused
                         or len(connection.tracker) + self._woken >= self._max_in_flight
@@ -448,7 +479,13 @@ class Publisher:
         if not waiters:
             return
         connection = self._connection
-        if self._closed or connection is None or not connection.ready or connection.paused:
+        if (
+            self._closed
+            or connection is None
+            or not connection.ready
+            or connection.paused
+            or connection.blocked
+        ):
             # Let them all re-check: they wait for the reconnection (or raise) instead.
             free = len(waiters)
         else:
@@ -469,9 +506,19 @@ class Publisher:
     async def declare_exchange(
         self, name: str, exchange_type: str = "direct", *, durable: bool = True
     ) -> None:
-        """Declare an exchange over the publisher's connection (waits for it like a publish)."""
+        """Declare an exchange over the publisher's connection (waits for it like a publish).
+
+        Should RabbitMQ later refuse a publish because the exchange was deleted, the publisher
+        declares it again and writes the publish again.
+        """
         connection = await self._acquire_connection()
         await connection.declare_exchange(name, exchange_type, durable=durable)
+        self._exchanges[name] = (exchange_type, durable)
+
+    async def declare_queue(self, name: str, arguments: Mapping[str, Any] | None = None) -> None:
+        """Declare a durable queue over the publisher's connection (e.g. ``{group}.oversize``)."""
+        connection = await self._acquire_connection()
+        await connection.declare_queue(name, arguments or {})
 
     async def _acquire_connection(self) -> PublishConnection:
         if self.is_connected and self._connection is not None:
@@ -489,6 +536,7 @@ class Publisher:
             heartbeat=self._heartbeat,
             timeout=self._connect_timeout,
             client_properties=self._client_properties,
+            exchanges=self._exchanges,
         )
 
     def _install(self, connection: PublishConnection) -> None:
@@ -516,12 +564,24 @@ class Publisher:
         self._connection = None
         self._ready.clear()
         self._drained.set()
+        self._unblocked.set()  # waiters for the unblock wait for the reconnection instead
         self._wake_waiters()
         if self._closed:
             return
         log.warning("lost the RabbitMQ publish connection; reconnecting", reason=reason)
         if self._reconnect_task is None or self._reconnect_task.done():
             self._reconnect_task = asyncio.create_task(self._reconnect())
+
+    def _on_blocked(self, connection: PublishConnection) -> None:
+        """A resource alarm: waiters for a window slot move to the (unbounded) unblock wait."""
+        if connection is self._connection:
+            self._unblocked.clear()
+            self._wake_waiters()
+
+    def _on_unblocked(self, connection: PublishConnection) -> None:
+        if connection is self._connection:
+            self._unblocked.set()
+            self._wake_waiters()
 
     def _on_released(self, connection: PublishConnection) -> None:
         """Acks arrived: give the freed slots to waiting submitters."""
@@ -570,6 +630,7 @@ class Publisher:
             self._reconnect_task.cancel()
         self._wake_waiters()
         self._ready.set()  # waiters for a connection re-check, see the close, and raise
+        self._unblocked.set()
         connection = self._connection
         if connection is None:
             return
@@ -585,10 +646,19 @@ class Publisher:
 class _Listener:
     """Forwards connection events to the publisher without making them part of its API."""
 
-    __slots__ = ("confirms_released", "connection_lost", "connection_ready", "connection_unready")
+    __slots__ = (
+        "confirms_released",
+        "connection_blocked",
+        "connection_lost",
+        "connection_ready",
+        "connection_unblocked",
+        "connection_unready",
+    )
 
     def __init__(self, publisher: Publisher) -> None:
         self.connection_ready = publisher._on_ready
         self.connection_unready = publisher._on_unready
         self.connection_lost = publisher._on_lost
         self.confirms_released = publisher._on_released
+        self.connection_blocked = publisher._on_blocked
+        self.connection_unblocked = publisher._on_unblocked

@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 __all__ = [
     "DEAD_SUFFIX",
+    "OVERSIZE_QUEUE_ARGUMENTS",
     "QueueSpec",
     "QueueType",
     "Topology",
@@ -38,6 +39,14 @@ _ARG_DLX_ROUTING_KEY: Final = "x-dead-letter-routing-key"
 _ARG_DELIVERY_LIMIT: Final = "x-delivery-limit"
 _ARG_SINGLE_ACTIVE: Final = "x-single-active-consumer"
 
+# `{group}.oversize` holds one small record per event too large to relay; bounded, oldest
+# dropped first, so forgetting to read it cannot fill the broker.
+OVERSIZE_QUEUE_ARGUMENTS: Final[dict[str, Any]] = {
+    _ARG_QUEUE_TYPE: "quorum",
+    "x-max-length": 10_000,
+    "x-overflow": "drop-head",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Topology:
@@ -54,6 +63,11 @@ class Topology:
     def dlx(self) -> str:
         """Direct exchange receiving dead letters; routing key = the queue they died in."""
         return f"{self.group}.dlx"
+
+    @property
+    def oversize_queue(self) -> str:
+        """Quorum queue of records of events too large for RabbitMQ (the body is not kept)."""
+        return f"{self.group}.oversize"
 
     @property
     def commands_exchange(self) -> str:

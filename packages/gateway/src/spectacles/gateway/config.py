@@ -61,6 +61,10 @@ DEFAULT_AMQP_URL: Final = "amqp://guest:guest@localhost:5672/"
 # not allocate a huge tuple.
 MAX_SHARD_ID: Final = 1 << 16
 
+# RabbitMQ 4's default max_message_size (3.x allowed 128 MiB): a larger event is never published.
+DEFAULT_MAX_EVENT_SIZE: Final = 16 * 1024 * 1024
+MIN_MAX_EVENT_SIZE: Final = 4096
+
 # What RabbitMQ names (exchange, queue prefixes) accept safely; the broker package agrees.
 GROUP_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 
@@ -74,6 +78,7 @@ ENV_KEYS: Final[Mapping[str, str]] = {
     "DISCORD_API_URL": "gateway.api_url",
     "DISCORD_GATEWAY_URL": "gateway.url",
     "GATEWAY_IDENTIFY_LOCK": "gateway.identify_lock",
+    "GATEWAY_MAX_EVENT_SIZE": "gateway.max_event_size",
     "AMQP_URL": "amqp.url",
     "BROKER_GROUP": "broker.group",
     "LOG_LEVEL": "log.level",
@@ -114,6 +119,9 @@ class GatewaySettings:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     max_in_flight: int = 1024
+    # Bytes; a dispatch body larger than this goes to `{group}.oversize` instead of the events
+    # exchange. Keep it at or below RabbitMQ's `max_message_size`.
+    max_event_size: int = DEFAULT_MAX_EVENT_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +208,7 @@ class GatewayConfig:
                 "backoff_base": self.gateway.backoff_base,
                 "backoff_max": self.gateway.backoff_max,
                 "max_in_flight": self.gateway.max_in_flight,
+                "max_event_size": self.gateway.max_event_size,
             },
             "metrics": {"address": self.metrics.address, "enabled": self.metrics.enabled},
             "session_store": {
@@ -511,8 +520,14 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         backoff_base=gw.take("backoff_base", _seconds, defaults.backoff_base),
         backoff_max=gw.take("backoff_max", _seconds, defaults.backoff_max),
         max_in_flight=gw.take("max_in_flight", _positive_int, defaults.max_in_flight),
+        max_event_size=gw.take("max_event_size", _int, defaults.max_event_size),
     )
     gw.finish()
+    if gateway.max_event_size < MIN_MAX_EVENT_SIZE:
+        raise ConfigError(
+            "gateway.max_event_size",
+            f"must be at least {MIN_MAX_EVENT_SIZE} bytes (it is a size in bytes, e.g. 16777216)",
+        )
     if not 50 <= gateway.large_threshold <= 250:
         raise ConfigError("gateway.large_threshold", "must be between 50 and 250")
 

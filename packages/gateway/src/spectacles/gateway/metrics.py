@@ -14,6 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "COMMANDS",
     "CONFIRM_LATENCY",
+    "EVENTS_OVERSIZE",
     "EVENTS_PUBLISHED",
     "EVENTS_RECEIVED",
     "HEARTBEAT_LATENCY",
@@ -33,6 +34,11 @@ EVENTS_RECEIVED: Final = Counter(
 EVENTS_PUBLISHED: Final = Counter(
     "spectacles_gateway_events_published",
     "Dispatch events confirmed by RabbitMQ.",
+    ["shard", "event"],
+)
+EVENTS_OVERSIZE: Final = Counter(
+    "spectacles_gateway_events_oversize",
+    "Dispatch events too large to relay, stored as a record in {group}.oversize instead.",
     ["shard", "event"],
 )
 CONFIRM_LATENCY: Final = Histogram(

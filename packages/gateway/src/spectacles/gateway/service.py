@@ -22,6 +22,7 @@ from spectacles.broker.broker import CONNECTION_ERRORS, Broker
 from spectacles.broker.errors import BrokerError
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
+from spectacles.broker.topology import OVERSIZE_QUEUE_ARGUMENTS, Topology
 from spectacles.models import GatewayBot
 from spectacles.observability import HealthServer, get_logger
 
@@ -111,6 +112,9 @@ class GatewayService:
             connection_name=f"{self.connection_name}:publisher",
         )
         await self.publisher.declare_events_exchange()
+        await self.publisher.declare_queue(
+            Topology(config.broker_group).oversize_queue, OVERSIZE_QUEUE_ARGUMENTS
+        )
         self.broker = await Broker.connect(
             settings, connection_name=f"{self.connection_name}:control"
         )
@@ -296,7 +300,25 @@ class GatewayService:
         states = {str(i): s.state.value for i, s in self.shards.items()}
         broker = self.publisher is not None and self.publisher.is_connected
         ready = bool(self.shards) and broker and all(s.is_ready for s in self.shards.values())
-        return ready, {"shards": states, "broker_connected": broker}
+        details: dict[str, Any] = {"shards": states, "broker_connected": broker}
+        problems = self._relay_problems()
+        if problems:
+            ready = False
+            details["reasons"] = problems
+        return ready, details
+
+    def _relay_problems(self) -> list[str]:
+        """Why events are not relayed right now, in words an operator can act on."""
+        problems: list[str] = []
+        blocked = self.publisher.blocked_reason if self.publisher is not None else None
+        if blocked is not None:
+            problems.append(
+                f"RabbitMQ blocked publishing ({blocked}): relaying paused until the alarm clears"
+            )
+        for shard_id, shard in self.shards.items():
+            if shard.problem is not None and not shard.is_ready:
+                problems.append(f"shard {shard_id}: {shard.problem}")
+        return problems
 
     async def _flush_metrics(self) -> None:
         while True:
@@ -312,6 +334,8 @@ class GatewayService:
             )
             _flush_counter(metrics.EVENTS_RECEIVED, label, shard.received, seen["received"])
             _flush_counter(metrics.EVENTS_PUBLISHED, label, shard.published, seen["published"])
+            oversize = seen.setdefault("oversize", Counter())
+            _flush_counter(metrics.EVENTS_OVERSIZE, label, shard.oversize, oversize)
             if shard.identifies > seen["identifies"]:
                 metrics.IDENTIFIES.labels(label).inc(shard.identifies - seen["identifies"])
                 seen["identifies"] = shard.identifies
