@@ -1,0 +1,178 @@
+"""RabbitMQ closing the publish channel over one publish must not fail the others on it.
+
+The publisher shares one confirm channel between every caller (every gateway shard). A deleted
+exchange (404) or a message over ``max_message_size`` (406) closes that channel; the publishes
+the refusal does not concern are written again on a new channel, and a deleted exchange the
+publisher declared is declared again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import aio_pika
+import pytest
+
+from spectacles.broker.errors import PublishError, PublishTooLarge
+from spectacles.broker.publisher import Publisher
+from spectacles.broker.settings import BrokerSettings
+
+
+RABBITMQCTL = shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
+
+
+class Outcomes:
+    """A ConfirmListener that records how each token ended."""
+
+    def __init__(self) -> None:
+        self.confirmed: set[int] = set()
+        self.failed: dict[int, BaseException] = {}
+
+    def publish_confirmed(self, token: int) -> None:
+        self.confirmed.add(token)
+
+    def publish_failed(self, token: int, error: BaseException) -> None:
+        self.failed[token] = error
+
+    def settled(self, count: int) -> Callable[[], bool]:
+        return lambda: len(self.confirmed) + len(self.failed) >= count
+
+
+async def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.02)
+
+
+def rabbitmqctl_eval(expression: str) -> str:
+    return subprocess.run(
+        [*RABBITMQCTL, "eval", expression], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
+
+
+@contextlib.contextmanager
+def max_message_size(limit: int) -> Iterator[None]:
+    """RabbitMQ's max_message_size for channels opened inside the block (restored after).
+
+    A channel reads the setting when it opens, so only connections opened in the block (keep
+    it short: the broker may be shared) get the small limit.
+    """
+    current = re.fullmatch(r"\{ok,(\d+)\}", rabbitmqctl_eval("application:get_env(rabbit, max_message_size)."))
+    assert current is not None, "cannot read RabbitMQ's max_message_size"
+    rabbitmqctl_eval(f"application:set_env(rabbit, max_message_size, {limit}).")
+    try:
+        yield
+    finally:
+        rabbitmqctl_eval(f"application:set_env(rabbit, max_message_size, {current.group(1)}).")
+
+
+@pytest.fixture
+async def channel(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        yield await connection.channel()
+    finally:
+        await connection.close()
+
+
+async def bound_queue(
+    channel: aio_pika.abc.AbstractChannel, exchange: str, routing_key: str, register: Callable[..., None]
+) -> aio_pika.abc.AbstractQueue:
+    queue = await channel.declare_queue(f"{exchange}.{routing_key}", durable=True)
+    register(queue=queue.name)
+    await queue.bind(exchange, routing_key=routing_key)
+    return queue
+
+
+async def test_publisher_when_one_message_is_over_the_broker_limit_fails_only_that_one(
+    broker_settings: BrokerSettings,
+    amqp_cleanup: Callable[..., None],
+    channel: aio_pika.abc.AbstractChannel,
+) -> None:
+    with max_message_size(65536):
+        publisher = await Publisher.connect(broker_settings)
+    try:
+        await publisher.declare_events_exchange()
+        queue = await bound_queue(channel, broker_settings.group, "small", amqp_cleanup)
+        small = publisher.prepare("small")
+        large = publisher.prepare("large")
+        others, offender = Outcomes(), Outcomes()
+        # One burst, so the large one sits between others still in flight on the channel.
+        for token in range(40):
+            publisher.try_submit_tracked(small, b"x" * 100, others, token, message_id=str(token))
+            if token == 20:
+                publisher.try_submit_tracked(large, b"y" * 100_000, offender, 0)
+        await wait_until(others.settled(40))
+        await wait_until(offender.settled(1))
+    finally:
+        await publisher.close()
+    assert others.failed == {}, "another caller's publishes failed with the offender"
+    assert others.confirmed == set(range(40))
+    (error,) = offender.failed.values()
+    assert isinstance(error, PublishTooLarge)
+    assert (error.size, error.limit) == (100_000, 65536)
+    received: set[str] = set()
+    async with asyncio.timeout(20):
+        async with queue.iterator() as messages:
+            async for message in messages:
+                await message.ack()
+                received.add(message.message_id or "")
+                if len(received) == 40:
+                    break
+    assert received == {str(token) for token in range(40)}
+
+
+async def test_publisher_when_events_exchange_deleted_declares_it_again_and_resends(
+    broker_settings: BrokerSettings,
+    amqp_cleanup: Callable[..., None],
+    channel: aio_pika.abc.AbstractChannel,
+) -> None:
+    async with await Publisher.connect(broker_settings) as publisher:
+        await publisher.declare_events_exchange()
+        await publisher.publish("READY", b"{}")
+        await channel.exchange_delete(broker_settings.group)
+        stream = publisher.prepare("READY")
+        outcomes = Outcomes()
+        for token in range(50):
+            assert publisher.try_submit_tracked(stream, b"{}", outcomes, token)
+        await wait_until(outcomes.settled(50))
+        assert outcomes.failed == {}
+        assert outcomes.confirmed == set(range(50))
+        # Declared again, as the publisher declared it: a passive declare finds it.
+        await channel.get_exchange(broker_settings.group, ensure=True)
+        assert publisher.is_connected
+
+
+async def test_publisher_when_unknown_exchange_missing_fails_only_its_publishes(
+    broker_settings: BrokerSettings,
+    amqp_cleanup: Callable[..., None],
+    channel: aio_pika.abc.AbstractChannel,
+) -> None:
+    missing = f"{broker_settings.group}.never-declared"
+    async with await Publisher.connect(broker_settings) as publisher:
+        await publisher.declare_events_exchange()
+        queue = await bound_queue(channel, broker_settings.group, "READY", amqp_cleanup)
+        good, bad = Outcomes(), Outcomes()
+        ready = publisher.prepare("READY")
+        nowhere = publisher.prepare("READY", exchange=missing)
+        for token in range(30):
+            publisher.try_submit_tracked(ready, b"{}", good, token, message_id=str(token))
+            if token == 10:
+                publisher.try_submit_tracked(nowhere, b"{}", bad, 0)
+        await wait_until(good.settled(30))
+        await wait_until(bad.settled(1))
+        assert good.failed == {}
+        assert good.confirmed == set(range(30))
+        (error,) = bad.failed.values()
+        assert isinstance(error, PublishError)
+        assert "404" in str(error)
+        await wait_until(lambda: queue.declaration_result.message_count is not None)
+        declared = await channel.declare_queue(queue.name, passive=True)
+        assert declared.declaration_result.message_count is not None
+        assert declared.declaration_result.message_count >= 30
