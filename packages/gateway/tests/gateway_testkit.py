@@ -187,6 +187,7 @@ async def cleanup_broker(amqp_url: str, group: str, shards: int = 4) -> None:
             ):
                 await channel.queue_delete(queue)
         await channel.queue_delete(f"{group}.oversize")
+        await channel.queue_delete(f"{group}.unrouted")
         for exchange in (group, f"{group}.commands", f"{group}.dlx"):
             await channel.exchange_delete(exchange)
     finally:

@@ -47,12 +47,18 @@ class ConfirmListener(Protocol):
 class ConfirmTracker:
     """Maps delivery tags to whoever waits for their confirm."""
 
-    __slots__ = ("_lowest", "_pending", "next_tag")
+    __slots__ = ("_aliases", "_lowest", "_pending", "next_tag", "return_base")
 
-    def __init__(self) -> None:
+    def __init__(self, return_base: int = 0) -> None:
         self._pending: dict[int, Pending] = {}
         self._lowest = 1
         self.next_tag = 1
+        # A mandatory publish carries a return id (RETURN_TAG_HEADER) to match a basic.return,
+        # which has no delivery tag: ``return_base + tag``. Tags restart at 1 on a reopened
+        # channel, so its base is past every id of the channels before it, and a publish written
+        # again there keeps its old id through ``_aliases`` (old id -> new tag).
+        self.return_base = return_base
+        self._aliases: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -86,22 +92,52 @@ class ConfirmTracker:
         self._pending[tag] = (listener, exchange, routing_key, token, method, content)
         return tag
 
-    def add_entry(self, entry: Pending) -> int:
+    @property
+    def next_return_id(self) -> int:
+        """The return id (RETURN_TAG_HEADER) of the next publish on this channel."""
+        return self.return_base + self.next_tag
+
+    @property
+    def ids_used(self) -> int:
+        """The highest return id given out so far: the next channel's ``return_base``."""
+        return self.return_base + self.next_tag - 1
+
+    def add_entry(self, entry: Pending, return_id: int | None = None) -> int:
         """Register a publish taken from a closed channel (``take_all``), written again."""
         tag = self.next_tag
         self.next_tag = tag + 1
         self._pending[tag] = entry
+        if return_id is not None:
+            self._aliases[return_id] = tag
         return tag
 
-    def take_all(self) -> list[Pending]:
-        """Remove and return every unsettled publish, oldest first (the channel closed)."""
+    def take_all(self) -> list[tuple[int, Pending]]:
+        """Remove every unsettled publish, oldest first, with its return id (channel closed)."""
         pending, self._pending = self._pending, {}
         self._lowest = self.next_tag
+        ids = {tag: rid for rid, tag in self._aliases.items()}
+        base = self.return_base
         return [
-            entry
-            for entry in pending.values()
+            (ids.get(tag, base + tag), entry)
+            for tag, entry in pending.items()
             if entry[0] is not None and not (entry[3] == FUTURE and entry[0].done())
         ]
+
+    def peek(self, return_id: int) -> Pending | None:
+        """The pending publish with this return id, if any (nothing changes)."""
+        return self._pending.get(self._aliases.get(return_id, return_id - self.return_base))
+
+    def take_returned(self, return_id: int) -> Pending | None:
+        """Settle a returned publish here and hand it over (to be published elsewhere).
+
+        Its ack, which RabbitMQ sends right after the return, then only frees the slot.
+        """
+        tag = self._aliases.pop(return_id, return_id - self.return_base)
+        entry = self._pending.get(tag)
+        if entry is None or entry[0] is None:
+            return None
+        self._pending[tag] = (None, entry[1], entry[2], entry[3], b"", b"")
+        return entry
 
     def ack(self, tag: int, multiple: bool) -> None:
         """Resolve one tag, or every tag up to ``tag`` when ``multiple``."""
@@ -132,12 +168,13 @@ class ConfirmTracker:
         else:
             self._advance()
 
-    def returned(self, tag: int, reply_code: int, reply_text: str) -> None:
+    def returned(self, return_id: int, reply_code: int, reply_text: str) -> None:
         """Fail a mandatory publish RabbitMQ could not route.
 
         The entry stays pending: RabbitMQ still acks the tag right after the return, and that ack
         (which finds the publish already settled) is what frees the window slot.
         """
+        tag = self._aliases.pop(return_id, return_id - self.return_base)
         entry = self._pending.get(tag)
         if entry is None:
             return

@@ -13,6 +13,7 @@ import asyncio
 import re
 import ssl
 import struct
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
@@ -22,7 +23,7 @@ from pamqp import frame as pamqp_frame
 from pamqp import header as pamqp_header
 from pamqp.base import Frame
 
-from spectacles.broker._confirm import ConfirmListener, ConfirmTracker, Pending, fail_entry
+from spectacles.broker._confirm import FUTURE, ConfirmListener, ConfirmTracker, Pending, fail_entry
 from spectacles.broker._frames import (
     FRAME_BODY,
     FRAME_END,
@@ -147,14 +148,25 @@ class PublishConnection(asyncio.Protocol):
         *,
         heartbeat: int,
         exchanges: Mapping[str, tuple[str, bool]] | None = None,
+        unrouted_queue: str | None = None,
+        unrouted: Counter[str] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
+        # Where a returned (unroutable) tracked publish is published instead, and the count of
+        # those by routing key; None: a return fails the publish with PublishReturned.
+        self._unrouted_queue = unrouted_queue
+        self._unrouted_method = (
+            encode_publish_method(PUBLISH_CHANNEL, "", unrouted_queue, False)
+            if unrouted_queue
+            else b""
+        )
+        self.unrouted: Counter[str] = unrouted if unrouted is not None else Counter()
         self._listener = listener
         # Exchanges the owner declared (name -> type, durable): declared again if found deleted.
         self._exchanges: Mapping[str, tuple[str, bool]] = exchanges if exchanges is not None else {}
         self._recoveries = 0
         # Unsettled publishes of a closed channel, until written again (or failed on a loss).
-        self._held: list[Pending] = []
+        self._held: list[tuple[int, Pending]] = []
         self._requested_heartbeat = heartbeat
         self._transport: asyncio.Transport | None = None
         self._rbuf = bytearray()
@@ -192,6 +204,8 @@ class PublishConnection(asyncio.Protocol):
         timeout: float,
         client_properties: Mapping[str, Any],
         exchanges: Mapping[str, tuple[str, bool]] | None = None,
+        unrouted_queue: str | None = None,
+        unrouted: Counter[str] | None = None,
     ) -> PublishConnection:
         """Connect, authenticate, open the confirm channel; ``BrokerUnavailable`` on failure.
 
@@ -199,7 +213,13 @@ class PublishConnection(asyncio.Protocol):
         when a publish finds one of them deleted.
         """
         loop = asyncio.get_running_loop()
-        connection = cls(listener, heartbeat=heartbeat, exchanges=exchanges)
+        connection = cls(
+            listener,
+            heartbeat=heartbeat,
+            exchanges=exchanges,
+            unrouted_queue=unrouted_queue,
+            unrouted=unrouted,
+        )
         try:
             async with asyncio.timeout(timeout):
                 await loop.create_connection(
@@ -264,19 +284,19 @@ class PublishConnection(asyncio.Protocol):
                 self._heartbeat_interval, self._heartbeat_tick
             )
 
-    async def _open_publish_channel(self) -> None:
+    async def _open_publish_channel(self, return_base: int = 0) -> None:
         opened = await self._call(PUBLISH_CHANNEL, commands.Channel.Open())
         if not isinstance(opened, commands.Channel.OpenOk):
             raise BrokerError(f"unexpected {opened.name} instead of Channel.OpenOk")
         selected = await self._call(PUBLISH_CHANNEL, commands.Confirm.Select())
         if not isinstance(selected, commands.Confirm.SelectOk):
             raise BrokerError(f"unexpected {selected.name} instead of Confirm.SelectOk")
-        self.tracker = ConfirmTracker()
+        self.tracker = ConfirmTracker(return_base)
         self._methods.clear()
         self.ready = True
 
     async def _recover_publish_channel(
-        self, code: int, text: str, reason: str, unsettled: list[Pending]
+        self, code: int, text: str, reason: str, unsettled: list[tuple[int, Pending]], base: int
     ) -> None:
         """Reopen channel 1 after RabbitMQ closed it, and write again what it did not refuse.
 
@@ -292,25 +312,27 @@ class PublishConnection(asyncio.Protocol):
         restored = False
         if missing is not None and self._recoveries <= MAX_RECOVERIES:
             restored = await self._restore_exchange(missing.group(1))
-        resend: list[Pending] = []
-        for entry in unsettled:
+        resend: list[tuple[int, Pending]] = []
+        for return_id, entry in unsettled:
             error = self._refusal_of(entry, reason, missing, too_large, restored)
             if error is None:
-                resend.append(entry)
+                resend.append((return_id, entry))
             else:
                 fail_entry(entry, error)
         self._held = resend
         try:
-            await self._open_publish_channel()
+            await self._open_publish_channel(base)
         except (BrokerError, OSError) as error:
             self.abort(f"could not reopen the publish channel: {error}")  # fails the held ones
             return
         # No await since the channel opened: nothing new was written before these.
         self._held = []
         tracker = self.tracker
-        for entry in resend:
-            tracker.add_entry(entry)
-            self._write(entry[4], entry[5])
+        for return_id, entry in resend:
+            method = entry[4]
+            # A mandatory publish keeps the return id it carries in its header.
+            tracker.add_entry(entry, return_id if method[-2] & 1 else None)
+            self._write(method, entry[5])
         log.warning(
             "RabbitMQ closed the publish channel; reopened it",
             reason=reason,
@@ -338,10 +360,8 @@ class PublishConnection(asyncio.Protocol):
                 exchange=exchange,
                 routing_key=routing_key,
             )
-        # A mandatory publish carries its old delivery tag (RETURN_TAG_HEADER): a return of it
-        # on the new channel would be matched to another publish, so it is not written again.
         unknown = missing is None and too_large is None
-        if not method or method[-2] & 1 or unknown:
+        if not method or unknown:
             return PublishError(
                 f"{reason} {where}; the publish was not confirmed",
                 exchange=exchange,
@@ -551,7 +571,7 @@ class PublishConnection(asyncio.Protocol):
         self._close_reason = reason
         self.tracker.fail_all(ConnectionLost, reason)
         held, self._held = self._held, []
-        for entry in held:
+        for _, entry in held:
             fail_entry(entry, ConnectionLost(f"{reason}; the publish was not confirmed"))
         waiters, self._waiters = self._waiters, {}
         for waiter in waiters.values():
@@ -668,12 +688,17 @@ class PublishConnection(asyncio.Protocol):
         if channel != PUBLISH_CHANNEL:
             return
         self.ready = False
-        unsettled = self.tracker.take_all()
+        closed = self.tracker
+        unsettled = closed.take_all()
         self._held = unsettled
         self._listener.connection_unready(self, reason)
         self._reopen_task = asyncio.ensure_future(
             self._recover_publish_channel(
-                method.reply_code or 0, method.reply_text or "", reason, unsettled
+                method.reply_code or 0,
+                method.reply_text or "",
+                reason,
+                unsettled,
+                closed.ids_used,
             )
         )
 
@@ -700,8 +725,29 @@ class PublishConnection(asyncio.Protocol):
             self._returning = (method, remaining)
             return
         self._returning = None
-        if self._return_tag is not None:
-            self.tracker.returned(self._return_tag, method.reply_code or 0, method.reply_text)
+        if self._return_tag is None:
+            return
+        if self._unrouted_queue is not None and self._reroute(self._return_tag):
+            return
+        self.tracker.returned(self._return_tag, method.reply_code or 0, method.reply_text)
+
+    def _reroute(self, return_id: int) -> bool:
+        """Publish a returned (unroutable) tracked publish to the unrouted queue instead.
+
+        Its listener is then told the outcome of that publish: the caller's guarantee (confirmed
+        means stored) holds, and the event waits there instead of being dropped.
+        """
+        tracker = self.tracker
+        entry = tracker.peek(return_id)
+        if entry is None or entry[0] is None or entry[3] == FUTURE or not entry[5] or not self.ready:
+            return False  # a future-settled publish (or no channel) fails as returned
+        tracker.take_returned(return_id)
+        target, _, routing_key, token, _, content = entry
+        method = self._unrouted_method
+        tracker.add_entry((target, "", self._unrouted_queue or "", token, method, content))
+        self._write(method, content)
+        self.unrouted[routing_key] += 1
+        return True
 
     def _protocol_error(self, what: str) -> None:
         self.abort(f"AMQP protocol error from RabbitMQ: {what}")

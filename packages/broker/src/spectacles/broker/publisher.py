@@ -20,7 +20,7 @@ import contextlib
 import datetime
 import os
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -87,6 +87,7 @@ class Publisher:
         reconnect_delay: float = 0.5,
         max_reconnect_delay: float = 15.0,
         close_timeout: float = 10.0,
+        unrouted_queue: str | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -124,6 +125,9 @@ class Publisher:
         self._exchanges: dict[str, tuple[str, bool]] = {}
         self._unblocked = asyncio.Event()
         self._unblocked.set()
+        # Mandatory tracked publishes that no queue took go to this queue instead of failing.
+        self._unrouted_queue = unrouted_queue
+        self._unrouted: Counter[str] = Counter()
         self._listener = _Listener(self)
 
     @classmethod
@@ -139,8 +143,14 @@ class Publisher:
         reconnect_delay: float = 0.5,
         max_reconnect_delay: float = 15.0,
         close_timeout: float = 10.0,
+        unrouted_queue: str | None = None,
     ) -> Publisher:
-        """Connect now; raises ``BrokerUnavailable`` at once when RabbitMQ does not answer."""
+        """Connect now; raises ``BrokerUnavailable`` at once when RabbitMQ does not answer.
+
+        With ``unrouted_queue``, a mandatory publish sent with ``try_submit_tracked`` that no
+        queue is bound to receive is published to that queue (through the default exchange)
+        instead of failing, and its listener hears how that publish went. Declare the queue.
+        """
         publisher = cls(
             settings,
             max_in_flight=max_in_flight,
@@ -151,6 +161,7 @@ class Publisher:
             reconnect_delay=reconnect_delay,
             max_reconnect_delay=max_reconnect_delay,
             close_timeout=close_timeout,
+            unrouted_queue=unrouted_queue,
         )
         publisher._install(await publisher._open_connection())
         return publisher
@@ -189,6 +200,16 @@ class Publisher:
     def events_exchange(self) -> str:
         """Where publishes go unless told otherwise: the group's events exchange."""
         return self._events_exchange
+
+    @property
+    def unrouted_queue(self) -> str | None:
+        """Where unroutable mandatory tracked publishes go instead of failing (None: they fail)."""
+        return self._unrouted_queue
+
+    @property
+    def unrouted(self) -> Counter[str]:
+        """How many publishes went to ``unrouted_queue``, by their routing key (ever growing)."""
+        return self._unrouted
 
     @property
     def blocked_reason(self) -> str | None:
@@ -275,7 +296,7 @@ class Publisher:
         if exchange is None:
             exchange = self._events_exchange
         if mandatory:
-            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_tag}
+            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_return_id}
         flags, properties = encode_properties(
             content_type, headers, persistent, message_id, timestamp, type
         )
@@ -319,7 +340,7 @@ class Publisher:
         """``submit`` for a prepared stream: same waiting, same confirm future, less encoding."""
         connection = self._writable() or await self._acquire()
         if prepared.mandatory:
-            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_tag}
+            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_return_id}
         flags, properties = prepared.properties.encode(headers, message_id, timestamp)
         content = encode_content(
             PUBLISH_CHANNEL, flags, properties, body, connection.max_body_frame
@@ -394,7 +415,7 @@ class Publisher:
         timestamp: datetime.datetime | float | None,
     ) -> None:
         if prepared.mandatory:
-            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_tag}
+            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_return_id}
         flags, properties = prepared.properties.encode(headers, message_id, timestamp)
         content = encode_content(
             PUBLISH_CHANNEL, flags, properties, body, connection.max_body_frame
@@ -537,6 +558,8 @@ class Publisher:
             timeout=self._connect_timeout,
             client_properties=self._client_properties,
             exchanges=self._exchanges,
+            unrouted_queue=self._unrouted_queue,
+            unrouted=self._unrouted,
         )
 
     def _install(self, connection: PublishConnection) -> None:

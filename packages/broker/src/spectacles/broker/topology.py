@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 __all__ = [
     "DEAD_SUFFIX",
     "OVERSIZE_QUEUE_ARGUMENTS",
+    "UNROUTED_QUEUE_ARGUMENTS",
     "QueueSpec",
     "QueueType",
     "Topology",
@@ -46,6 +47,14 @@ OVERSIZE_QUEUE_ARGUMENTS: Final[dict[str, Any]] = {
     "x-max-length": 10_000,
     "x-overflow": "drop-head",
 }
+# `{group}.unrouted` keeps the events no queue was bound to receive (published before any worker
+# declared its queue); bounded by count and bytes, oldest dropped first.
+UNROUTED_QUEUE_ARGUMENTS: Final[dict[str, Any]] = {
+    _ARG_QUEUE_TYPE: "quorum",
+    "x-max-length": 100_000,
+    "x-max-length-bytes": 1024 * 1024 * 1024,
+    "x-overflow": "drop-head",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,11 @@ class Topology:
     def oversize_queue(self) -> str:
         """Quorum queue of records of events too large for RabbitMQ (the body is not kept)."""
         return f"{self.group}.oversize"
+
+    @property
+    def unrouted_queue(self) -> str:
+        """Quorum queue of the events no queue was bound to receive (kept, not dropped)."""
+        return f"{self.group}.unrouted"
 
     @property
     def commands_exchange(self) -> str:

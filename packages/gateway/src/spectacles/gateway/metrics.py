@@ -17,6 +17,7 @@ __all__ = [
     "EVENTS_OVERSIZE",
     "EVENTS_PUBLISHED",
     "EVENTS_RECEIVED",
+    "EVENTS_UNROUTED",
     "HEARTBEAT_LATENCY",
     "IDENTIFIES",
     "IDENTIFY_LOCK_WAIT",
@@ -40,6 +41,11 @@ EVENTS_OVERSIZE: Final = Counter(
     "spectacles_gateway_events_oversize",
     "Dispatch events too large to relay, stored as a record in {group}.oversize instead.",
     ["shard", "event"],
+)
+EVENTS_UNROUTED: Final = Counter(
+    "spectacles_gateway_events_unrouted",
+    "Dispatch events no queue was bound to receive, kept in {group}.unrouted instead.",
+    ["event"],
 )
 CONFIRM_LATENCY: Final = Histogram(
     "spectacles_gateway_confirm_latency_seconds",

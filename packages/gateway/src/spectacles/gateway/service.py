@@ -22,7 +22,11 @@ from spectacles.broker.broker import CONNECTION_ERRORS, Broker
 from spectacles.broker.errors import BrokerError
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
-from spectacles.broker.topology import OVERSIZE_QUEUE_ARGUMENTS, Topology
+from spectacles.broker.topology import (
+    OVERSIZE_QUEUE_ARGUMENTS,
+    UNROUTED_QUEUE_ARGUMENTS,
+    Topology,
+)
 from spectacles.models import GatewayBot
 from spectacles.observability import HealthServer, get_logger
 
@@ -77,6 +81,7 @@ class GatewayService:
         self._tasks: list[asyncio.Task[None]] = []
         self._saved: dict[int, tuple[str, int]] = {}
         self._flushed: dict[int, dict[str, Any]] = {}
+        self._unrouted_flushed: Counter[str] = Counter()
         self._started = False
         self._save_soon = asyncio.Event()
 
@@ -106,15 +111,16 @@ class GatewayService:
             log.info("health and metrics listening", port=self.health.port)
         plan = await self._plan()
         settings = BrokerSettings(amqp_url=config.amqp_url, group=config.broker_group)
+        topology = Topology(config.broker_group)
         self.publisher = await Publisher.connect(
             settings,
             max_in_flight=config.gateway.max_in_flight,
             connection_name=f"{self.connection_name}:publisher",
+            unrouted_queue=topology.unrouted_queue,
         )
         await self.publisher.declare_events_exchange()
-        await self.publisher.declare_queue(
-            Topology(config.broker_group).oversize_queue, OVERSIZE_QUEUE_ARGUMENTS
-        )
+        await self.publisher.declare_queue(topology.oversize_queue, OVERSIZE_QUEUE_ARGUMENTS)
+        await self.publisher.declare_queue(topology.unrouted_queue, UNROUTED_QUEUE_ARGUMENTS)
         self.broker = await Broker.connect(
             settings, connection_name=f"{self.connection_name}:control"
         )
@@ -356,6 +362,11 @@ class GatewayService:
                 metrics.CONFIRM_LATENCY.observe(sample)
         if self.publisher is not None:
             metrics.IN_FLIGHT.set(self.publisher.in_flight)
+            seen = self._unrouted_flushed
+            for event, total in list(self.publisher.unrouted.items()):
+                if total > seen[event]:
+                    metrics.EVENTS_UNROUTED.labels(event).inc(total - seen[event])
+                    seen[event] = total
 
 
 def _flush_counter(counter: Any, shard: str, current: Counter[str], seen: Counter[str]) -> None:

@@ -71,6 +71,7 @@ class EventPublisher(Protocol):
         exchange: str | None = ...,
         headers: Mapping[str, Any] | None = ...,
         type: str | None = ...,
+        mandatory: bool = ...,
     ) -> PreparedPublish:
         """Encode once what every publish of one event name from this shard shares."""
 
@@ -103,6 +104,10 @@ class EventPublisher(Protocol):
     @property
     def events_exchange(self) -> str:
         """The events exchange, named after the group (which also names `{group}.oversize`)."""
+
+    @property
+    def unrouted_queue(self) -> str | None:
+        """Where events no queue is bound for go (then events are published mandatory)."""
 
     @property
     def is_connected(self) -> bool:
@@ -739,6 +744,8 @@ class Shard:
         received = self.received
         publisher = self._publisher
         try_submit = publisher.try_submit_tracked
+        # Mandatory: an event no queue takes comes back and is kept in `{group}.unrouted`.
+        mandatory = publisher.unrouted_queue is not None
         shard_id = self.shard_id
         # Per event name, the encoded constant parts: exchange, routing key, type, shard_id.
         prepared: dict[str, PreparedPublish] = {}
@@ -761,7 +768,7 @@ class Shard:
                     stream = prepared.get(name)
                     if stream is None:
                         stream = prepared[name] = publisher.prepare(
-                            name, headers={"shard_id": shard_id}, type=name
+                            name, headers={"shard_id": shard_id}, type=name, mandatory=mandatory
                         )
                     guild_id = _guild_id(name, raw)
                     headers: dict[str, Any] = (
