@@ -14,7 +14,7 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import aio_pika
 import pytest
@@ -56,20 +56,25 @@ def rabbitmqctl_eval(expression: str) -> str:
     ).stdout.strip()
 
 
-@contextlib.contextmanager
-def max_message_size(limit: int) -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def max_message_size(limit: int) -> AsyncIterator[None]:
     """RabbitMQ's max_message_size for channels opened inside the block (restored after).
 
     A channel reads the setting when it opens, so only connections opened in the block (keep
     it short: the broker may be shared) get the small limit.
     """
-    current = re.fullmatch(r"\{ok,(\d+)\}", rabbitmqctl_eval("application:get_env(rabbit, max_message_size)."))
+    read = await asyncio.to_thread(rabbitmqctl_eval, "application:get_env(rabbit, max_message_size).")
+    current = re.fullmatch(r"\{ok,(\d+)\}", read)
     assert current is not None, "cannot read RabbitMQ's max_message_size"
-    rabbitmqctl_eval(f"application:set_env(rabbit, max_message_size, {limit}).")
+    await asyncio.to_thread(
+        rabbitmqctl_eval, f"application:set_env(rabbit, max_message_size, {limit})."
+    )
     try:
         yield
     finally:
-        rabbitmqctl_eval(f"application:set_env(rabbit, max_message_size, {current.group(1)}).")
+        await asyncio.to_thread(
+            rabbitmqctl_eval, f"application:set_env(rabbit, max_message_size, {current.group(1)})."
+        )
 
 
 @pytest.fixture
@@ -95,7 +100,7 @@ async def test_publisher_when_one_message_is_over_the_broker_limit_fails_only_th
     amqp_cleanup: Callable[..., None],
     channel: aio_pika.abc.AbstractChannel,
 ) -> None:
-    with max_message_size(65536):
+    async with max_message_size(65536):
         publisher = await Publisher.connect(broker_settings)
     try:
         await publisher.declare_events_exchange()
@@ -176,3 +181,73 @@ async def test_publisher_when_unknown_exchange_missing_fails_only_its_publishes(
         declared = await channel.declare_queue(queue.name, passive=True)
         assert declared.declaration_result.message_count is not None
         assert declared.declaration_result.message_count >= 30
+
+
+async def unrouted_publisher(
+    settings: BrokerSettings, register: Callable[..., None]
+) -> tuple[Publisher, str]:
+    queue = f"{settings.group}.unrouted"
+    register(queue=queue)
+    publisher = await Publisher.connect(settings, unrouted_queue=queue)
+    await publisher.declare_events_exchange()
+    await publisher.declare_queue(queue, {"x-queue-type": "quorum"})
+    return publisher, queue
+
+
+async def drain_ids(channel: aio_pika.abc.AbstractChannel, queue_name: str) -> dict[str, str]:
+    """message_id -> type of every message in the queue (consumed)."""
+    queue = await channel.declare_queue(queue_name, passive=True)
+    found: dict[str, str] = {}
+    while (message := await queue.get(no_ack=True, fail=False)) is not None:
+        found[message.message_id or ""] = message.type or ""
+    return found
+
+
+async def test_publisher_when_mandatory_publish_unroutable_keeps_it_in_unrouted_queue(
+    broker_settings: BrokerSettings,
+    amqp_cleanup: Callable[..., None],
+    channel: aio_pika.abc.AbstractChannel,
+) -> None:
+    publisher, unrouted = await unrouted_publisher(broker_settings, amqp_cleanup)
+    try:
+        bound = await bound_queue(channel, broker_settings.group, "READY", amqp_cleanup)
+        outcomes = Outcomes()
+        ready = publisher.prepare("READY", type="READY", mandatory=True)
+        nobody = publisher.prepare("GUILD_CREATE", type="GUILD_CREATE", mandatory=True)
+        for token in range(20):
+            stream = ready if token % 2 else nobody
+            publisher.try_submit_tracked(stream, b"{}", outcomes, token, message_id=str(token))
+        await wait_until(outcomes.settled(20))
+        assert outcomes.failed == {}
+        assert publisher.unrouted == {"GUILD_CREATE": 10}
+    finally:
+        await publisher.close()
+    kept = await drain_ids(channel, unrouted)
+    assert kept == {str(token): "GUILD_CREATE" for token in range(0, 20, 2)}
+    assert set(await drain_ids(channel, bound.name)) == {str(t) for t in range(1, 20, 2)}
+
+
+async def test_publisher_when_channel_recovers_returns_of_rewritten_publishes_still_match(
+    broker_settings: BrokerSettings,
+    amqp_cleanup: Callable[..., None],
+    channel: aio_pika.abc.AbstractChannel,
+) -> None:
+    """Written again on a new channel, a mandatory publish keeps its return id (no mix-up)."""
+    async with max_message_size(65536):
+        publisher, unrouted = await unrouted_publisher(broker_settings, amqp_cleanup)
+    try:
+        nobody = publisher.prepare("GUILD_CREATE", type="GUILD_CREATE", mandatory=True)
+        outcomes, offender = Outcomes(), Outcomes()
+        for round_ in range(2):  # the second round's publishes reuse the first one's tags
+            for token in range(round_ * 40, round_ * 40 + 40):
+                publisher.try_submit_tracked(nobody, b"{}", outcomes, token, message_id=str(token))
+                if token == 20:
+                    publisher.try_submit_tracked(nobody, b"y" * 100_000, offender, 0)
+            await wait_until(outcomes.settled(40 * (round_ + 1)))
+        await wait_until(offender.settled(1))
+    finally:
+        await publisher.close()
+    assert outcomes.failed == {}
+    assert isinstance(offender.failed[0], PublishTooLarge)
+    assert publisher.unrouted == {"GUILD_CREATE": 80}
+    assert set(await drain_ids(channel, unrouted)) == {str(token) for token in range(80)}

@@ -183,6 +183,61 @@ async def test_relay_when_reject_publish_queue_full_backs_off_and_loses_nothing(
             await ch.queue_delete(full)
 
 
+# ----------------------------------------------------------------------------------- 404
+
+
+async def unrouted_messages(amqp_url: str, group: str) -> list[AbstractIncomingMessage]:
+    found: list[AbstractIncomingMessage] = []
+    async with channel(amqp_url) as ch:
+        queue = await ch.declare_queue(f"{group}.unrouted", passive=True)
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            found.append(message)
+    return found
+
+
+async def test_relay_when_events_exchange_deleted_mid_flood_declares_it_again_and_loses_nothing(
+    amqp_url: str, group: str, http: aiohttp.ClientSession
+) -> None:
+    """404: the exchange is declared again; events no queue is bound for wait in .unrouted."""
+    async with (
+        running_simulator() as sim,
+        event_sink(amqp_url, group, ALL_DISPATCHES) as sink,
+        channel(amqp_url) as ch,
+    ):
+        config = gateway_config(sim, amqp_url, group, events=ALL_DISPATCHES)
+        async with running_gateway(config, group) as service:
+            await wait_ready(service)
+            shard = service.shards[0]
+            publisher = service.publisher
+            assert publisher is not None
+            control = Control(http, sim.base_url)
+            flood = asyncio.create_task(
+                control.post("/flood", {"count": 5000, "rate": 1000, "wait": True})
+            )
+            await wait_until(lambda: len(sink.of("MESSAGE_CREATE")) > 500, timeout=30)
+            # Deleting it also drops the sink's binding: what follows reaches no queue.
+            await ch.exchange_delete(group)
+            relayed_before = len(sink.of("MESSAGE_CREATE"))
+            await asyncio.wait_for(flood, 60)
+            session_id, last_seq = await session_seq(control)
+            await wait_until(
+                lambda: shard.session is not None and shard.session.seq >= last_seq,
+                timeout=60,
+                what="every event confirmed",
+            )
+            assert relayed_before < 5000, "the exchange must go mid-flood"
+            assert shard.resumes == 0 and not shard.reconnects, "the shard was bounced"
+            await ch.get_exchange(group, ensure=True)  # declared again
+            unrouted_count = publisher.unrouted["MESSAGE_CREATE"]
+            assert unrouted_count > 0
+    kept = await unrouted_messages(amqp_url, group)
+    assert len(kept) >= unrouted_count
+    assert {m.type for m in kept} <= set(ALL_DISPATCHES)
+    received = seqs_of(sink.messages, session_id) | seqs_of(kept, session_id)
+    lost = set(range(1, last_seq + 1)) - received
+    assert not lost, f"{len(lost)} events lost, e.g. {sorted(lost)[:10]}"
+
+
 # ----------------------------------------------------------------------------------- oversize
 
 
