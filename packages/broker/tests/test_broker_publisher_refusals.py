@@ -23,7 +23,6 @@ from spectacles.broker.errors import PublishError, PublishTooLarge
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
 
-
 RABBITMQCTL = shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
 
 
@@ -63,7 +62,9 @@ async def max_message_size(limit: int) -> AsyncIterator[None]:
     A channel reads the setting when it opens, so only connections opened in the block (keep
     it short: the broker may be shared) get the small limit.
     """
-    read = await asyncio.to_thread(rabbitmqctl_eval, "application:get_env(rabbit, max_message_size).")
+    read = await asyncio.to_thread(
+        rabbitmqctl_eval, "application:get_env(rabbit, max_message_size)."
+    )
     current = re.fullmatch(r"\{ok,(\d+)\}", read)
     assert current is not None, "cannot read RabbitMQ's max_message_size"
     await asyncio.to_thread(
@@ -87,7 +88,10 @@ async def channel(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
 
 
 async def bound_queue(
-    channel: aio_pika.abc.AbstractChannel, exchange: str, routing_key: str, register: Callable[..., None]
+    channel: aio_pika.abc.AbstractChannel,
+    exchange: str,
+    routing_key: str,
+    register: Callable[..., None],
 ) -> aio_pika.abc.AbstractQueue:
     queue = await channel.declare_queue(f"{exchange}.{routing_key}", durable=True)
     register(queue=queue.name)

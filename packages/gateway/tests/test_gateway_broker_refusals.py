@@ -73,9 +73,7 @@ async def broker_max_message_size(limit: int) -> AsyncIterator[None]:
 @contextlib.asynccontextmanager
 async def memory_alarm() -> AsyncIterator[None]:
     """Raise RabbitMQ's memory alarm (every publishing connection is blocked), then restore it."""
-    watermark = await rabbitmqctl_async(
-        "eval", "vm_memory_monitor:get_vm_memory_high_watermark()."
-    )
+    watermark = await rabbitmqctl_async("eval", "vm_memory_monitor:get_vm_memory_high_watermark().")
     absolute = re.fullmatch(r"\{absolute,(\d+)\}", watermark)
     restore = ["absolute", absolute.group(1)] if absolute else [watermark]
     float(restore[-1])  # refuse to go on when the current value cannot be restored
@@ -262,7 +260,9 @@ async def test_relay_when_event_over_max_event_size_stores_a_record_and_moves_on
                     timeout=60,
                     what="every event after the oversized one",
                 )
-                await wait_until(lambda: shard.session is not None and shard.session.seq >= last_seq)
+                await wait_until(
+                    lambda: shard.session is not None and shard.session.seq >= last_seq
+                )
                 assert shard.resumes == 0 and not shard.reconnects
                 assert shard.oversize == {"MESSAGE_CREATE": 1}
     assert big_seq not in seqs_of(sink.messages, session_id)
@@ -310,7 +310,11 @@ async def test_relay_when_broker_refuses_one_shards_event_as_too_large_other_sha
             for shard_id, (session_id, last_seq) in sessions.items():
                 besides = {big_seq} if shard_id == 0 else set()
                 await wait_until(
-                    lambda: not missing_seqs(sink, session_id, last_seq, besides=besides),
+                    lambda s=session_id, n=last_seq, b=besides: (
+                        not missing_seqs(  # type: ignore[misc]
+                            sink, s, n, besides=b
+                        )
+                    ),
                     timeout=60,
                     what=f"every event of shard {shard_id}",
                 )

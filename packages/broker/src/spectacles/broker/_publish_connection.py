@@ -133,7 +133,7 @@ class ConnectionListener(Protocol):
         """Acks or nacks arrived: window slots may be free."""
 
     def connection_blocked(self, connection: PublishConnection) -> None:
-        """RabbitMQ blocked publishing (a resource alarm); nothing it reads moves until unblocked."""
+        """RabbitMQ blocked publishing (a resource alarm) until ``connection_unblocked``."""
 
     def connection_unblocked(self, connection: PublishConnection) -> None:
         """The resource alarm cleared: publishes may go out again."""
@@ -163,7 +163,7 @@ class PublishConnection(asyncio.Protocol):
         self.unrouted: Counter[str] = unrouted if unrouted is not None else Counter()
         self._listener = listener
         # Exchanges the owner declared (name -> type, durable): declared again if found deleted.
-        self._exchanges: Mapping[str, tuple[str, bool]] = exchanges if exchanges is not None else {}
+        self._exchanges: Mapping[str, tuple[str, bool]] = {} if exchanges is None else exchanges
         self._recoveries = 0
         # Unsettled publishes of a closed channel, until written again (or failed on a loss).
         self._held: list[tuple[int, Pending]] = []
@@ -392,7 +392,9 @@ class PublishConnection(asyncio.Protocol):
         try:
             await self.declare_exchange(name, exchange_type, durable=durable)
         except BrokerError as error:
-            log.error("could not declare the deleted exchange again", exchange=name, error=str(error))
+            log.error(
+                "could not declare the deleted exchange again", exchange=name, error=str(error)
+            )
             return False
         log.warning("exchange was deleted while in use; declared it again", exchange=name)
         return True
@@ -739,7 +741,13 @@ class PublishConnection(asyncio.Protocol):
         """
         tracker = self.tracker
         entry = tracker.peek(return_id)
-        if entry is None or entry[0] is None or entry[3] == FUTURE or not entry[5] or not self.ready:
+        if (
+            entry is None
+            or entry[0] is None
+            or entry[3] == FUTURE
+            or not entry[5]
+            or not self.ready
+        ):
             return False  # a future-settled publish (or no channel) fails as returned
         tracker.take_returned(return_id)
         target, _, routing_key, token, _, content = entry
