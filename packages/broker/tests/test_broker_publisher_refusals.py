@@ -56,25 +56,34 @@ def rabbitmqctl_eval(expression: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def max_message_size(limit: int) -> AsyncIterator[None]:
-    """RabbitMQ's max_message_size for channels opened inside the block (restored after).
+async def broker_size_limit(small: int) -> AsyncIterator[int]:
+    """The max_message_size RabbitMQ enforces on connections opened in the block.
 
-    A channel reads the setting when it opens, so only connections opened in the block (keep
-    it short: the broker may be shared) get the small limit.
+    RabbitMQ 4 reads the limit (a persistent term) at every publish: its own value (default
+    16 MiB) is used as it is, since changing it would hit every user of a shared broker. RabbitMQ
+    3.x reads it when a channel opens (default 128 MiB): it is lowered to ``small`` for the block
+    only, and restored whatever happens.
     """
+    term = await asyncio.to_thread(rabbitmqctl_eval, "persistent_term:get(max_message_size, none).")
+    if term.isdigit():
+        yield int(term)
+        return
     read = await asyncio.to_thread(
         rabbitmqctl_eval, "application:get_env(rabbit, max_message_size)."
     )
     current = re.fullmatch(r"\{ok,(\d+)\}", read)
     assert current is not None, "cannot read RabbitMQ's max_message_size"
     await asyncio.to_thread(
-        rabbitmqctl_eval, f"application:set_env(rabbit, max_message_size, {limit})."
+        rabbitmqctl_eval, f"application:set_env(rabbit, max_message_size, {small})."
     )
     try:
-        yield
+        yield small
     finally:
-        await asyncio.to_thread(
-            rabbitmqctl_eval, f"application:set_env(rabbit, max_message_size, {current.group(1)})."
+        await asyncio.shield(
+            asyncio.to_thread(
+                rabbitmqctl_eval,
+                f"application:set_env(rabbit, max_message_size, {current.group(1)}).",
+            )
         )
 
 
@@ -104,7 +113,7 @@ async def test_publisher_when_one_message_is_over_the_broker_limit_fails_only_th
     amqp_cleanup: Callable[..., None],
     channel: aio_pika.abc.AbstractChannel,
 ) -> None:
-    async with max_message_size(65536):
+    async with broker_size_limit(65536) as limit:
         publisher = await Publisher.connect(broker_settings)
     try:
         await publisher.declare_events_exchange()
@@ -114,9 +123,9 @@ async def test_publisher_when_one_message_is_over_the_broker_limit_fails_only_th
         others, offender = Outcomes(), Outcomes()
         # One burst, so the large one sits between others still in flight on the channel.
         for token in range(40):
-            publisher.try_submit_tracked(small, b"x" * 100, others, token, message_id=str(token))
+            await publisher.submit_tracked(small, b"x" * 100, others, token, message_id=str(token))
             if token == 20:
-                publisher.try_submit_tracked(large, b"y" * 100_000, offender, 0)
+                await publisher.submit_tracked(large, b"y" * (limit + 1), offender, 0)
         await wait_until(others.settled(40))
         await wait_until(offender.settled(1))
     finally:
@@ -125,7 +134,7 @@ async def test_publisher_when_one_message_is_over_the_broker_limit_fails_only_th
     assert others.confirmed == set(range(40))
     (error,) = offender.failed.values()
     assert isinstance(error, PublishTooLarge)
-    assert (error.size, error.limit) == (100_000, 65536)
+    assert (error.size, error.limit) == (limit + 1, limit)
     received: set[str] = set()
     async with asyncio.timeout(20):
         async with queue.iterator() as messages:
@@ -149,7 +158,7 @@ async def test_publisher_when_events_exchange_deleted_declares_it_again_and_rese
         stream = publisher.prepare("READY")
         outcomes = Outcomes()
         for token in range(50):
-            assert publisher.try_submit_tracked(stream, b"{}", outcomes, token)
+            await publisher.submit_tracked(stream, b"{}", outcomes, token)
         await wait_until(outcomes.settled(50))
         assert outcomes.failed == {}
         assert outcomes.confirmed == set(range(50))
@@ -171,9 +180,9 @@ async def test_publisher_when_unknown_exchange_missing_fails_only_its_publishes(
         ready = publisher.prepare("READY")
         nowhere = publisher.prepare("READY", exchange=missing)
         for token in range(30):
-            publisher.try_submit_tracked(ready, b"{}", good, token, message_id=str(token))
+            await publisher.submit_tracked(ready, b"{}", good, token, message_id=str(token))
             if token == 10:
-                publisher.try_submit_tracked(nowhere, b"{}", bad, 0)
+                await publisher.submit_tracked(nowhere, b"{}", bad, 0)
         await wait_until(good.settled(30))
         await wait_until(bad.settled(1))
         assert good.failed == {}
@@ -220,7 +229,7 @@ async def test_publisher_when_mandatory_publish_unroutable_keeps_it_in_unrouted_
         nobody = publisher.prepare("GUILD_CREATE", type="GUILD_CREATE", mandatory=True)
         for token in range(20):
             stream = ready if token % 2 else nobody
-            publisher.try_submit_tracked(stream, b"{}", outcomes, token, message_id=str(token))
+            await publisher.submit_tracked(stream, b"{}", outcomes, token, message_id=str(token))
         await wait_until(outcomes.settled(20))
         assert outcomes.failed == {}
         assert publisher.unrouted == {"GUILD_CREATE": 10}
@@ -237,16 +246,18 @@ async def test_publisher_when_channel_recovers_returns_of_rewritten_publishes_st
     channel: aio_pika.abc.AbstractChannel,
 ) -> None:
     """Written again on a new channel, a mandatory publish keeps its return id (no mix-up)."""
-    async with max_message_size(65536):
+    async with broker_size_limit(65536) as limit:
         publisher, unrouted = await unrouted_publisher(broker_settings, amqp_cleanup)
     try:
         nobody = publisher.prepare("GUILD_CREATE", type="GUILD_CREATE", mandatory=True)
         outcomes, offender = Outcomes(), Outcomes()
         for round_ in range(2):  # the second round's publishes reuse the first one's tags
             for token in range(round_ * 40, round_ * 40 + 40):
-                publisher.try_submit_tracked(nobody, b"{}", outcomes, token, message_id=str(token))
+                await publisher.submit_tracked(
+                    nobody, b"{}", outcomes, token, message_id=str(token)
+                )
                 if token == 20:
-                    publisher.try_submit_tracked(nobody, b"y" * 100_000, offender, 0)
+                    await publisher.submit_tracked(nobody, b"y" * (limit + 1), offender, 0)
             await wait_until(outcomes.settled(40 * (round_ + 1)))
         await wait_until(offender.settled(1))
     finally:

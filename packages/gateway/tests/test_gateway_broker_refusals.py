@@ -51,22 +51,31 @@ async def rabbitmqctl_async(*args: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def broker_max_message_size(limit: int) -> AsyncIterator[None]:
-    """RabbitMQ's max_message_size for channels opened in the block; restored whatever happens.
+async def broker_size_limit(small: int) -> AsyncIterator[int]:
+    """The max_message_size RabbitMQ enforces on publisher connections opened in the block.
 
-    A channel reads the setting when it opens: keep the block short, the broker may be shared.
+    RabbitMQ 4 reads the limit (a persistent term) at every publish: its own value (default
+    16 MiB) is used as it is, since changing it would hit every user of a shared broker. RabbitMQ
+    3.x reads it when a channel opens (default 128 MiB): it is lowered to `small` for the block
+    only, and restored whatever happens.
     """
+    term = await rabbitmqctl_async("eval", "persistent_term:get(max_message_size, none).")
+    if term.isdigit():
+        yield int(term)
+        return
     current = re.fullmatch(
         r"\{ok,(\d+)\}",
         await rabbitmqctl_async("eval", "application:get_env(rabbit, max_message_size)."),
     )
     assert current is not None, "cannot read RabbitMQ's max_message_size"
-    await rabbitmqctl_async("eval", f"application:set_env(rabbit, max_message_size, {limit}).")
+    await rabbitmqctl_async("eval", f"application:set_env(rabbit, max_message_size, {small}).")
     try:
-        yield
+        yield small
     finally:
-        await rabbitmqctl_async(
-            "eval", f"application:set_env(rabbit, max_message_size, {current.group(1)})."
+        await asyncio.shield(
+            rabbitmqctl_async(
+                "eval", f"application:set_env(rabbit, max_message_size, {current.group(1)})."
+            )
         )
 
 
@@ -243,7 +252,8 @@ async def test_relay_when_event_over_max_event_size_stores_a_record_and_moves_on
     amqp_url: str, group: str, http: aiohttp.ClientSession
 ) -> None:
     async with (
-        running_simulator() as sim,
+        # Inflating and copying 17 MiB takes a while on a loaded machine: no 1 s heartbeat.
+        running_simulator(heartbeat_interval_ms=15000) as sim,
         event_sink(amqp_url, group, ALL_DISPATCHES) as sink,
     ):
         config = gateway_config(sim, amqp_url, group, events=ALL_DISPATCHES)
@@ -280,7 +290,7 @@ async def test_relay_when_broker_refuses_one_shards_event_as_too_large_other_sha
 ) -> None:
     """The 406 closes the channel both shards publish on; only the offending event is set aside."""
     async with (
-        running_simulator(shards=2) as sim,
+        running_simulator(shards=2, heartbeat_interval_ms=15000) as sim,
         event_sink(amqp_url, group, ALL_DISPATCHES) as sink,
     ):
         # The gateway's own limit is above the broker's, so the broker is the one refusing.
@@ -294,7 +304,7 @@ async def test_relay_when_broker_refuses_one_shards_event_as_too_large_other_sha
         )
         logs = capture_logs()
         captured = logs.__enter__()
-        async with broker_max_message_size(MiB):
+        async with broker_size_limit(MiB) as limit:
             service = GatewayService(config, connection_name=group)
             await service.start()
         try:
@@ -304,7 +314,7 @@ async def test_relay_when_broker_refuses_one_shards_event_as_too_large_other_sha
                 control.post("/flood", {"count": 8000, "rate": 2000, "wait": True})
             )
             await wait_until(lambda: len(sink.of("MESSAGE_CREATE")) > 500, timeout=30)
-            big_seq = deliver(sim, 0, "MESSAGE_CREATE", big_message(2 * MiB))
+            big_seq = deliver(sim, 0, "MESSAGE_CREATE", big_message(limit + MiB))
             await asyncio.wait_for(flood, 60)
             sessions = {i: await session_seq(control, i) for i in (0, 1)}
             for shard_id, (session_id, last_seq) in sessions.items():
@@ -330,7 +340,7 @@ async def test_relay_when_broker_refuses_one_shards_event_as_too_large_other_sha
     assert reopened["written_again"] > 0, "no other publish was in flight: the test proves nothing"
     assert reopened["failed"] == 1
     (record,) = await oversize_records(amqp_url, group)
-    assert record["seq"] == big_seq and record["limit"] == MiB
+    assert record["seq"] == big_seq and record["limit"] == limit
     assert record["limited_by"] == "RabbitMQ's max_message_size"
 
 
