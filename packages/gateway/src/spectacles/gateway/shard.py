@@ -178,7 +178,7 @@ class _RelayTracker(ConfirmTracker):
         on_failure: Callable[[BaseException], None],
         published: Counter[str],
         latencies: list[float],
-        on_too_large: Callable[[int, PublishTooLarge], None],
+        on_too_large: Callable[[ConfirmTracker, int, PublishTooLarge], None],
     ) -> None:
         super().__init__(confirmed, on_failure, published, latencies)
         self._on_too_large = on_too_large
@@ -186,7 +186,7 @@ class _RelayTracker(ConfirmTracker):
     def publish_failed(self, token: int, error: BaseException) -> None:
         """Hand an oversized event to the shard; anything else ends the connection."""
         if isinstance(error, PublishTooLarge):
-            self._on_too_large(token, error)
+            self._on_too_large(self, token, error)
         else:
             super().publish_failed(token, error)
 
@@ -596,16 +596,18 @@ class Shard:
             error = BrokerUnavailable("publish cancelled")
         self._interrupt_connection(error)
 
-    def _on_too_large(self, seq: int, error: PublishTooLarge) -> None:
+    def _on_too_large(self, tracker: ConfirmTracker, seq: int, error: PublishTooLarge) -> None:
         """RabbitMQ refused the event as too large (406): store its record, never replay it."""
         if error.limit < self._max_event_size:
             self._max_event_size = error.limit  # the next ones are caught before publishing
-        task = asyncio.get_running_loop().create_task(self._store_refused(seq, error))
+        task = asyncio.get_running_loop().create_task(self._store_refused(tracker, seq, error))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _store_refused(self, seq: int, error: PublishTooLarge) -> None:
-        tracker = self._tracker
+    async def _store_refused(
+        self, tracker: ConfirmTracker, seq: int, error: PublishTooLarge
+    ) -> None:
+        """The record of an event RabbitMQ refused, settled on the tracker that sent the event."""
         try:
             await self._store_oversize(
                 tracker,
