@@ -162,7 +162,12 @@ class ConfirmTracker:
         for each in tags:
             entry = self._pending.pop(each, None)
             if entry is not None:
-                self._fail(entry, PublishNacked, "RabbitMQ nacked the publish")
+                self._fail(
+                    entry,
+                    PublishNacked,
+                    "RabbitMQ nacked the publish: a queue it routes to is full with "
+                    "x-overflow=reject-publish (or could not store it)",
+                )
         if multiple and tag >= self._lowest:
             self._lowest = tag + 1
         else:
