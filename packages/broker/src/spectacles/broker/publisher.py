@@ -125,6 +125,7 @@ class Publisher:
         self._exchanges: dict[str, tuple[str, bool]] = {}
         self._unblocked = asyncio.Event()
         self._unblocked.set()
+        self._recovering: str | None = None  # why the publish channel is being reopened
         # Mandatory tracked publishes that no queue took go to this queue instead of failing.
         self._unrouted_queue = unrouted_queue
         self._unrouted: Counter[str] = Counter()
@@ -210,6 +211,11 @@ class Publisher:
     def unrouted(self) -> Counter[str]:
         """How many publishes went to ``unrouted_queue``, by their routing key (ever growing)."""
         return self._unrouted
+
+    @property
+    def recovering(self) -> str | None:
+        """Why RabbitMQ closed the publish channel, while it is being reopened; else None."""
+        return self._recovering
 
     @property
     def blocked_reason(self) -> str | None:
@@ -570,6 +576,7 @@ class Publisher:
     def _on_ready(self, connection: PublishConnection) -> None:
         """The publish channel was reopened after a channel error."""
         if connection is self._connection:
+            self._recovering = None
             self._ready.set()
             self._wake_waiters()
 
@@ -577,6 +584,7 @@ class Publisher:
         """A channel error: publishes wait while the channel reopens."""
         if connection is self._connection:
             log.warning("publish channel closed by RabbitMQ; reopening it", reason=reason)
+            self._recovering = reason
             self._ready.clear()
             self._wake_waiters()
 
@@ -585,6 +593,7 @@ class Publisher:
         if connection is not self._connection:
             return
         self._connection = None
+        self._recovering = None
         self._ready.clear()
         self._drained.set()
         self._unblocked.set()  # waiters for the unblock wait for the reconnection instead

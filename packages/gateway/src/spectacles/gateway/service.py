@@ -316,7 +316,13 @@ class GatewayService:
     def _relay_problems(self) -> list[str]:
         """Why events are not relayed right now, in words an operator can act on."""
         problems: list[str] = []
-        blocked = self.publisher.blocked_reason if self.publisher is not None else None
+        publisher = self.publisher
+        blocked = publisher.blocked_reason if publisher is not None else None
+        if publisher is not None and publisher.recovering is not None:
+            problems.append(
+                f"{publisher.recovering}: reopening the channel (declaring a deleted exchange "
+                "again) and re-sending unconfirmed events"
+            )
         if blocked is not None:
             problems.append(
                 f"RabbitMQ blocked publishing ({blocked}): relaying paused until the alarm clears"
