@@ -262,6 +262,10 @@ class TcpProxy:
         """Stop passing RabbitMQ's bytes (confirms) to the client; its publishes pile up."""
         self._downstream.clear()
 
+    def resume(self) -> None:
+        """Pass RabbitMQ's bytes again after `stall`."""
+        self._downstream.set()
+
     def cut(self) -> None:
         """Drop every proxied connection at once (no AMQP close: like a network failure)."""
         for writer in list(self._writers):

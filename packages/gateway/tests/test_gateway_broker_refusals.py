@@ -14,6 +14,7 @@ import re
 import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import aiohttp
@@ -23,6 +24,7 @@ from gateway_testkit import (
     RABBITMQCTL,
     Control,
     EventSink,
+    TcpProxy,
     event_sink,
     gateway_config,
     running_gateway,
@@ -288,19 +290,28 @@ async def test_relay_when_event_over_max_event_size_stores_a_record_and_moves_on
 async def test_relay_when_broker_refuses_one_shards_event_as_too_large_other_shard_stays_up(
     amqp_url: str, group: str, http: aiohttp.ClientSession
 ) -> None:
-    """The 406 closes the channel both shards publish on; only the offending event is set aside."""
+    """The 406 closes the channel both shards publish on; only the offending event is set aside.
+
+    RabbitMQ's answers are held back (a stalled proxy) from before the large event is written
+    until the other shard wrote 100 more: those are unconfirmed on the channel the 406 closes.
+    """
+    target = urlsplit(amqp_url)
     async with (
+        TcpProxy(target.hostname or "localhost", target.port or 5672) as proxy,
         running_simulator(shards=2, heartbeat_interval_ms=15000) as sim,
         event_sink(amqp_url, group, ALL_DISPATCHES) as sink,
     ):
+        proxied = target._replace(
+            netloc=f"{target.netloc.rsplit('@', 1)[0]}@127.0.0.1:{proxy.port}"
+        ).geturl()
         # The gateway's own limit is above the broker's, so the broker is the one refusing.
         config = gateway_config(
             sim,
-            amqp_url,
+            proxied,
             group,
             events=ALL_DISPATCHES,
             shards={"count": 2},
-            gateway={"max_event_size": 64 * MiB},
+            gateway={"max_event_size": 64 * MiB, "max_in_flight": 100_000},
         )
         logs = capture_logs()
         captured = logs.__enter__()
@@ -309,35 +320,37 @@ async def test_relay_when_broker_refuses_one_shards_event_as_too_large_other_sha
             await service.start()
         try:
             await wait_ready(service)
+            offender, other = service.shards[0], service.shards[1]
             control = Control(http, sim.base_url)
             flood = asyncio.create_task(
-                control.post("/flood", {"count": 8000, "rate": 2000, "wait": True})
+                control.post("/flood", {"count": 8000, "rate": 1000, "wait": True})
             )
             await wait_until(lambda: len(sink.of("MESSAGE_CREATE")) > 500, timeout=30)
+            proxy.stall()
             big_seq = deliver(sim, 0, "MESSAGE_CREATE", big_message(limit + MiB))
+            await wait_until(lambda: sum(offender.received.values()) >= big_seq, timeout=30)
+            after = other.received["MESSAGE_CREATE"] + 100
+            await wait_until(lambda: other.received["MESSAGE_CREATE"] >= after, timeout=30)
+            proxy.resume()
             await asyncio.wait_for(flood, 60)
             sessions = {i: await session_seq(control, i) for i in (0, 1)}
             for shard_id, (session_id, last_seq) in sessions.items():
                 besides = {big_seq} if shard_id == 0 else set()
                 await wait_until(
                     lambda s=session_id, n=last_seq, b=besides: (
-                        not missing_seqs(  # type: ignore[misc]
-                            sink, s, n, besides=b
-                        )
+                        not missing_seqs(sink, s, n, besides=b)
                     ),
                     timeout=60,
                     what=f"every event of shard {shard_id}",
                 )
-            other = service.shards[1]
             assert other.resumes == 0 and not other.reconnects, "the healthy shard was bounced"
-            offender = service.shards[0]
             assert offender.resumes == 0 and not offender.reconnects
             assert offender.oversize == {"MESSAGE_CREATE": 1}
         finally:
             await service.stop()
             logs.__exit__(None, None, None)
     (reopened,) = [e for e in captured if e["event"].endswith("channel; reopened it")]
-    assert reopened["written_again"] > 0, "no other publish was in flight: the test proves nothing"
+    assert reopened["written_again"] >= 100, "the other shard's publishes were not in flight"
     assert reopened["failed"] == 1
     (record,) = await oversize_records(amqp_url, group)
     assert record["seq"] == big_seq and record["limit"] == limit
