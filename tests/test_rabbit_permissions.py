@@ -29,7 +29,13 @@ from aio_pika.abc import (
 )
 from stack_kit import RABBITMQCTL
 
-from spectacles.broker.topology import QueueSpec, Topology, declare_queue
+from spectacles.broker.topology import (
+    OVERSIZE_QUEUE_ARGUMENTS,
+    UNROUTED_QUEUE_ARGUMENTS,
+    QueueSpec,
+    Topology,
+    declare_queue,
+)
 
 SETUP = Path(__file__).parents[1] / "docker" / "rabbitmq" / "setup_users.py"
 
@@ -123,14 +129,16 @@ async def gateway_does_its_job(connection: AbstractRobustConnection, group: str)
     """What the gateway declares, publishes and reads (see docs/wire-format.md)."""
     t = Topology(group)
     channel = await connection.channel()
-    unrouted = await channel.declare_exchange(
-        f"{group}.unrouted", aio_pika.ExchangeType.FANOUT, durable=True
-    )
     events = await channel.declare_exchange(
         t.events_exchange, aio_pika.ExchangeType.DIRECT, durable=True
     )
-    parked = await channel.declare_queue(f"{group}.unrouted", durable=True)
-    await parked.bind(unrouted)
+    # where unroutable returns and records of oversize events go (publisher.declare_queue)
+    for name, arguments in (
+        (t.unrouted_queue, UNROUTED_QUEUE_ARGUMENTS),
+        (t.oversize_queue, OVERSIZE_QUEUE_ARGUMENTS),
+    ):
+        await channel.declare_queue(name, durable=True, arguments=arguments)
+        await channel.default_exchange.publish(aio_pika.Message(b"{}"), routing_key=name)
     await events.publish(aio_pika.Message(b"{}"), routing_key="MESSAGE_CREATE")
     # the commands of shard 0: a queue with its dead-letter queue, bound to their exchanges
     await channel.declare_exchange(t.commands_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
@@ -193,7 +201,8 @@ async def test_each_role_can_do_its_job_and_a_worker_nothing_more(
 
     assert await refused(worker, await delete(f"{group}.sessions.0"))
     assert await refused(worker, await delete(t.commands_queue(0)))
-    assert await refused(worker, await delete(f"{group}.unrouted"))
+    assert await refused(worker, await delete(t.unrouted_queue))
+    assert await refused(worker, await delete(t.oversize_queue))
 
     async def read_sessions(channel: AbstractChannel) -> Any:
         sessions = await channel.get_queue(f"{group}.sessions.0", ensure=False)
@@ -235,7 +244,7 @@ async def test_each_role_can_do_its_job_and_a_worker_nothing_more(
     assert await refused(worker, outside_the_group)
     # The gateway's resources are all still there.
     check = await gateway.channel()
-    for name in (f"{group}.sessions.0", t.commands_queue(0), f"{group}.unrouted"):
+    for name in (f"{group}.sessions.0", t.commands_queue(0), t.unrouted_queue):
         await check.declare_queue(name, passive=True)
     await check.close()
 

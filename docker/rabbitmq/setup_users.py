@@ -31,7 +31,16 @@ from dataclasses import dataclass
 DEMO_ADMIN_PASSWORD = "dev-password"
 #: Names a worker may not take: they are the gateway's (a worker named "sessions" would
 #: otherwise read saved sessions through its own queue permissions).
-RESERVED = ("sessions", "identify", "commands", "dlx", "unrouted", "fatal", "interactions")
+RESERVED = (
+    "sessions",
+    "identify",
+    "commands",
+    "dlx",
+    "unrouted",
+    "oversize",
+    "fatal",
+    "interactions",
+)
 
 
 @dataclass(frozen=True)
@@ -48,13 +57,14 @@ def permissions(group: str) -> dict[str, Permission]:
 
     Names come from docs/wire-format.md: exchanges ``{g}``, ``{g}.commands``, ``{g}.dlx``,
     ``{g}.unrouted``; gateway queues ``{g}.sessions.N``, ``{g}.identify.C.B``,
-    ``{g}.commands.shard.N`` (+ ``.dead``), ``{g}.fatal*``; worker queues ``{g}.{w}``,
-    ``{g}.{w}.dead``, ``{g}.{w}.<helper>``. Publishing through the default exchange needs write
+    ``{g}.commands.shard.N`` (+ ``.dead``), ``{g}.fatal*``, ``{g}.oversize``; worker queues
+    ``{g}.{w}``, ``{g}.{w}.dead``, ``{g}.{w}.<helper>``. Publishing through the default exchange needs write
     on ``amq.default``; RabbitMQ checks nothing else there (see docs/operations.md).
     """
     g = re.escape(group)
     gateway_queues = (
         r"\.(sessions|identify)\..+|\.commands\.shard\.[0-9]+(\.dead)?|\.fatal.*|\.unrouted.*"
+        r"|\.oversize"
     )
     reserved = "|".join(RESERVED)
     worker_queues = rf"{g}\.(?!({reserved})(\.|$))[^.]+(\.[^.]+)?"

@@ -186,6 +186,8 @@ async def cleanup_broker(amqp_url: str, group: str, shards: int = 4) -> None:
                 session_queue_name(group, shard_id),
             ):
                 await channel.queue_delete(queue)
+        await channel.queue_delete(f"{group}.oversize")
+        await channel.queue_delete(f"{group}.unrouted")
         for exchange in (group, f"{group}.commands", f"{group}.dlx"):
             await channel.exchange_delete(exchange)
     finally:
@@ -259,6 +261,10 @@ class TcpProxy:
     def stall(self) -> None:
         """Stop passing RabbitMQ's bytes (confirms) to the client; its publishes pile up."""
         self._downstream.clear()
+
+    def resume(self) -> None:
+        """Pass RabbitMQ's bytes again after `stall`."""
+        self._downstream.set()
 
     def cut(self) -> None:
         """Drop every proxied connection at once (no AMQP close: like a network failure)."""

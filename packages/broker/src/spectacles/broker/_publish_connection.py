@@ -10,8 +10,10 @@ from the received bytes. pamqp still builds and parses the rare control frames.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import struct
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
@@ -21,7 +23,7 @@ from pamqp import frame as pamqp_frame
 from pamqp import header as pamqp_header
 from pamqp.base import Frame
 
-from spectacles.broker._confirm import ConfirmListener, ConfirmTracker
+from spectacles.broker._confirm import FUTURE, ConfirmListener, ConfirmTracker, Pending, fail_entry
 from spectacles.broker._frames import (
     FRAME_BODY,
     FRAME_END,
@@ -37,6 +39,7 @@ from spectacles.broker.errors import (
     BrokerUnavailable,
     ConnectionLost,
     PublishError,
+    PublishTooLarge,
     TopologyMismatch,
 )
 from spectacles.observability import get_logger
@@ -65,6 +68,15 @@ _frame_head = struct.Struct(">BHI")
 _confirm = struct.Struct(">HHQB")  # class, method, delivery tag, bits
 _BASIC_ACK = (60, 80)
 _BASIC_NACK = (60, 120)
+_body_size = struct.Struct(">Q")  # in a content header frame, after frame head, class and weight
+_BODY_SIZE_AT = 7 + 4
+
+# The refusals whose cause names the publishes it concerns; RabbitMQ's reply texts (3.x and 4.x).
+_NO_EXCHANGE = re.compile(r"no exchange '(.*)' in vhost")
+_TOO_LARGE = re.compile(r"message size (\d+) is larger than (?:configured )?max size (\d+)")
+# Channel recoveries in a row without a single ack before the unsettled publishes are failed:
+# a refusal that repeats (an exchange deleted again and again) must not loop forever.
+MAX_RECOVERIES = 5
 
 _CAPABILITIES = {
     "publisher_confirms": True,
@@ -120,13 +132,41 @@ class ConnectionListener(Protocol):
     def confirms_released(self, connection: PublishConnection) -> None:
         """Acks or nacks arrived: window slots may be free."""
 
+    def connection_blocked(self, connection: PublishConnection) -> None:
+        """RabbitMQ blocked publishing (a resource alarm) until ``connection_unblocked``."""
+
+    def connection_unblocked(self, connection: PublishConnection) -> None:
+        """The resource alarm cleared: publishes may go out again."""
+
 
 class PublishConnection(asyncio.Protocol):
     """An AMQP connection whose channel 1 publishes in confirm mode."""
 
-    def __init__(self, listener: ConnectionListener, *, heartbeat: int) -> None:
+    def __init__(
+        self,
+        listener: ConnectionListener,
+        *,
+        heartbeat: int,
+        exchanges: Mapping[str, tuple[str, bool]] | None = None,
+        unrouted_queue: str | None = None,
+        unrouted: Counter[str] | None = None,
+    ) -> None:
         self._loop = asyncio.get_running_loop()
+        # Where a returned (unroutable) tracked publish is published instead, and the count of
+        # those by routing key; None: a return fails the publish with PublishReturned.
+        self._unrouted_queue = unrouted_queue
+        self._unrouted_method = (
+            encode_publish_method(PUBLISH_CHANNEL, "", unrouted_queue, False)
+            if unrouted_queue
+            else b""
+        )
+        self.unrouted: Counter[str] = unrouted if unrouted is not None else Counter()
         self._listener = listener
+        # Exchanges the owner declared (name -> type, durable): declared again if found deleted.
+        self._exchanges: Mapping[str, tuple[str, bool]] = {} if exchanges is None else exchanges
+        self._recoveries = 0
+        # Unsettled publishes of a closed channel, until written again (or failed on a loss).
+        self._held: list[tuple[int, Pending]] = []
         self._requested_heartbeat = heartbeat
         self._transport: asyncio.Transport | None = None
         self._rbuf = bytearray()
@@ -148,6 +188,7 @@ class PublishConnection(asyncio.Protocol):
         self.ready = False
         self.paused = False
         self.blocked = False
+        self.blocked_reason = ""
         self.frame_max = _MAX_FRAME
         self.max_body_frame = _MAX_FRAME - 8
 
@@ -162,10 +203,23 @@ class PublishConnection(asyncio.Protocol):
         heartbeat: int,
         timeout: float,
         client_properties: Mapping[str, Any],
+        exchanges: Mapping[str, tuple[str, bool]] | None = None,
+        unrouted_queue: str | None = None,
+        unrouted: Counter[str] | None = None,
     ) -> PublishConnection:
-        """Connect, authenticate, open the confirm channel; ``BrokerUnavailable`` on failure."""
+        """Connect, authenticate, open the confirm channel; ``BrokerUnavailable`` on failure.
+
+        ``exchanges`` (read when needed, so the owner may add to it later) are declared again
+        when a publish finds one of them deleted.
+        """
         loop = asyncio.get_running_loop()
-        connection = cls(listener, heartbeat=heartbeat)
+        connection = cls(
+            listener,
+            heartbeat=heartbeat,
+            exchanges=exchanges,
+            unrouted_queue=unrouted_queue,
+            unrouted=unrouted,
+        )
         try:
             async with asyncio.timeout(timeout):
                 await loop.create_connection(
@@ -230,24 +284,120 @@ class PublishConnection(asyncio.Protocol):
                 self._heartbeat_interval, self._heartbeat_tick
             )
 
-    async def _open_publish_channel(self) -> None:
+    async def _open_publish_channel(self, return_base: int = 0) -> None:
         opened = await self._call(PUBLISH_CHANNEL, commands.Channel.Open())
         if not isinstance(opened, commands.Channel.OpenOk):
             raise BrokerError(f"unexpected {opened.name} instead of Channel.OpenOk")
         selected = await self._call(PUBLISH_CHANNEL, commands.Confirm.Select())
         if not isinstance(selected, commands.Confirm.SelectOk):
             raise BrokerError(f"unexpected {selected.name} instead of Confirm.SelectOk")
-        self.tracker = ConfirmTracker()
+        self.tracker = ConfirmTracker(return_base)
         self._methods.clear()
         self.ready = True
 
-    async def _reopen_publish_channel(self) -> None:
+    async def _recover_publish_channel(
+        self, code: int, text: str, reason: str, unsettled: list[tuple[int, Pending]], base: int
+    ) -> None:
+        """Reopen channel 1 after RabbitMQ closed it, and write again what it did not refuse.
+
+        RabbitMQ closes the whole channel for one bad publish, but every other publish on it is
+        innocent (often another shard's): those are written again on the new channel, ahead of
+        anything new, with the same properties (a duplicate keeps its message_id). Only the
+        publishes the refusal names fail: those to a deleted exchange that cannot be declared
+        again, those over the broker's size limit. A refusal whose cause is not known fails all.
+        """
+        self._recoveries += 1
+        missing = _NO_EXCHANGE.search(text) if code == 404 else None
+        too_large = _TOO_LARGE.search(text) if code == 406 else None
+        restored = False
+        if missing is not None and self._recoveries <= MAX_RECOVERIES:
+            restored = await self._restore_exchange(missing.group(1))
+        resend: list[tuple[int, Pending]] = []
+        for return_id, entry in unsettled:
+            error = self._refusal_of(entry, reason, missing, too_large, restored)
+            if error is None:
+                resend.append((return_id, entry))
+            else:
+                fail_entry(entry, error)
+        self._held = resend
         try:
-            await self._open_publish_channel()
+            await self._open_publish_channel(base)
         except (BrokerError, OSError) as error:
-            self.abort(f"could not reopen the publish channel: {error}")
+            self.abort(f"could not reopen the publish channel: {error}")  # fails the held ones
             return
+        # No await since the channel opened: nothing new was written before these.
+        self._held = []
+        tracker = self.tracker
+        for return_id, entry in resend:
+            method = entry[4]
+            # A mandatory publish keeps the return id it carries in its header.
+            tracker.add_entry(entry, return_id if method[-2] & 1 else None)
+            self._write(method, entry[5])
+        log.warning(
+            "RabbitMQ closed the publish channel; reopened it",
+            reason=reason,
+            exchange_declared_again=missing.group(1) if restored and missing else None,
+            written_again=len(resend),
+            failed=len(unsettled) - len(resend),
+        )
         self._listener.connection_ready(self)
+
+    def _refusal_of(
+        self,
+        entry: Pending,
+        reason: str,
+        missing: re.Match[str] | None,
+        too_large: re.Match[str] | None,
+        restored: bool,
+    ) -> Exception | None:
+        """Why ``entry`` fails after the channel closed with ``reason``; None: write it again."""
+        _, exchange, routing_key, _, method, content = entry
+        where = f"(exchange {exchange!r}, routing key {routing_key!r})"
+        if self._recoveries > MAX_RECOVERIES:
+            return PublishError(
+                f"{reason} {where}; {MAX_RECOVERIES} channel recoveries in a row without a "
+                "confirm, giving up on it",
+                exchange=exchange,
+                routing_key=routing_key,
+            )
+        unknown = missing is None and too_large is None
+        if not method or unknown:
+            return PublishError(
+                f"{reason} {where}; the publish was not confirmed",
+                exchange=exchange,
+                routing_key=routing_key,
+            )
+        if missing is not None and exchange == missing.group(1) and not restored:
+            return PublishError(f"{reason} {where}", exchange=exchange, routing_key=routing_key)
+        if too_large is not None:
+            size = _body_size.unpack_from(content, _BODY_SIZE_AT)[0]
+            limit = int(too_large.group(2))
+            if size > limit:
+                return PublishTooLarge(
+                    f"message of {size} bytes is over RabbitMQ's max_message_size of {limit} "
+                    f"bytes {where}",
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    size=size,
+                    limit=limit,
+                )
+        return None
+
+    async def _restore_exchange(self, name: str) -> bool:
+        """Declare a deleted exchange again if its owner declared it; False if it cannot."""
+        known = self._exchanges.get(name)
+        if known is None:
+            return False
+        exchange_type, durable = known
+        try:
+            await self.declare_exchange(name, exchange_type, durable=durable)
+        except BrokerError as error:
+            log.error(
+                "could not declare the deleted exchange again", exchange=name, error=str(error)
+            )
+            return False
+        log.warning("exchange was deleted while in use; declared it again", exchange=name)
+        return True
 
     # -- publishing (hot path) -----------------------------------------------------------------
 
@@ -268,7 +418,7 @@ class PublishConnection(asyncio.Protocol):
     ) -> asyncio.Future[None]:
         """``publish`` with the basic.publish frame already encoded (for ``PUBLISH_CHANNEL``)."""
         future: asyncio.Future[None] = self._loop.create_future()
-        self.tracker.add(future, exchange, routing_key)
+        self.tracker.add(future, exchange, routing_key, method, content)
         self._write(method, content)
         return future
 
@@ -282,7 +432,7 @@ class PublishConnection(asyncio.Protocol):
         token: int,
     ) -> None:
         """``publish_method`` whose outcome is told to ``listener`` (no future per message)."""
-        self.tracker.add_tracked(listener, token, exchange, routing_key)
+        self.tracker.add_tracked(listener, token, exchange, routing_key, method, content)
         self._write(method, content)
 
     def _write(self, method: bytes, content: bytes) -> None:
@@ -344,6 +494,29 @@ class PublishConnection(asyncio.Protocol):
                 CONTROL_CHANNEL, commands.Channel.Close(reply_code=200, class_id=0, method_id=0)
             )
 
+    async def declare_queue(self, name: str, arguments: Mapping[str, Any]) -> None:
+        """Declare a durable queue on the short-lived control channel."""
+        async with self._control_lock:
+            opened = await self._call(CONTROL_CHANNEL, commands.Channel.Open())
+            if not isinstance(opened, commands.Channel.OpenOk):
+                raise BrokerError(f"unexpected {opened.name} instead of Channel.OpenOk")
+            try:
+                await self._call(
+                    CONTROL_CHANNEL,
+                    commands.Queue.Declare(queue=name, durable=True, arguments=dict(arguments)),
+                )
+            except ChannelClosed as error:
+                if error.reply_code == 406:
+                    raise TopologyMismatch(
+                        f"queue {name!r} already exists with other arguments than "
+                        f"{dict(arguments)}: {error}",
+                        queue=name,
+                    ) from None
+                raise
+            await self._call(
+                CONTROL_CHANNEL, commands.Channel.Close(reply_code=200, class_id=0, method_id=0)
+            )
+
     async def close(self, timeout: float) -> None:
         """Close politely (Connection.Close / CloseOk), then drop the socket regardless."""
         if self._lost:
@@ -399,6 +572,9 @@ class PublishConnection(asyncio.Protocol):
         )
         self._close_reason = reason
         self.tracker.fail_all(ConnectionLost, reason)
+        held, self._held = self._held, []
+        for _, entry in held:
+            fail_entry(entry, ConnectionLost(f"{reason}; the publish was not confirmed"))
         waiters, self._waiters = self._waiters, {}
         for waiter in waiters.values():
             if not waiter.done():
@@ -454,6 +630,7 @@ class PublishConnection(asyncio.Protocol):
         elif pos < size_total:
             rbuf += buf[pos:]
         if released:
+            self._recoveries = 0
             self._listener.confirms_released(self)
 
     # -- incoming control frames ---------------------------------------------------------------
@@ -477,12 +654,18 @@ class PublishConnection(asyncio.Protocol):
         if isinstance(method, commands.Connection.Blocked):
             # A resource alarm: RabbitMQ stops reading our socket until it clears, so publishes
             # back up into the window and time out with BrokerUnavailable if it lasts.
+            # The publisher stops writing (it would only fill our socket buffer) and publishers
+            # wait, without a timeout, until the alarm clears.
             self.blocked = True
+            self.blocked_reason = method.reason or "resource alarm"
             log.warning("RabbitMQ blocked publishing (resource alarm)", reason=method.reason)
+            self._listener.connection_blocked(self)
             return
         if isinstance(method, commands.Connection.Unblocked):
             self.blocked = False
+            self.blocked_reason = ""
             log.info("RabbitMQ unblocked publishing")
+            self._listener.connection_unblocked(self)
             return
         if isinstance(method, commands.Channel.Close):
             self._on_channel_close(channel, method)
@@ -507,9 +690,19 @@ class PublishConnection(asyncio.Protocol):
         if channel != PUBLISH_CHANNEL:
             return
         self.ready = False
-        self.tracker.fail_all(PublishError, reason)
+        closed = self.tracker
+        unsettled = closed.take_all()
+        self._held = unsettled
         self._listener.connection_unready(self, reason)
-        self._reopen_task = asyncio.ensure_future(self._reopen_publish_channel())
+        self._reopen_task = asyncio.ensure_future(
+            self._recover_publish_channel(
+                method.reply_code or 0,
+                method.reply_text or "",
+                reason,
+                unsettled,
+                closed.ids_used,
+            )
+        )
 
     def _on_content_header(self, payload: bytes) -> None:
         if self._returning is None:
@@ -534,8 +727,35 @@ class PublishConnection(asyncio.Protocol):
             self._returning = (method, remaining)
             return
         self._returning = None
-        if self._return_tag is not None:
-            self.tracker.returned(self._return_tag, method.reply_code or 0, method.reply_text)
+        if self._return_tag is None:
+            return
+        if self._unrouted_queue is not None and self._reroute(self._return_tag):
+            return
+        self.tracker.returned(self._return_tag, method.reply_code or 0, method.reply_text)
+
+    def _reroute(self, return_id: int) -> bool:
+        """Publish a returned (unroutable) tracked publish to the unrouted queue instead.
+
+        Its listener is then told the outcome of that publish: the caller's guarantee (confirmed
+        means stored) holds, and the event waits there instead of being dropped.
+        """
+        tracker = self.tracker
+        entry = tracker.peek(return_id)
+        if (
+            entry is None
+            or entry[0] is None
+            or entry[3] == FUTURE
+            or not entry[5]
+            or not self.ready
+        ):
+            return False  # a future-settled publish (or no channel) fails as returned
+        tracker.take_returned(return_id)
+        target, _, routing_key, token, _, content = entry
+        method = self._unrouted_method
+        tracker.add_entry((target, "", self._unrouted_queue or "", token, method, content))
+        self._write(method, content)
+        self.unrouted[routing_key] += 1
+        return True
 
     def _protocol_error(self, what: str) -> None:
         self.abort(f"AMQP protocol error from RabbitMQ: {what}")

@@ -7,7 +7,8 @@ Hierarchy (branch on types, never on message text)::
     │   └── ConnectionLost         the connection dropped while an operation was in flight
     ├── PublishError               RabbitMQ did not accept a publish
     │   ├── PublishNacked          the broker answered the confirm with a nack
-    │   └── PublishReturned        mandatory publish that no queue was bound to receive
+    │   ├── PublishReturned        mandatory publish that no queue was bound to receive
+    │   └── PublishTooLarge        the message is over RabbitMQ's ``max_message_size``
     ├── TopologyMismatch           a queue/exchange exists with other arguments than ours
     ├── RpcTimeout                 no RPC reply within the caller's timeout
     ├── RpcError                   the RPC server's handler failed (its error text is carried)
@@ -28,6 +29,7 @@ __all__ = [
     "PublishError",
     "PublishNacked",
     "PublishReturned",
+    "PublishTooLarge",
     "RpcError",
     "RpcTimeout",
     "TopologyMismatch",
@@ -78,6 +80,20 @@ class PublishReturned(PublishError):
         super().__init__(message, exchange=exchange, routing_key=routing_key)
         self.reply_code = reply_code
         self.reply_text = reply_text
+
+
+class PublishTooLarge(PublishError):
+    """RabbitMQ refused the message as larger than its ``max_message_size`` (``limit``).
+
+    Sending it again can never succeed: the caller must store or drop it, not retry.
+    """
+
+    def __init__(
+        self, message: str, *, exchange: str = "", routing_key: str = "", size: int, limit: int
+    ) -> None:
+        super().__init__(message, exchange=exchange, routing_key=routing_key)
+        self.size = size
+        self.limit = limit
 
 
 class TopologyMismatch(BrokerError):

@@ -6,6 +6,11 @@ path, ``try_submit_tracked``, goes further: a plain call, no coroutine and no fu
 confirm reported to a :class:`ConfirmListener`. Everything slow (no connection, full window,
 socket backpressure) moves to ``_acquire``, which waits at most ``publish_timeout`` and then
 raises ``BrokerUnavailable``: a publish is confirmed, or its caller hears why not, never silence.
+
+Two waits are not bounded by ``publish_timeout``: while RabbitMQ blocks the connection for a
+resource alarm (``connection.blocked``) publishes wait until it is unblocked, since the broker
+is there and will take them; and when RabbitMQ closes the publish channel over one publish, the
+connection reopens it and writes the others again (see ``PublishConnection``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import contextlib
 import datetime
 import os
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -83,6 +88,7 @@ class Publisher:
         reconnect_delay: float = 0.5,
         max_reconnect_delay: float = 15.0,
         close_timeout: float = 10.0,
+        unrouted_queue: str | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -119,6 +125,14 @@ class Publisher:
         self._drained = asyncio.Event()  # set when nothing is in flight (close() waits on it)
         self._closed = False
         self._events_exchange = settings.group
+        # Declared through this publisher: declared again if RabbitMQ reports one deleted.
+        self._exchanges: dict[str, tuple[str, bool]] = {}
+        self._unblocked = asyncio.Event()
+        self._unblocked.set()
+        self._recovering: str | None = None  # why the publish channel is being reopened
+        # Mandatory tracked publishes that no queue took go to this queue instead of failing.
+        self._unrouted_queue = unrouted_queue
+        self._unrouted: Counter[str] = Counter()
         self._listener = _Listener(self)
 
     @classmethod
@@ -134,8 +148,14 @@ class Publisher:
         reconnect_delay: float = 0.5,
         max_reconnect_delay: float = 15.0,
         close_timeout: float = 10.0,
+        unrouted_queue: str | None = None,
     ) -> Publisher:
-        """Connect now; raises ``BrokerUnavailable`` at once when RabbitMQ does not answer."""
+        """Connect now; raises ``BrokerUnavailable`` at once when RabbitMQ does not answer.
+
+        With ``unrouted_queue``, a mandatory publish sent with ``try_submit_tracked`` that no
+        queue is bound to receive is published to that queue (through the default exchange)
+        instead of failing, and its listener hears how that publish went. Declare the queue.
+        """
         publisher = cls(
             settings,
             max_in_flight=max_in_flight,
@@ -146,6 +166,7 @@ class Publisher:
             reconnect_delay=reconnect_delay,
             max_reconnect_delay=max_reconnect_delay,
             close_timeout=close_timeout,
+            unrouted_queue=unrouted_queue,
         )
         publisher._install(await publisher._open_connection())
         return publisher
@@ -179,6 +200,34 @@ class Publisher:
         """True while a confirm channel is open and publishes go straight out."""
         connection = self._connection
         return connection is not None and connection.ready
+
+    @property
+    def events_exchange(self) -> str:
+        """Where publishes go unless told otherwise: the group's events exchange."""
+        return self._events_exchange
+
+    @property
+    def unrouted_queue(self) -> str | None:
+        """Where unroutable mandatory tracked publishes go instead of failing (None: they fail)."""
+        return self._unrouted_queue
+
+    @property
+    def unrouted(self) -> Counter[str]:
+        """How many publishes went to ``unrouted_queue``, by their routing key (ever growing)."""
+        return self._unrouted
+
+    @property
+    def recovering(self) -> str | None:
+        """Why RabbitMQ closed the publish channel, while it is being reopened; else None."""
+        return self._recovering
+
+    @property
+    def blocked_reason(self) -> str | None:
+        """Why RabbitMQ blocks publishing right now (a resource alarm), or None."""
+        connection = self._connection
+        if connection is None or not connection.blocked:
+            return None
+        return connection.blocked_reason
 
     async def wait_connected(self, timeout: float) -> None:
         """Wait for the (re)connection; ``BrokerUnavailable`` when ``timeout`` passes first."""
@@ -257,7 +306,7 @@ class Publisher:
         if exchange is None:
             exchange = self._events_exchange
         if mandatory:
-            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_tag}
+            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_return_id}
         flags, properties = encode_properties(
             content_type, headers, persistent, message_id, timestamp, type
         )
@@ -301,7 +350,7 @@ class Publisher:
         """``submit`` for a prepared stream: same waiting, same confirm future, less encoding."""
         connection = self._writable() or await self._acquire()
         if prepared.mandatory:
-            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_tag}
+            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_return_id}
         flags, properties = prepared.properties.encode(headers, message_id, timestamp)
         content = encode_content(
             PUBLISH_CHANNEL, flags, properties, body, connection.max_body_frame
@@ -376,7 +425,7 @@ class Publisher:
         timestamp: datetime.datetime | float | None,
     ) -> None:
         if prepared.mandatory:
-            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_tag}
+            headers = {**(headers or {}), RETURN_TAG_HEADER: connection.tracker.next_return_id}
         flags, properties = prepared.properties.encode(headers, message_id, timestamp)
         content = encode_content(
             PUBLISH_CHANNEL, flags, properties, body, connection.max_body_frame
@@ -392,6 +441,7 @@ class Publisher:
             connection is None
             or not connection.ready
             or connection.paused
+            or connection.blocked
             or self._space_waiters
             or len(connection.tracker) + self._woken >= self._max_in_flight
         ):
@@ -401,8 +451,9 @@ class Publisher:
     async def _acquire(self) -> PublishConnection:
         """Wait for a connection with a free window slot, bounded by ``publish_timeout``."""
         woken = False  # once woken from the queue, do not queue behind later arrivals again
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self._publish_timeout):
+            async with asyncio.timeout(self._publish_timeout) as deadline:
                 while True:
                     if self._closed:
                         raise BrokerUnavailable(
@@ -412,6 +463,13 @@ class Publisher:
                     if connection is None or not connection.ready:
                         self._ready.clear()  # set again by whatever makes a connection ready
                         await self._ready.wait()
+                    elif connection.blocked:
+                        # A resource alarm: RabbitMQ is there and will take it once the alarm
+                        # clears, so the publish waits for that, however long (backpressure).
+                        deadline.reschedule(None)
+                        self._unblocked.clear()
+                        await self._unblocked.wait()
+                        deadline.reschedule(loop.time() + self._publish_timeout)
                     elif (
                         connection.paused
                         or len(connection.tracker) + self._woken >= self._max_in_flight
@@ -452,7 +510,13 @@ class Publisher:
         if not waiters:
             return
         connection = self._connection
-        if self._closed or connection is None or not connection.ready or connection.paused:
+        if (
+            self._closed
+            or connection is None
+            or not connection.ready
+            or connection.paused
+            or connection.blocked
+        ):
             # Let them all re-check: they wait for the reconnection (or raise) instead.
             free = len(waiters)
         else:
@@ -473,9 +537,19 @@ class Publisher:
     async def declare_exchange(
         self, name: str, exchange_type: str = "direct", *, durable: bool = True
     ) -> None:
-        """Declare an exchange over the publisher's connection (waits for it like a publish)."""
+        """Declare an exchange over the publisher's connection (waits for it like a publish).
+
+        Should RabbitMQ later refuse a publish because the exchange was deleted, the publisher
+        declares it again and writes the publish again.
+        """
         connection = await self._acquire_connection()
         await connection.declare_exchange(name, exchange_type, durable=durable)
+        self._exchanges[name] = (exchange_type, durable)
+
+    async def declare_queue(self, name: str, arguments: Mapping[str, Any] | None = None) -> None:
+        """Declare a durable queue over the publisher's connection (e.g. ``{group}.oversize``)."""
+        connection = await self._acquire_connection()
+        await connection.declare_queue(name, arguments or {})
 
     async def _acquire_connection(self) -> PublishConnection:
         if self.is_connected and self._connection is not None:
@@ -505,6 +579,9 @@ class Publisher:
             heartbeat=self._heartbeat,
             timeout=self._connect_timeout,
             client_properties=self._client_properties,
+            exchanges=self._exchanges,
+            unrouted_queue=self._unrouted_queue,
+            unrouted=self._unrouted,
         )
 
     def _install(self, connection: PublishConnection) -> None:
@@ -515,6 +592,7 @@ class Publisher:
     def _on_ready(self, connection: PublishConnection) -> None:
         """The publish channel was reopened after a channel error."""
         if connection is self._connection:
+            self._recovering = None
             self._ready.set()
             self._wake_waiters()
 
@@ -522,6 +600,7 @@ class Publisher:
         """A channel error: publishes wait while the channel reopens."""
         if connection is self._connection:
             log.warning("publish channel closed by RabbitMQ; reopening it", reason=reason)
+            self._recovering = reason
             self._ready.clear()
             self._wake_waiters()
 
@@ -530,14 +609,27 @@ class Publisher:
         if connection is not self._connection:
             return
         self._connection = None
+        self._recovering = None
         self._ready.clear()
         self._drained.set()
+        self._unblocked.set()  # waiters for the unblock wait for the reconnection instead
         self._wake_waiters()
         if self._closed:
             return
         log.warning("lost the RabbitMQ publish connection; reconnecting", reason=reason)
         if self._reconnect_task is None or self._reconnect_task.done():
             self._reconnect_task = asyncio.create_task(self._reconnect())
+
+    def _on_blocked(self, connection: PublishConnection) -> None:
+        """A resource alarm: waiters for a window slot move to the (unbounded) unblock wait."""
+        if connection is self._connection:
+            self._unblocked.clear()
+            self._wake_waiters()
+
+    def _on_unblocked(self, connection: PublishConnection) -> None:
+        if connection is self._connection:
+            self._unblocked.set()
+            self._wake_waiters()
 
     def _on_released(self, connection: PublishConnection) -> None:
         """Acks arrived: give the freed slots to waiting submitters."""
@@ -586,6 +678,7 @@ class Publisher:
             self._reconnect_task.cancel()
         self._wake_waiters()
         self._ready.set()  # waiters for a connection re-check, see the close, and raise
+        self._unblocked.set()
         connection = self._connection
         if connection is None:
             return
@@ -601,10 +694,19 @@ class Publisher:
 class _Listener:
     """Forwards connection events to the publisher without making them part of its API."""
 
-    __slots__ = ("confirms_released", "connection_lost", "connection_ready", "connection_unready")
+    __slots__ = (
+        "confirms_released",
+        "connection_blocked",
+        "connection_lost",
+        "connection_ready",
+        "connection_unblocked",
+        "connection_unready",
+    )
 
     def __init__(self, publisher: Publisher) -> None:
         self.connection_ready = publisher._on_ready
         self.connection_unready = publisher._on_unready
         self.connection_lost = publisher._on_lost
         self.confirms_released = publisher._on_released
+        self.connection_blocked = publisher._on_blocked
+        self.connection_unblocked = publisher._on_unblocked

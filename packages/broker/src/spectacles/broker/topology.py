@@ -19,6 +19,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange
 __all__ = [
     "DEAD_SUFFIX",
     "DEFAULT_MAX_INTERRUPTIONS",
+    "OVERSIZE_QUEUE_ARGUMENTS",
+    "UNROUTED_QUEUE_ARGUMENTS",
     "DeclaredQueue",
     "QueueSpec",
     "QueueType",
@@ -52,6 +54,22 @@ _UNLIMITED: Final = -1
 #: only prefetched, so this budget is generous and separate from ``max_attempts``.
 DEFAULT_MAX_INTERRUPTIONS: Final = 20
 
+# `{group}.oversize` holds one small record per event too large to relay; bounded, oldest
+# dropped first, so forgetting to read it cannot fill the broker.
+OVERSIZE_QUEUE_ARGUMENTS: Final[dict[str, Any]] = {
+    _ARG_QUEUE_TYPE: "quorum",
+    "x-max-length": 10_000,
+    "x-overflow": "drop-head",
+}
+# `{group}.unrouted` keeps the events no queue was bound to receive (published before any worker
+# declared its queue); bounded by count and bytes, oldest dropped first.
+UNROUTED_QUEUE_ARGUMENTS: Final[dict[str, Any]] = {
+    _ARG_QUEUE_TYPE: "quorum",
+    "x-max-length": 100_000,
+    "x-max-length-bytes": 1024 * 1024 * 1024,
+    "x-overflow": "drop-head",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Topology:
@@ -68,6 +86,16 @@ class Topology:
     def dlx(self) -> str:
         """Direct exchange receiving dead letters; routing key = the queue they died in."""
         return f"{self.group}.dlx"
+
+    @property
+    def oversize_queue(self) -> str:
+        """Quorum queue of records of events too large for RabbitMQ (the body is not kept)."""
+        return f"{self.group}.oversize"
+
+    @property
+    def unrouted_queue(self) -> str:
+        """Quorum queue of the events no queue was bound to receive (kept, not dropped)."""
+        return f"{self.group}.unrouted"
 
     @property
     def commands_exchange(self) -> str:

@@ -62,6 +62,10 @@ DEFAULT_AMQP_URL: Final = "amqp://guest:guest@localhost:5672/"
 # not allocate a huge tuple.
 MAX_SHARD_ID: Final = 1 << 16
 
+# RabbitMQ 4's default max_message_size (3.x allowed 128 MiB): a larger event is never published.
+DEFAULT_MAX_EVENT_SIZE: Final = 16 * 1024 * 1024
+MIN_MAX_EVENT_SIZE: Final = 4096
+
 # What RabbitMQ names (exchange, queue prefixes) accept safely; the broker package agrees.
 GROUP_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 
@@ -75,6 +79,7 @@ ENV_KEYS: Final[Mapping[str, str]] = {
     "DISCORD_API_URL": "gateway.api_url",
     "DISCORD_GATEWAY_URL": "gateway.url",
     "GATEWAY_IDENTIFY_LOCK": "gateway.identify_lock",
+    "GATEWAY_MAX_EVENT_SIZE": "gateway.max_event_size",
     "AMQP_URL": "amqp.url",
     "AMQP_URL_ORDER": "amqp.url_order",
     "BROKER_GROUP": "broker.group",
@@ -121,6 +126,9 @@ class GatewaySettings:
     # payloads, GUILD_CREATE of huge guilds, are several MiB: 64 MiB is ample headroom.
     max_message_size: int = 64 * 1024 * 1024
     max_payload_size: int = 64 * 1024 * 1024
+    # Bytes; a dispatch body larger than this goes to `{group}.oversize` instead of the events
+    # exchange. Keep it at or below RabbitMQ's `max_message_size`.
+    max_event_size: int = DEFAULT_MAX_EVENT_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +221,7 @@ class GatewayConfig:
                 "max_in_flight": self.gateway.max_in_flight,
                 "max_message_size": self.gateway.max_message_size,
                 "max_payload_size": self.gateway.max_payload_size,
+                "max_event_size": self.gateway.max_event_size,
             },
             "metrics": {"address": self.metrics.address, "enabled": self.metrics.enabled},
             "session_store": {
@@ -558,8 +567,14 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         max_in_flight=gw.take("max_in_flight", _positive_int, defaults.max_in_flight),
         max_message_size=gw.take("max_message_size", _size_bound, defaults.max_message_size),
         max_payload_size=gw.take("max_payload_size", _size_bound, defaults.max_payload_size),
+        max_event_size=gw.take("max_event_size", _int, defaults.max_event_size),
     )
     gw.finish()
+    if gateway.max_event_size < MIN_MAX_EVENT_SIZE:
+        raise ConfigError(
+            "gateway.max_event_size",
+            f"must be at least {MIN_MAX_EVENT_SIZE} bytes (it is a size in bytes, e.g. 16777216)",
+        )
     if not 50 <= gateway.large_threshold <= 250:
         raise ConfigError("gateway.large_threshold", "must be between 50 and 250")
 

@@ -14,8 +14,10 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "COMMANDS",
     "CONFIRM_LATENCY",
+    "EVENTS_OVERSIZE",
     "EVENTS_PUBLISHED",
     "EVENTS_RECEIVED",
+    "EVENTS_UNROUTED",
     "HEARTBEAT_LATENCY",
     "IDENTIFIES",
     "IDENTIFY_LOCK_WAIT",
@@ -35,6 +37,16 @@ EVENTS_PUBLISHED: Final = Counter(
     "spectacles_gateway_events_published",
     "Dispatch events confirmed by RabbitMQ.",
     ["shard", "event"],
+)
+EVENTS_OVERSIZE: Final = Counter(
+    "spectacles_gateway_events_oversize",
+    "Dispatch events too large to relay, stored as a record in {group}.oversize instead.",
+    ["shard", "event"],
+)
+EVENTS_UNROUTED: Final = Counter(
+    "spectacles_gateway_events_unrouted",
+    "Dispatch events no queue was bound to receive, kept in {group}.unrouted instead.",
+    ["event"],
 )
 CONFIRM_LATENCY: Final = Histogram(
     "spectacles_gateway_confirm_latency_seconds",

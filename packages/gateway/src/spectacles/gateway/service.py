@@ -22,6 +22,11 @@ from spectacles.broker.broker import CONNECTION_ERRORS, Broker
 from spectacles.broker.errors import BrokerError
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
+from spectacles.broker.topology import (
+    OVERSIZE_QUEUE_ARGUMENTS,
+    UNROUTED_QUEUE_ARGUMENTS,
+    Topology,
+)
 from spectacles.models import GatewayBot
 from spectacles.observability import HealthServer, get_logger
 
@@ -76,6 +81,7 @@ class GatewayService:
         self._tasks: list[asyncio.Task[None]] = []
         self._saved: dict[int, tuple[str, int]] = {}
         self._flushed: dict[int, dict[str, Any]] = {}
+        self._unrouted_flushed: Counter[str] = Counter()
         self._started = False
         self._save_soon = asyncio.Event()
 
@@ -107,12 +113,16 @@ class GatewayService:
         settings = BrokerSettings(
             amqp_url=config.amqp_url, group=config.broker_group, url_order=config.amqp_url_order
         )
+        topology = Topology(config.broker_group)
         self.publisher = await Publisher.connect(
             settings,
             max_in_flight=config.gateway.max_in_flight,
             connection_name=f"{self.connection_name}:publisher",
+            unrouted_queue=topology.unrouted_queue,
         )
         await self.publisher.declare_events_exchange()
+        await self.publisher.declare_queue(topology.oversize_queue, OVERSIZE_QUEUE_ARGUMENTS)
+        await self.publisher.declare_queue(topology.unrouted_queue, UNROUTED_QUEUE_ARGUMENTS)
         self.broker = await Broker.connect(
             settings, connection_name=f"{self.connection_name}:control"
         )
@@ -298,7 +308,31 @@ class GatewayService:
         states = {str(i): s.state.value for i, s in self.shards.items()}
         broker = self.publisher is not None and self.publisher.is_connected
         ready = bool(self.shards) and broker and all(s.is_ready for s in self.shards.values())
-        return ready, {"shards": states, "broker_connected": broker}
+        details: dict[str, Any] = {"shards": states, "broker_connected": broker}
+        problems = self._relay_problems()
+        if problems:
+            ready = False
+            details["reasons"] = problems
+        return ready, details
+
+    def _relay_problems(self) -> list[str]:
+        """Why events are not relayed right now, in words an operator can act on."""
+        problems: list[str] = []
+        publisher = self.publisher
+        blocked = publisher.blocked_reason if publisher is not None else None
+        if publisher is not None and publisher.recovering is not None:
+            problems.append(
+                f"{publisher.recovering}: reopening the channel (declaring a deleted exchange "
+                "again) and re-sending unconfirmed events"
+            )
+        if blocked is not None:
+            problems.append(
+                f"RabbitMQ blocked publishing ({blocked}): relaying paused until the alarm clears"
+            )
+        for shard_id, shard in self.shards.items():
+            if shard.problem is not None and not shard.is_ready:
+                problems.append(f"shard {shard_id}: {shard.problem}")
+        return problems
 
     async def _flush_metrics(self) -> None:
         while True:
@@ -316,6 +350,8 @@ class GatewayService:
             _flush_counter(metrics.EVENTS_PUBLISHED, label, shard.published, seen["published"])
             malformed = seen.setdefault("malformed", Counter())
             _flush_counter(metrics.MALFORMED_PAYLOADS, label, shard.malformed, malformed)
+            oversize = seen.setdefault("oversize", Counter())
+            _flush_counter(metrics.EVENTS_OVERSIZE, label, shard.oversize, oversize)
             if shard.identifies > seen["identifies"]:
                 metrics.IDENTIFIES.labels(label).inc(shard.identifies - seen["identifies"])
                 seen["identifies"] = shard.identifies
@@ -336,6 +372,11 @@ class GatewayService:
                 metrics.CONFIRM_LATENCY.observe(sample)
         if self.publisher is not None:
             metrics.IN_FLIGHT.set(self.publisher.in_flight)
+            seen = self._unrouted_flushed
+            for event, total in list(self.publisher.unrouted.items()):
+                if total > seen[event]:
+                    metrics.EVENTS_UNROUTED.labels(event).inc(total - seen[event])
+                    seen[event] = total
 
 
 def _flush_counter(counter: Any, shard: str, current: Counter[str], seen: Counter[str]) -> None:

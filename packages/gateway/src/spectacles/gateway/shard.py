@@ -5,6 +5,12 @@ resume, re-identify, wait for RabbitMQ, or stop. `_connect` runs one connection:
 `_heartbeat` and `_poll_events` alongside IDENTIFY (through the identify queue, which may
 wait) or RESUME, until one of them ends it. All session state is `session_id`, the confirmed
 `seq` and the resume URL.
+
+RabbitMQ refusing an event (a nack from a full `reject-publish` queue, a publish it cannot take)
+ends the connection like a transport failure: the resume point stays before the refused event
+and the shard RESUMEs after the same exponential backoff, so a refusal that lasts cannot turn
+into a RESUME storm. An event larger than `gateway.max_event_size` (or than RabbitMQ's own limit)
+is never retried: a record of it goes to `{group}.oversize` and the resume point moves past it.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from typing import Annotated, Any, Final, Protocol
 
 import msgspec
 
-from spectacles.broker.errors import BrokerError, BrokerUnavailable, PublishError
+from spectacles.broker.errors import BrokerError, BrokerUnavailable, PublishError, PublishTooLarge
 from spectacles.broker.publisher import ConfirmListener, PreparedPublish
+from spectacles.broker.topology import Topology
 from spectacles.models import RESUMABLE_CLOSE_CODE, ClosePolicy, Intents
 from spectacles.observability import get_logger
 
@@ -66,8 +73,10 @@ class EventPublisher(Protocol):
         self,
         routing_key: str,
         *,
+        exchange: str | None = ...,
         headers: Mapping[str, Any] | None = ...,
         type: str | None = ...,
+        mandatory: bool = ...,
     ) -> PreparedPublish:
         """Encode once what every publish of one event name from this shard shares."""
 
@@ -96,6 +105,14 @@ class EventPublisher(Protocol):
         timestamp: float | None = ...,
     ) -> None:
         """`try_submit_tracked` that waits for a window slot (`BrokerUnavailable` on timeout)."""
+
+    @property
+    def events_exchange(self) -> str:
+        """The events exchange, named after the group (which also names `{group}.oversize`)."""
+
+    @property
+    def unrouted_queue(self) -> str | None:
+        """Where events no queue is bound for go (then events are published mandatory)."""
 
     @property
     def is_connected(self) -> bool:
@@ -158,6 +175,34 @@ _UNDECODABLE: Final = (msgspec.DecodeError, RecursionError)
 _MAX_SNOWFLAKE: Final = 2**64
 
 
+class _RelayTracker(ConfirmTracker):
+    """The connection's tracker, except that an event too large for RabbitMQ is not a failure.
+
+    RabbitMQ's 406 for one oversized event must not end the connection (the replay would bring
+    the same event back forever): the shard stores a record of it instead, under the same seq.
+    """
+
+    __slots__ = ("_on_too_large",)
+
+    def __init__(
+        self,
+        confirmed: int,
+        on_failure: Callable[[BaseException], None],
+        published: Counter[str],
+        latencies: list[float],
+        on_too_large: Callable[[ConfirmTracker, int, PublishTooLarge], None],
+    ) -> None:
+        super().__init__(confirmed, on_failure, published, latencies)
+        self._on_too_large = on_too_large
+
+    def publish_failed(self, token: int, error: BaseException) -> None:
+        """Hand an oversized event to the shard; anything else ends the connection."""
+        if isinstance(error, PublishTooLarge):
+            self._on_too_large(self, token, error)
+        else:
+            super().publish_failed(token, error)
+
+
 class _Reconnect(Exception):
     """Internal: the server asked for a new connection (op 7, op 9) or the socket is a zombie."""
 
@@ -203,6 +248,10 @@ class Shard:
         self._compress: Compression = compress or self._settings.compress
         self._presence = presence
         self._log = get_logger("spectacles.gateway.shard", shard_id=shard_id)
+        self._max_event_size = self._settings.max_event_size
+        self._oversize_queue = Topology(publisher.events_exchange).oversize_queue
+        self._oversize_stream: PreparedPublish | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
         # Session: the RESUME point is the confirmed seq, never just the received one.
         self._session_id: str | None = None
@@ -230,6 +279,10 @@ class Shard:
         self.published: Counter[str] = Counter()
         # Sampled publish-to-confirm latencies (seconds), drained by the metrics flusher.
         self.confirm_latencies: list[float] = []
+        # Events stored as a record in `{group}.oversize` instead of being relayed, by name.
+        self.oversize: Counter[str] = Counter()
+        # Why the shard is not relaying right now, for /readyz (None when nothing is wrong).
+        self.problem: str | None = None
         self.on_state_change: Callable[[Shard, ShardState], None] | None = None
 
         self._limiter = SendLimiter()
@@ -393,7 +446,7 @@ class Shard:
                     failures = 0 if time.monotonic() - started > STABLE_AFTER else failures + 1
                     delay = self._backoff_delay(failures)
                     self._log.warning("connection lost", error=str(exc), retry_in=round(delay, 2))
-                except (BrokerUnavailable, PublishError) as exc:
+                except BrokerUnavailable as exc:
                     reason = "broker"
                     self._log.warning(
                         "RabbitMQ did not confirm; holding the resume point and reconnecting",
@@ -402,6 +455,22 @@ class Shard:
                     )
                     await self._wait_for_broker()
                     delay = 0.0
+                except PublishError as exc:
+                    # RabbitMQ is there but refused an event: retrying at once would only be
+                    # refused again (and RESUME in a loop), so back off like any other failure.
+                    reason = "broker_refused"
+                    failures = 0 if time.monotonic() - started > STABLE_AFTER else failures + 1
+                    delay = self._backoff_delay(failures)
+                    self.problem = f"broker refused publish: {exc}"
+                    self._log.warning(
+                        "RabbitMQ refused an event; holding the resume point, resuming after "
+                        "a backoff",
+                        error=str(exc),
+                        seq=self._resume_seq,
+                        failures=failures,
+                        retry_in=round(delay, 2),
+                    )
+                    await self._wait_for_broker()
                 except IdentifyLimitExceeded as exc:
                     self.fatal_error = exc
                     self._log.error("shard stopped", error=str(exc))
@@ -451,8 +520,12 @@ class Shard:
         url = self._resume_url if resuming and self._resume_url else self._gateway_url
         self._set_state(ShardState.CONNECTING)
         self._interrupt = asyncio.get_running_loop().create_future()
-        self._tracker = ConfirmTracker(
-            self._resume_seq, self._on_publish_failure, self.published, self.confirm_latencies
+        self._tracker = _RelayTracker(
+            self._resume_seq,
+            self._on_publish_failure,
+            self.published,
+            self.confirm_latencies,
+            self._on_too_large,
         )
         self._seq = self._resume_seq if resuming else None
         self._heartbeat_acked = True
@@ -540,6 +613,88 @@ class Shard:
             error = BrokerUnavailable("publish cancelled")
         self._interrupt_connection(error)
 
+    def _on_too_large(self, tracker: ConfirmTracker, seq: int, error: PublishTooLarge) -> None:
+        """RabbitMQ refused the event as too large (406): store its record, never replay it."""
+        if error.limit < self._max_event_size:
+            self._max_event_size = error.limit  # the next ones are caught before publishing
+        task = asyncio.get_running_loop().create_task(self._store_refused(tracker, seq, error))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _store_refused(
+        self, tracker: ConfirmTracker, seq: int, error: PublishTooLarge
+    ) -> None:
+        """The record of an event RabbitMQ refused, settled on the tracker that sent the event."""
+        try:
+            await self._store_oversize(
+                tracker,
+                seq,
+                error.routing_key,
+                error.size,
+                error.limit,
+                None,
+                f"{self.shard_id}:{self._session_id}:{seq}",
+                "RabbitMQ's max_message_size",
+            )
+        except BrokerError as exc:
+            tracker.publish_failed(seq, exc)  # not stored: the replay brings the event back
+
+    async def _store_oversize(
+        self,
+        tracker: ConfirmTracker,
+        seq: int,
+        name: str,
+        size: int,
+        limit: int,
+        guild_id: str | None,
+        message_id: str,
+        limited_by: str,
+    ) -> None:
+        """Publish a record of an event too large to relay, under the event's seq.
+
+        The record (everything but the body) is confirmed like the event would have been, so
+        the resume point moves past the event only once its record is safe in RabbitMQ.
+        """
+        self.oversize[name] += 1
+        self._log.error(
+            "event too large to relay; stored a record of it instead and moved past it",
+            seq=seq,
+            dispatch=name,
+            size=size,
+            limit=limit,
+            limited_by=limited_by,
+            stored_in=self._oversize_queue,
+            fix="raise gateway.max_event_size (GATEWAY_MAX_EVENT_SIZE) together with RabbitMQ's "
+            "max_message_size, if workers need events this large",
+        )
+        stream = self._oversize_stream
+        if stream is None:
+            stream = self._oversize_stream = self._publisher.prepare(
+                self._oversize_queue, exchange="", headers={"shard_id": self.shard_id}
+            )
+        record = {
+            "shard_id": self.shard_id,
+            "seq": seq,
+            "event": name,
+            "size": size,
+            "limit": limit,
+            "limited_by": limited_by,
+            "guild_id": guild_id,
+            "message_id": message_id,
+        }
+        headers: dict[str, Any] = {"seq": seq, "event": name, "size": size, "limit": limit}
+        if guild_id is not None:
+            headers["guild_id"] = guild_id
+        await self._publisher.submit_tracked(
+            stream,
+            _encode(record),
+            tracker,
+            seq,
+            headers=headers,
+            message_id=message_id,
+            timestamp=time.time(),
+        )
+
     async def _receive_hello(self, transport: GatewayTransport) -> float:
         try:
             data = await asyncio.wait_for(transport.receive(), HELLO_TIMEOUT)
@@ -611,6 +766,8 @@ class Shard:
         received = self.received
         publisher = self._publisher
         try_submit = publisher.try_submit_tracked
+        # Mandatory: an event no queue takes comes back and is kept in `{group}.unrouted`.
+        mandatory = publisher.unrouted_queue is not None
         shard_id = self.shard_id
         # Per event name, the encoded constant parts: exchange, routing key, type, shard_id.
         prepared: dict[str, PreparedPublish] = {}
@@ -647,7 +804,7 @@ class Shard:
                     stream = prepared.get(name)
                     if stream is None:
                         stream = prepared[name] = publisher.prepare(
-                            name, headers={"shard_id": shard_id}, type=name
+                            name, headers={"shard_id": shard_id}, type=name, mandatory=mandatory
                         )
                     guild_id = _guild_id(name, raw)
                     headers: dict[str, Any] = (
@@ -659,7 +816,20 @@ class Shard:
                     if not seq & LATENCY_SAMPLE_MASK:
                         tracker.sample_latency(seq)
                     try:
-                        if not try_submit(
+                        if len(body) > self._max_event_size:
+                            self._publishing = True
+                            await self._store_oversize(
+                                tracker,
+                                seq,
+                                name,
+                                len(body),
+                                self._max_event_size,
+                                guild_id,
+                                message_id,
+                                "gateway.max_event_size",
+                            )
+                            self._publishing = False
+                        elif not try_submit(
                             stream,
                             body,
                             tracker,
@@ -741,6 +911,7 @@ class Shard:
             self._log.info("ready", session_id=info.session_id)
         else:
             self._log.info("resumed", seq=self._resume_seq)
+        self.problem = None
         self._set_state(ShardState.READY)
 
 
