@@ -17,7 +17,9 @@ MESSAGE_ID = re.compile(r"^\d+:[^:]+:\d+$")
 
 def shape(message: aio_pika.abc.AbstractIncomingMessage) -> dict[str, Any]:
     """Everything a worker could tell a message's origin by, except the values of ids."""
-    headers = dict(message.headers or {})
+    # x-spectacles-publish-tag is the gateway publisher's own (docs/wire-format.md, "Internal
+    # headers"): it matches returns of mandatory publishes, and consumers ignore it.
+    headers = {k: v for k, v in (message.headers or {}).items() if k != "x-spectacles-publish-tag"}
     return {
         "exchange": message.exchange,
         "routing_key": message.routing_key,
