@@ -25,7 +25,7 @@ from spectacles.models import RESUMABLE_CLOSE_CODE, ClosePolicy, Intents
 from spectacles.observability import get_logger
 
 from .config import Compression, GatewaySettings, PresenceSettings
-from .errors import IdentifyLimitExceeded, ServerClosed, TransportError
+from .errors import IdentifyRefused, ServerClosed, TransportError
 from .identify import IdentifyQueue
 from .ratelimit import SendLimiter, heartbeat_reserve
 from .session import ConfirmTracker, SessionState
@@ -388,7 +388,7 @@ class Shard:
                     )
                     await self._wait_for_broker()
                     delay = 0.0
-                except IdentifyLimitExceeded as exc:
+                except IdentifyRefused as exc:
                     self.fatal_error = exc
                     self._log.error("shard stopped", error=str(exc))
                     return
