@@ -91,7 +91,9 @@ class GatewayProcess:
     async def wait_ready(self, http: aiohttp.ClientSession, timeout: float = 30.0) -> None:
         await self.wait_readyz(http, lambda status, _: status == 200, timeout)
 
-    async def wait_blocked(self, http: aiohttp.ClientSession, timeout: float = 30.0) -> dict[str, Any]:
+    async def wait_blocked(
+        self, http: aiohttp.ClientSession, timeout: float = 30.0
+    ) -> dict[str, Any]:
         body = await self.wait_readyz(
             http, lambda status, body: status == 503 and "blocked" in body, timeout
         )
