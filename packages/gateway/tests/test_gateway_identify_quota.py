@@ -136,7 +136,15 @@ async def test_many_shards_identify_without_a_reject_and_keep_the_reserve(
         guilds=2,
     ) as sim:
         control = Control(http, sim.base_url)
-        env = process_env(sim.api_url, amqp_url, group, LOG_LEVEL="WARNING")
+        env = process_env(
+            sim.api_url,
+            amqp_url,
+            group,
+            LOG_LEVEL="WARNING",
+            # One process: the local lock paces it alone (the amqp lock's round trips per
+            # IDENTIFY would add spacing of their own and hide early arrivals).
+            GATEWAY_IDENTIFY_LOCK=os.environ.get("QUOTA_TEST_LOCK", "local"),
+        )
         tables = {
             "gateway": {"identify_interval": INTERVAL, "identify_reserve": reserve},
             "shards": {"count": SHARDS},

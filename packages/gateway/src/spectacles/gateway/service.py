@@ -34,7 +34,7 @@ from .config import GatewayConfig
 from .discovery import fetch_gateway_bot
 from .errors import ConfigError, GatewayError, GatewayUnreachable, IdentifyBlocked
 from .fatal_block import FatalBlockStore
-from .identify import BucketLock, IdentifyQueue
+from .identify import BucketLock, IdentifyQueue, identify_spacing
 from .identify_lock import create_bucket_lock, create_quota_ledger
 from .session import SessionState
 from .session_store import SessionStore, create_session_store
@@ -87,6 +87,7 @@ class GatewayService:
         self._fatal: FatalBlockStore | None = None
         self._blocked: IdentifyBlocked | None = None  # start-up waits out this block
         self._fatal_records: list[asyncio.Task[None]] = []
+        self._starter: asyncio.Task[None] | None = None  # starts the shards still to IDENTIFY
         self._commands: CommandRelay | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -185,7 +186,18 @@ class GatewayService:
             self.shards[shard_id] = shard
         for shard in self.shards.values():
             _export_state(shard, shard.state)
+            if shard.shard_id in sessions:
+                await shard.start()  # RESUME is not paced: it starts at once
+        waves = _identify_waves(
+            [s for s in self.shards.values() if s.shard_id not in sessions], plan.identify_queue
+        )
+        for shard in [shard for wave in waves[:2] for shard in wave]:
             await shard.start()
+        if len(waves) > 2:
+            self._starter = asyncio.create_task(
+                self._start_waves(waves[2:], identify_spacing(plan.identify_queue.interval)),
+                name="shard-starter",
+            )
         self._commands = CommandRelay(self.broker, self.shards)
         await self._commands.start()
         self._tasks.append(asyncio.create_task(self._save_periodically(), name="session-saver"))
@@ -223,6 +235,9 @@ class GatewayService:
         if not self._started:
             return
         self._started = False
+        if self._starter is not None:
+            self._starter.cancel()  # no shard starts once stopping
+            await asyncio.gather(self._starter, return_exceptions=True)
         if self._commands is not None:
             await self._commands.stop()
         # Each shard stops reading, waits for RabbitMQ to confirm what is in flight, and closes
@@ -296,6 +311,21 @@ class GatewayService:
         """`session_start_limit` again, once its window has passed (quota reset)."""
         bot = await fetch_gateway_bot(self.config.gateway.api_url, self.config.token)
         return bot.session_start_limit
+
+    async def _start_waves(self, waves: list[list[Shard]], spacing: float) -> None:
+        """Open the sockets of the shards that must IDENTIFY a wave at a time, one wave ahead.
+
+        Opening all of them at once is a connection storm: it keeps the server (and this
+        process) so busy that the first IDENTIFYs are processed late and the next ones, sent
+        on time, arrive too close to them and are rejected (op 9, the quota spent anyway).
+        """
+        queue = self._identify_queue
+        for wave in waves:
+            await asyncio.sleep(spacing)
+            if queue is not None and queue.blocked is not None:
+                return  # a fatal close: nothing more may IDENTIFY
+            for shard in wave:
+                await shard.start()
 
     # ----------------------------------------------------------------- fatal-close block
 
@@ -509,6 +539,15 @@ def _flush_counter(counter: Any, shard: str, current: Counter[str], seen: Counte
         if delta > 0:
             counter.labels(shard, event).inc(delta)
             seen[event] = total
+
+
+def _identify_waves(shards: list[Shard], queue: IdentifyQueue) -> list[list[Shard]]:
+    """Wave k: the k-th shard of every identify bucket (they IDENTIFY at about the same time)."""
+    by_bucket: dict[int, list[Shard]] = {}
+    for shard in sorted(shards, key=lambda s: s.shard_id):
+        by_bucket.setdefault(queue.bucket_of(shard.shard_id), []).append(shard)
+    depth = max((len(b) for b in by_bucket.values()), default=0)
+    return [[b[k] for b in by_bucket.values() if k < len(b)] for k in range(depth)]
 
 
 def _describe_block(blocked: IdentifyBlocked) -> dict[str, Any]:
