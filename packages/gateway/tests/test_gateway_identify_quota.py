@@ -20,7 +20,13 @@ from gateway_testkit import (
 )
 from process_kit import gateway_process, process_env
 
-from spectacles.gateway import GatewayService, IdentifyLimitExceeded, ShardState
+from spectacles.gateway import (
+    ConfigError,
+    GatewayService,
+    IdentifyLimitExceeded,
+    ShardState,
+    parse_config,
+)
 
 
 async def session_start_limit(http: aiohttp.ClientSession, api_url: str) -> dict[str, Any]:
@@ -156,3 +162,18 @@ async def test_many_shards_identify_without_a_reject_and_keep_the_reserve(
     assert stats["identify_rejected"] == 0, f"{stats['identify_rejected']} IDENTIFYs came early"
     assert stats["identifies"] == SHARDS
     assert limit["remaining"] == reserve
+
+
+def test_new_keys_are_validated_and_named() -> None:
+    base: dict[str, Any] = {"token": "t", "events": ["READY"]}
+    config = parse_config(base)
+    assert config.gateway.identify_reserve == 5 and config.gateway.fatal_block == 600.0
+    assert config.gateway.clear_fatal_block is False
+    assert parse_config(base, {"GATEWAY_CLEAR_FATAL_BLOCK": "1"}).gateway.clear_fatal_block
+    assert not parse_config(base, {"GATEWAY_CLEAR_FATAL_BLOCK": "false"}).gateway.clear_fatal_block
+    with pytest.raises(ConfigError, match=r"gateway\.identify_reserve.*>= 1"):
+        parse_config({**base, "gateway": {"identify_reserve": 0}})
+    with pytest.raises(ConfigError, match=r"gateway\.clear_fatal_block"):
+        parse_config(base, {"GATEWAY_CLEAR_FATAL_BLOCK": "maybe"})
+    with pytest.raises(ConfigError, match=r"gateway\.fatal_block"):
+        parse_config({**base, "gateway": {"fatal_block": -1}})
