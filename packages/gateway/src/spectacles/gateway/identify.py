@@ -10,17 +10,20 @@ this process itself, and a `BucketLock` (RabbitMQ-backed by default, see `identi
 keeps gateway processes sharing a bot out of each other's buckets. The quota is shared the same
 way: a `QuotaLedger` counts every process' IDENTIFYs against one number.
 
-Spacing: Discord measures when IDENTIFYs *arrive*. Two sent `interval` apart can arrive closer
-when the first one was held up (a busy event loop on either side, the network), so each is
-spaced by the interval plus a margin of `JITTER_MARGIN` of it, and never less than
-`MIN_JITTER_MARGIN` seconds. Buckets are also offset from each other at start, so the IDENTIFYs
-of all buckets do not reach the server in one burst each interval (a burst is what makes the
-server's own processing delay one of them past the margin).
+Spacing: Discord measures when IDENTIFYs *arrive*. Two sent `interval` apart arrive closer
+when the first one was held up (a busy server or event loop, the network). So the next IDENTIFY
+of a bucket is spaced from the moment the server *answered* the previous one (READY, or op 9 /
+a close, bounded by `interval`): the server took the previous one in before it answered, and
+the next one cannot arrive before it is sent, so they are at least the spacing apart however
+late the server processed the first. The spacing is the interval plus a margin of
+`JITTER_MARGIN` of it (at least `MIN_JITTER_MARGIN` s). Buckets are also offset from each other
+at start, so the IDENTIFYs of all buckets do not reach the server in one burst.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -51,8 +54,8 @@ DEFAULT_IDENTIFY_INTERVAL: Final = 5.0
 # IDENTIFYs of the quota never spent: Discord resets the token of a bot that exhausts it.
 DEFAULT_IDENTIFY_RESERVE: Final = 5
 # Extra spacing, as a fraction of the interval and as an absolute floor (seconds): see above.
-JITTER_MARGIN: Final = 0.1
-MIN_JITTER_MARGIN: Final = 0.25
+JITTER_MARGIN: Final = 0.05
+MIN_JITTER_MARGIN: Final = 0.05
 # After a failed refresh of /gateway/bot, the next try waits this long (seconds).
 REFRESH_RETRY: Final = 30.0
 
@@ -176,12 +179,14 @@ class LocalBucketLock:
 
 
 class _Bucket:
-    __slots__ = ("last_sent", "lock", "offset")
+    __slots__ = ("answer", "answer_for", "last_sent", "lock", "offset")
 
     def __init__(self, offset: float) -> None:
         self.lock = asyncio.Lock()
-        self.last_sent = float("-inf")
+        self.last_sent = float("-inf")  # when the server answered the last IDENTIFY (or it went)
         self.offset = offset  # first IDENTIFY of the bucket: this long after the queue's first
+        self.answer = asyncio.Event()  # set by `answered` for the shard `answer_for`
+        self.answer_for: int | None = None
 
 
 class IdentifyQueue:
@@ -238,12 +243,19 @@ class IdentifyQueue:
         if remaining is not None and spendable is not None and shards > spendable:
             raise self.budget.refuse(shards, remaining)
 
+    def answered(self, shard_id: int) -> None:
+        """The server answered the IDENTIFY of `shard_id` (READY): its bucket may move on."""
+        bucket = self._buckets[self.bucket_of(shard_id)]
+        if bucket.answer_for == shard_id:
+            bucket.answer.set()
+
     @asynccontextmanager
     async def slot(self, shard_id: int) -> AsyncIterator[None]:
-        """Hold the bucket of `shard_id` while its IDENTIFY is sent.
+        """Hold the bucket of `shard_id` while its IDENTIFY is sent and until it is answered.
 
-        The interval is measured from the end of the previous holder's block, i.e. after its
-        IDENTIFY went out, so the server never sees two of a bucket closer than `interval`.
+        After the block, the slot is kept until `answered(shard_id)` (READY), the caller is
+        cancelled (op 9, a close: the connection ended) or `interval` passed; the next
+        IDENTIFY of the bucket waits the spacing from then (see the module docstring).
         The local lock orders this process' shards first, so only one of them at a time waits
         for the bucket lock that orders the processes. The quota is spent last, once the
         IDENTIFY is certain to go out next.
@@ -262,9 +274,14 @@ class IdentifyQueue:
             async with self.lock.hold(index, keep_for=spacing):
                 self._check_blocked()
                 await self.ledger.spend(self.budget)
+                bucket.answer.clear()
+                bucket.answer_for = shard_id
                 try:
                     yield
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(bucket.answer.wait(), self.interval)
                 finally:
+                    bucket.answer_for = None
                     bucket.last_sent = time.monotonic()
 
     def _check_blocked(self) -> None:

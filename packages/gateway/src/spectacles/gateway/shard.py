@@ -670,6 +670,7 @@ class Shard:
             info = _decode_ready(raw)
             self._session_id = info.session_id
             self._resume_url = info.resume_gateway_url or self._gateway_url
+            self._identify_queue.answered(self.shard_id)  # its bucket may IDENTIFY again
             self._log.info("ready", session_id=info.session_id)
         else:
             self._log.info("resumed", seq=self._resume_seq)
