@@ -4,7 +4,7 @@ Discord allows one IDENTIFY per bucket per 5 s across all connections of the bot
 that split its shards (`shards.ids`) must take turns too. The lock of bucket `b` is the queue
 `{group}.identify.{max_concurrency}.{b}`, declared exclusive: RabbitMQ lets exactly one
 connection declare it and answers the others 405 RESOURCE_LOCKED (which closes their channel).
-The owner keeps it until `keep_for` seconds after its IDENTIFY went out, then deletes it. An
+The owner keeps it until `keep_for` seconds after its IDENTIFY was answered, then deletes it. An
 owner that dies loses its connection, and RabbitMQ drops the queue with it: a lock is never stuck
 longer than the connection that holds it.
 
