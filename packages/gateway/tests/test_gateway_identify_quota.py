@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from gateway_testkit import (
     TOKEN,
     Control,
+    cleanup_broker,
     gateway_config,
     running_gateway,
     running_simulator,
@@ -128,8 +130,19 @@ MAX_CONCURRENCY = 16
 INTERVAL = 0.5
 
 
+@pytest.fixture
+async def many_shard_queues(amqp_url: str, group: str) -> AsyncIterator[None]:
+    """The command queues of every shard (the `group` fixture only knows the first four)."""
+    yield
+    await cleanup_broker(amqp_url, group, shards=SHARDS)
+
+
 async def test_many_shards_identify_without_a_reject_and_keep_the_reserve(
-    amqp_url: str, group: str, http: aiohttp.ClientSession, tmp_path: Path
+    amqp_url: str,
+    group: str,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    many_shard_queues: None,
 ) -> None:
     """960 shards in one process: no IDENTIFY arrives early, the reserve stays untouched."""
     reserve = 5
