@@ -159,6 +159,9 @@ async def gateway_does_its_job(connection: AbstractRobustConnection, group: str)
     # an identify lock, and the fatal-block record
     await channel.declare_queue(f"{group}.identify.1.0", exclusive=True, auto_delete=True)
     await channel.declare_queue(f"{group}.fatal", durable=True)
+    # the shared identify quota and the exclusive lock around changing it
+    await channel.declare_queue(f"{group}.quota.abc123", durable=True)
+    await channel.declare_queue(f"{group}.quota.abc123.lock", exclusive=True, auto_delete=True)
     await channel.close()
 
 
@@ -225,6 +228,13 @@ async def test_each_role_can_do_its_job_and_a_worker_nothing_more(
         )
 
     assert await refused(worker, identify_lock)
+
+    async def quota_lock(channel: AbstractChannel) -> Any:
+        return await channel.declare_queue(
+            f"{group}.quota.abc123.lock", exclusive=True, auto_delete=True
+        )
+
+    assert await refused(worker, quota_lock)
 
     async def named_like_the_gateway(channel: AbstractChannel) -> Any:
         return await channel.declare_queue(f"{group}.sessions", durable=True)

@@ -39,6 +39,7 @@ RESERVED = (
     "unrouted",
     "oversize",
     "fatal",
+    "quota",
     "interactions",
 )
 
@@ -57,14 +58,15 @@ def permissions(group: str) -> dict[str, Permission]:
 
     Names come from docs/wire-format.md: exchanges ``{g}``, ``{g}.commands``, ``{g}.dlx``,
     ``{g}.unrouted``; gateway queues ``{g}.sessions.N``, ``{g}.identify.C.B``,
-    ``{g}.commands.shard.N`` (+ ``.dead``), ``{g}.fatal*``, ``{g}.oversize``; worker queues
+    ``{g}.commands.shard.N`` (+ ``.dead``), ``{g}.fatal*``, ``{g}.oversize``,
+    ``{g}.quota.*``; worker queues
     ``{g}.{w}``, ``{g}.{w}.dead``, ``{g}.{w}.<helper>``. Publishing through the default exchange
     needs write on ``amq.default``; RabbitMQ checks nothing else there (see docs/operations.md).
     """
     g = re.escape(group)
     gateway_queues = (
         r"\.(sessions|identify)\..+|\.commands\.shard\.[0-9]+(\.dead)?|\.fatal.*|\.unrouted.*"
-        r"|\.oversize"
+        r"|\.oversize|\.quota\..+"
     )
     reserved = "|".join(RESERVED)
     worker_queues = rf"{g}\.(?!({reserved})(\.|$))[^.]+(\.[^.]+)?"

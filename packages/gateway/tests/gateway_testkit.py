@@ -31,6 +31,8 @@ from spectacles.gateway import (
     parse_config,
 )
 from spectacles.gateway.config import GatewaySettings
+from spectacles.gateway.fatal_block import fatal_block_queue_name, token_fingerprint
+from spectacles.gateway.identify_lock import quota_queue_name
 from spectacles.gateway.session_store import session_queue_name
 from spectacles.models import Intents
 from spectacles.simulator import Simulator, SimulatorConfig
@@ -188,6 +190,12 @@ async def cleanup_broker(amqp_url: str, group: str, shards: int = 4) -> None:
                 await channel.queue_delete(queue)
         await channel.queue_delete(f"{group}.oversize")
         await channel.queue_delete(f"{group}.unrouted")
+        # Every gateway start reads the token's fatal-close block and spends from its quota.
+        for queue in (
+            fatal_block_queue_name(group, token_fingerprint(TOKEN)),
+            quota_queue_name(group, token_fingerprint(TOKEN)),
+        ):
+            await channel.queue_delete(queue)
         for exchange in (group, f"{group}.commands", f"{group}.dlx"):
             await channel.exchange_delete(exchange)
     finally:

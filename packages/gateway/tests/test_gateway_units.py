@@ -121,17 +121,23 @@ async def test_identify_queue_paces_each_bucket() -> None:
     assert sent[3] - sent[1] >= 0.2
 
 
-async def test_identify_queue_refuses_beyond_remaining() -> None:
-    queue = IdentifyQueue(max_concurrency=1, interval=0, remaining=2, reset_after_ms=60_000)
+async def test_identify_queue_never_spends_the_reserve() -> None:
+    """The quota is never spent down to 0: with remaining == shards nothing may start."""
+    queue = IdentifyQueue(
+        max_concurrency=1, interval=0, remaining=3, reset_after_ms=60_000, reserve=1
+    )
     with pytest.raises(IdentifyLimitExceeded) as info:
         queue.check_capacity(3)
-    assert info.value.remaining == 2 and "3" in str(info.value)
+    assert info.value.remaining == 3 and "3 shard(s)" in str(info.value)
+    assert "at most 2 may start" in str(info.value)
+    queue.check_capacity(2)
     for shard in range(2):
         async with queue.slot(shard):
             pass
     with pytest.raises(IdentifyLimitExceeded):
         async with queue.slot(2):
             pass
+    assert queue.remaining == 1
 
 
 async def test_send_limiter_keeps_reserve_for_priority() -> None:

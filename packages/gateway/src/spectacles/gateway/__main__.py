@@ -1,7 +1,9 @@
-"""`spectacles-gateway [--config gateway.toml] [check-config]` — the composition root.
+"""`spectacles-gateway [--config gateway.toml] [run|check-config|unblock]` — the composition root.
 
 The environment is read here, once. Exit codes: 0 after a clean stop, 1 when the gateway could
 not run (no shard left, RabbitMQ or Discord unreachable at start-up), 2 for a bad configuration.
+`unblock` lifts the fatal-close block of the configured token (see `fatal_block.py`) once the
+operator fixed its cause; a gateway waiting on the block starts within a few seconds.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from spectacles.broker.broker import Broker
+from spectacles.broker.errors import BrokerError
+from spectacles.broker.settings import BrokerSettings
 from spectacles.observability import configure_logging, get_logger, register_secret
 
 from .config import GatewayConfig, load_config
 from .errors import ConfigError
-from .service import EXIT_CONFIG, run_service
+from .fatal_block import FatalBlockStore
+from .service import EXIT_CONFIG, EXIT_FATAL, run_service
 
 __all__ = ["EXIT_CONFIG", "main"]
 
@@ -43,9 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=("run", "check-config"),
+        choices=("run", "check-config", "unblock"),
         default="run",
-        help="run the gateway (default) or print the effective config with secrets redacted",
+        help="run the gateway (default), print the effective config with secrets redacted, or "
+        "lift the fatal-close block of the configured token (after fixing its cause)",
     )
     return parser
 
@@ -75,6 +82,30 @@ def _run(config: GatewayConfig) -> int:
     return result
 
 
+async def _unblock(config: GatewayConfig) -> int:
+    settings = BrokerSettings(amqp_url=config.amqp_url, group=config.broker_group)
+    try:
+        broker = await Broker.connect(settings, connection_name="spectacles-gateway:unblock")
+    except BrokerError as exc:
+        print(f"spectacles-gateway: RabbitMQ is unreachable: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    store = FatalBlockStore(broker, config.token, config.gateway.fatal_block)
+    try:
+        block = await store.load()
+        await store.clear()
+    finally:
+        await store.close()
+        await broker.close()
+    if block is None:
+        print(f"no fatal-close block for token {store.fingerprint}; nothing to lift")
+    else:
+        print(
+            f"lifted the block of token {store.fingerprint} "
+            f"(close {block.code} {block.policy.name})"
+        )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `spectacles-gateway` console script."""
     args = _parser().parse_args(argv)
@@ -90,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for warning in config.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         raise SystemExit(0)
+    if args.command == "unblock":
+        raise SystemExit(asyncio.run(_unblock(config)))
     fmt = None if config.log.format == "auto" else config.log.format
     configure_logging(config.log.level, fmt, service="gateway")
     log = get_logger("spectacles.gateway")

@@ -80,6 +80,7 @@ ENV_KEYS: Final[Mapping[str, str]] = {
     "DISCORD_GATEWAY_URL": "gateway.url",
     "GATEWAY_IDENTIFY_LOCK": "gateway.identify_lock",
     "GATEWAY_MAX_EVENT_SIZE": "gateway.max_event_size",
+    "GATEWAY_CLEAR_FATAL_BLOCK": "gateway.clear_fatal_block",
     "AMQP_URL": "amqp.url",
     "AMQP_URL_ORDER": "amqp.url_order",
     "BROKER_GROUP": "broker.group",
@@ -117,6 +118,12 @@ class GatewaySettings:
     # Whose turn it is in an identify bucket: "amqp" across every gateway process sharing the
     # bot (through RabbitMQ), "local" within this process only.
     identify_lock: IdentifyLock = "amqp"
+    # IDENTIFYs of the daily quota never spent (at least 1: Discord resets a token at 0).
+    identify_reserve: int = 5
+    # After a fatal close (4004, 4010-4014) this token does not IDENTIFY for this long (0: off),
+    # however often the process restarts; `clear_fatal_block` lifts such a block at start.
+    fatal_block: float = 600.0
+    clear_fatal_block: bool = False
     invalid_session_delay: tuple[float, float] = (1.0, 5.0)
     backoff_base: float = 1.0
     backoff_max: float = 60.0
@@ -215,6 +222,9 @@ class GatewayConfig:
                 "large_threshold": self.gateway.large_threshold,
                 "identify_interval": self.gateway.identify_interval,
                 "identify_lock": self.gateway.identify_lock,
+                "identify_reserve": self.gateway.identify_reserve,
+                "fatal_block": self.gateway.fatal_block,
+                "clear_fatal_block": self.gateway.clear_fatal_block,
                 "invalid_session_delay": list(self.gateway.invalid_session_delay),
                 "backoff_base": self.gateway.backoff_base,
                 "backoff_max": self.gateway.backoff_max,
@@ -338,6 +348,18 @@ def _bool(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(key, f"expected true or false, got {value!r}")
     return value
+
+
+def _flag(key: str, value: Any) -> bool:
+    """A boolean from TOML, or from the environment as 1/0, true/false, yes/no."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes"):
+            return True
+        if text in ("0", "false", "no"):
+            return False
+        raise ConfigError(key, f"expected true or false (1/0), got {value!r}")
+    return _bool(key, value)
 
 
 def _int(key: str, value: Any, minimum: int = 0) -> int:
@@ -559,6 +581,9 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         large_threshold=gw.take("large_threshold", _int, defaults.large_threshold),
         identify_interval=gw.take("identify_interval", _seconds, defaults.identify_interval),
         identify_lock=cast(IdentifyLock, gw.take("identify_lock", _choice(IDENTIFY_LOCKS), "amqp")),
+        identify_reserve=gw.take("identify_reserve", _positive_int, defaults.identify_reserve),
+        fatal_block=gw.take("fatal_block", _seconds, defaults.fatal_block),
+        clear_fatal_block=gw.take("clear_fatal_block", _flag, False),
         invalid_session_delay=gw.take(
             "invalid_session_delay", _delay_range, defaults.invalid_session_delay
         ),

@@ -4,7 +4,9 @@ Hierarchy (code branches on these types, never on message text)::
 
     GatewayError
     ├── ConfigError             bad configuration; the process exits with code 2
-    ├── IdentifyLimitExceeded   session_start_limit cannot cover the shards to start
+    ├── IdentifyRefused         this process must not IDENTIFY now (the shard stops)
+    │   ├── IdentifyLimitExceeded   session_start_limit cannot cover the shards to start
+    │   └── IdentifyBlocked         a fatal close blocks this token (see fatal_block.py)
     ├── GatewayUnreachable      /gateway/bot failed before any shard could start
     └── TransportError          the websocket failed or closed
         └── ServerClosed        Discord closed it with a close code (policy attached)
@@ -20,7 +22,9 @@ __all__ = [
     "ConfigError",
     "GatewayError",
     "GatewayUnreachable",
+    "IdentifyBlocked",
     "IdentifyLimitExceeded",
+    "IdentifyRefused",
     "ServerClosed",
     "TransportError",
 ]
@@ -43,17 +47,40 @@ class ConfigError(GatewayError):
         super().__init__(message)
 
 
-class IdentifyLimitExceeded(GatewayError):
-    """Starting `wanted` sessions would exceed Discord's `remaining` IDENTIFY quota."""
+class IdentifyRefused(GatewayError):
+    """An IDENTIFY must not be sent now; the shard that wanted it stops."""
 
-    def __init__(self, wanted: int, remaining: int, reset_after_ms: int) -> None:
+
+class IdentifyLimitExceeded(IdentifyRefused):
+    """Starting `wanted` sessions would spend Discord's IDENTIFY quota below `reserve`."""
+
+    def __init__(self, wanted: int, remaining: int, reset_after_ms: int, reserve: int = 1) -> None:
         self.wanted = wanted
         self.remaining = remaining
         self.reset_after_ms = reset_after_ms
+        self.reserve = reserve
         super().__init__(
             f"refusing to IDENTIFY {wanted} shard(s): session_start_limit.remaining is "
-            f"{remaining} (resets in {reset_after_ms / 1000:.0f} s); exhausting it resets the "
-            "bot token. Wait for the reset, or run fewer shards in this process."
+            f"{remaining} and {reserve} of it is never spent (gateway.identify_reserve), so at "
+            f"most {max(remaining - reserve, 0)} may start (resets in "
+            f"{reset_after_ms / 1000:.0f} s); exhausting it resets the bot token. Wait for the "
+            "reset, or run fewer shards in this process."
+        )
+
+
+class IdentifyBlocked(IdentifyRefused):
+    """A recent fatal close (4004, 4010-4014) forbids IDENTIFY with this token for a while."""
+
+    def __init__(self, code: int, name: str, cause: str, fix: str, retry_in: float) -> None:
+        self.code = code
+        self.name = name
+        self.cause = cause
+        self.fix = fix
+        self.retry_in = retry_in
+        super().__init__(
+            f"IDENTIFY blocked for {retry_in:.0f} s more: Discord closed with {code} {name} "
+            f"({cause}). Fix: {fix}. A new token lifts the block; so does "
+            "GATEWAY_CLEAR_FATAL_BLOCK=1 or `spectacles-gateway unblock` once fixed."
         )
 
 

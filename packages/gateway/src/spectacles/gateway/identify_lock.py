@@ -4,7 +4,7 @@ Discord allows one IDENTIFY per bucket per 5 s across all connections of the bot
 that split its shards (`shards.ids`) must take turns too. The lock of bucket `b` is the queue
 `{group}.identify.{max_concurrency}.{b}`, declared exclusive: RabbitMQ lets exactly one
 connection declare it and answers the others 405 RESOURCE_LOCKED (which closes their channel).
-The owner keeps it until `keep_for` seconds after its IDENTIFY went out, then deletes it. An
+The owner keeps it until `keep_for` seconds after its IDENTIFY was answered, then deletes it. An
 owner that dies loses its connection, and RabbitMQ drops the queue with it: a lock is never stuck
 longer than the connection that holds it.
 
@@ -12,6 +12,13 @@ Waiters retry every 0.1-0.25 s (jittered) on a fresh channel. While RabbitMQ is 
 keep waiting (a warning every few seconds) and never IDENTIFY without the lock; cancelling the
 wait (shutdown) ends it at once, and an attempt whose outcome was still open is released when it
 lands.
+
+The IDENTIFY quota is shared the same way (`AmqpQuotaLedger`): one last-value queue
+`{group}.quota.{fingerprint}` holds the count every process spends from, changed only by the
+owner of the exclusive lock queue `{group}.quota.{fingerprint}.lock`. A process spends from the
+lower of that count and its own (from `/gateway/bot`), so two processes started together never
+spend the same IDENTIFYs twice. While RabbitMQ cannot answer, nothing is spent and no IDENTIFY
+goes out.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 import aiormq
+import msgspec
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from spectacles.broker.broker import CONNECTION_ERRORS, Broker
@@ -32,9 +40,18 @@ from spectacles.broker.errors import BrokerError
 from spectacles.observability import get_logger
 
 from . import metrics
-from .identify import BucketLock, LocalBucketLock
+from .fatal_block import token_fingerprint
+from .identify import BucketLock, IdentifyBudget, LocalBucketLock, LocalQuotaLedger, QuotaLedger
+from .last_value import LastValueQueue
 
-__all__ = ["AmqpBucketLock", "create_bucket_lock", "identify_lock_name"]
+__all__ = [
+    "AmqpBucketLock",
+    "AmqpQuotaLedger",
+    "create_bucket_lock",
+    "create_quota_ledger",
+    "identify_lock_name",
+    "quota_queue_name",
+]
 
 log = get_logger("spectacles.gateway.identify_lock")
 
@@ -57,6 +74,11 @@ def identify_lock_name(group: str, max_concurrency: int, bucket: int) -> str:
     do not share bucket numbers, so they must not share locks either.
     """
     return f"{group}.identify.{max_concurrency}.{bucket}"
+
+
+def quota_queue_name(group: str, fingerprint: str) -> str:
+    """The last-value queue with the shared IDENTIFY count of the token with `fingerprint`."""
+    return f"{group}.quota.{fingerprint}"
 
 
 class _Owned:
@@ -227,3 +249,91 @@ def create_bucket_lock(kind: str, broker: Broker | None, *, max_concurrency: int
     if broker is None:
         raise ValueError("the amqp identify lock needs a broker connection")
     return AmqpBucketLock(broker, max_concurrency=max_concurrency)
+
+
+class _QuotaRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """The shared count: IDENTIFYs left until `reset_at` (wall clock)."""
+
+    remaining: int
+    reset_at: float
+
+
+_decode_record: Final = msgspec.json.Decoder(_QuotaRecord).decode
+
+
+class _NamedLock(AmqpBucketLock):
+    """One lock queue with a fixed name (the bucket number is ignored)."""
+
+    def __init__(self, broker: Broker, name: str) -> None:
+        super().__init__(broker, max_concurrency=1)
+        self._fixed_name = name
+
+    def name(self, bucket: int) -> str:
+        """The lock queue, whatever the bucket."""
+        return self._fixed_name
+
+
+class AmqpQuotaLedger:
+    """`QuotaLedger` shared through RabbitMQ (see the module docstring)."""
+
+    def __init__(self, broker: Broker, token: str) -> None:
+        name = quota_queue_name(broker.topology.group, token_fingerprint(token))
+        self._lock = _NamedLock(broker, f"{name}.lock")
+        self._value = LastValueQueue(broker, name)
+        self._last_warning = float("-inf")
+
+    async def spend(self, budget: IdentifyBudget) -> None:
+        """Take one IDENTIFY from the shared count, or raise `IdentifyLimitExceeded`."""
+        while True:
+            local = await budget.current()
+            if local is None:
+                return
+            try:
+                async with self._lock.hold(0, keep_for=0):
+                    shared = await self._read()
+                    now = time.time()
+                    valid = shared is not None and shared.reset_at > now
+                    remaining = min(local, shared.remaining) if shared and valid else local
+                    reset_at = shared.reset_at if shared and valid else budget.reset_at
+                    budget.remaining = remaining
+                    if remaining - 1 < budget.reserve:
+                        raise budget.refuse(1, remaining)
+                    record = _QuotaRecord(remaining=remaining - 1, reset_at=reset_at)
+                    await self._value.write(msgspec.json.encode(record))
+                    budget.remaining = remaining - 1
+                    return
+            except _FAILURES as exc:
+                self._warn(exc)
+                await asyncio.sleep(random.uniform(*FAILURE_DELAY))
+
+    async def _read(self) -> _QuotaRecord | None:
+        raw = await self._value.read()
+        if raw is None:
+            return None
+        try:
+            return _decode_record(raw)
+        except msgspec.DecodeError:
+            return None
+
+    def _warn(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last_warning < WARN_EVERY:
+            return
+        self._last_warning = now
+        log.warning(
+            "cannot read the shared IDENTIFY quota; shards wait to IDENTIFY until RabbitMQ answers",
+            queue=self._value.name,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
+    async def close(self) -> None:
+        """Release the lock and close the value's channel."""
+        await self._lock.close()
+        await self._value.close()
+
+
+def create_quota_ledger(kind: str, broker: Broker | None, token: str) -> QuotaLedger:
+    """The quota ledger that goes with the identify lock `kind`."""
+    if kind == "local" or broker is None:
+        return LocalQuotaLedger()
+    return AmqpQuotaLedger(broker, token)

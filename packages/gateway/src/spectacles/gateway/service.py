@@ -1,9 +1,11 @@
 """The gateway process: wires config, RabbitMQ, the session store, shards, commands and health.
 
-`GatewayService.run()` is the whole life of the process: plan the shards from /gateway/bot,
-connect to RabbitMQ (fail fast), load saved sessions, start every shard, then wait for a stop
-signal or for the last shard to stop; on the way out it waits for in-flight confirms, saves each
-session and closes the shards with a resumable code.
+`GatewayService.run()` is the whole life of the process: install the SIGTERM/SIGINT handlers
+(first, so a stop during start-up is honoured at once), plan the shards from /gateway/bot,
+connect to RabbitMQ (fail fast), wait out a fatal-close block of the token (see
+`fatal_block.py`), load saved sessions, start every shard, then wait for a stop signal or for
+the last shard to stop; on the way out it waits for in-flight confirms, saves each session and
+closes the shards with a resumable code.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import os
 import signal
 import socket
+import time
 from collections import Counter
 from typing import Any, Final
 
@@ -34,9 +37,10 @@ from . import metrics
 from .commands import CommandRelay
 from .config import GatewayConfig
 from .discovery import fetch_gateway_bot
-from .errors import ConfigError, GatewayError, GatewayUnreachable
-from .identify import BucketLock, IdentifyQueue
-from .identify_lock import create_bucket_lock
+from .errors import ConfigError, GatewayError, GatewayUnreachable, IdentifyBlocked
+from .fatal_block import FatalBlockStore
+from .identify import BucketLock, IdentifyQueue, identify_spacing
+from .identify_lock import create_bucket_lock, create_quota_ledger
 from .session import SessionState
 from .session_store import SessionStore, create_session_store
 from .shard import Shard, ShardState
@@ -48,6 +52,14 @@ EXIT_FATAL: Final = 1
 EXIT_CONFIG: Final = 2
 METRICS_FLUSH_INTERVAL: Final = 1.0
 STORE_TIMEOUT: Final = 5.0
+# While a fatal-close block holds the start-up, RabbitMQ is asked this often whether it was
+# lifted (`spectacles-gateway unblock`) or is over.
+FATAL_BLOCK_RECHECK: Final = 5.0
+FATAL_RECORD_ATTEMPTS: Final = 3
+# An unchanged session is saved again once this fraction of the store's TTL has passed, so the
+# saved entry of a quiet shard never expires while the shard runs.
+SESSION_REFRESH_FRACTION: Final = 1 / 3
+_STORE_ERRORS: Final = (*CONNECTION_ERRORS, aiormq.exceptions.AMQPError, BrokerError, OSError)
 
 log = get_logger("spectacles.gateway")
 
@@ -76,10 +88,16 @@ class GatewayService:
         self.health: HealthServer | None = None
         self._store: SessionStore | None = None
         self._identify_lock: BucketLock | None = None
+        self._identify_queue: IdentifyQueue | None = None
+        self._fatal: FatalBlockStore | None = None
+        self._blocked: IdentifyBlocked | None = None  # start-up waits out this block
+        self._fatal_records: list[asyncio.Task[None]] = []
+        self._starter: asyncio.Task[None] | None = None  # starts the shards still to IDENTIFY
         self._commands: CommandRelay | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._saved: dict[int, tuple[str, int]] = {}
+        self._saved_at: dict[int, float] = {}  # wall clock of each shard's last save
         self._flushed: dict[int, dict[str, Any]] = {}
         self._unrouted_flushed: Counter[str] = Counter()
         self._started = False
@@ -88,11 +106,31 @@ class GatewayService:
     # ----------------------------------------------------------------- lifecycle
 
     async def run(self, *, install_signal_handlers: bool = True) -> int:
-        """Start, wait for a signal or for every shard to stop, shut down; the exit code."""
+        """Start, wait for a signal or for every shard to stop, shut down; the exit code.
+
+        The signal handlers come first: a SIGTERM while start-up waits (RabbitMQ, /gateway/bot,
+        a fatal-close block) cancels the start-up and exits 0 at once.
+        """
+        if install_signal_handlers:
+            self._install_signal_handlers()
         try:
-            await self.start()
-            if install_signal_handlers:
-                self._install_signal_handlers()
+            starting = asyncio.create_task(self.start(), name="gateway-start")
+            stop = asyncio.create_task(self._stop.wait())
+            interrupted = False
+            try:
+                await asyncio.wait([starting, stop], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+                if not starting.done():
+                    interrupted = True
+                    starting.cancel()
+                    await asyncio.gather(starting, return_exceptions=True)
+            if interrupted:
+                log.info("stop requested during start-up; nothing was started")
+                return EXIT_OK
+            starting.result()  # raises a start-up error
+            if self._stop.is_set():
+                return EXIT_OK
             return await self.wait()
         finally:
             await self.stop()
@@ -134,6 +172,12 @@ class GatewayService:
             max_concurrency=plan.identify_queue.max_concurrency,
         )
         plan.identify_queue.lock = self._identify_lock
+        plan.identify_queue.ledger = create_quota_ledger(
+            config.gateway.identify_lock, self.broker, config.token
+        )
+        self._identify_queue = plan.identify_queue
+        self._fatal = FatalBlockStore(self.broker, config.token, config.gateway.fatal_block)
+        await self._wait_out_fatal_block()
         sessions = await self._load_sessions(plan)
         plan.identify_queue.check_capacity(sum(1 for i in plan.ids if i not in sessions))
         for shard_id in plan.ids:
@@ -154,7 +198,18 @@ class GatewayService:
             self.shards[shard_id] = shard
         for shard in self.shards.values():
             _export_state(shard, shard.state)
+            if shard.shard_id in sessions:
+                await shard.start()  # RESUME is not paced: it starts at once
+        waves = _identify_waves(
+            [s for s in self.shards.values() if s.shard_id not in sessions], plan.identify_queue
+        )
+        for shard in [shard for wave in waves[:2] for shard in wave]:
             await shard.start()
+        if len(waves) > 2:
+            self._starter = asyncio.create_task(
+                self._start_waves(waves[2:], identify_spacing(plan.identify_queue.interval)),
+                name="shard-starter",
+            )
         self._commands = CommandRelay(self.broker, self.shards)
         await self._commands.start()
         self._tasks.append(asyncio.create_task(self._save_periodically(), name="session-saver"))
@@ -192,14 +247,23 @@ class GatewayService:
         if not self._started:
             return
         self._started = False
+        if self._starter is not None:
+            self._starter.cancel()  # no shard starts once stopping
+            await asyncio.gather(self._starter, return_exceptions=True)
         if self._commands is not None:
             await self._commands.stop()
         # Each shard stops reading, waits for RabbitMQ to confirm what is in flight, and closes
         # with a resumable code; only then is its resume point final and worth saving.
         await asyncio.gather(*(s.close() for s in self.shards.values()), return_exceptions=True)
         await self._save_all(force=True)
+        # A fatal close must be on record before the process exits (and is restarted).
+        await asyncio.gather(*self._fatal_records, return_exceptions=True)
+        if self._fatal is not None:
+            await self._fatal.close()
         if self._identify_lock is not None:
             await self._identify_lock.close()  # before the broker: releases need its connection
+        if self._identify_queue is not None:
+            await self._identify_queue.ledger.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -243,6 +307,8 @@ class GatewayService:
             interval=gateway.identify_interval,
             remaining=limit.remaining if limit else None,
             reset_after_ms=limit.reset_after if limit else 0,
+            reserve=gateway.identify_reserve,
+            refresh=self._refresh_session_start_limit,
         )
         log.info(
             "planned shards",
@@ -252,6 +318,114 @@ class GatewayService:
             identifies_remaining=queue.remaining,
         )
         return _Plan(count, ids, url, queue)
+
+    async def _refresh_session_start_limit(self) -> Any:
+        """`session_start_limit` again, once its window has passed (quota reset)."""
+        bot = await fetch_gateway_bot(self.config.gateway.api_url, self.config.token)
+        return bot.session_start_limit
+
+    async def _start_waves(self, waves: list[list[Shard]], spacing: float) -> None:
+        """Open the sockets of the shards that must IDENTIFY a wave at a time, one wave ahead.
+
+        Opening all of them at once is a connection storm: it keeps the server (and this
+        process) so busy that the first IDENTIFYs are processed late and the next ones, sent
+        on time, arrive too close to them and are rejected (op 9, the quota spent anyway).
+        """
+        queue = self._identify_queue
+        for wave in waves:
+            await asyncio.sleep(spacing)
+            if queue is not None and queue.blocked is not None:
+                return  # a fatal close: nothing more may IDENTIFY
+            for shard in wave:
+                await shard.start()
+
+    # ----------------------------------------------------------------- fatal-close block
+
+    async def _wait_out_fatal_block(self) -> None:
+        """No shard starts while a fatal close of this token is younger than the block.
+
+        The process waits (ready: no) instead of exiting, so a supervisor that restarts it
+        does not turn the block into a restart loop; it rechecks every few seconds, so the
+        block's end or `spectacles-gateway unblock` lets it start without a restart.
+        """
+        assert self._fatal is not None
+        store = self._fatal
+        if self.config.gateway.clear_fatal_block:
+            await self._store_call(store.clear)
+            log.warning(
+                "fatal-close block cleared (gateway.clear_fatal_block / GATEWAY_CLEAR_FATAL_BLOCK);"
+                " unset it again once the gateway runs",
+                token_fingerprint=store.fingerprint,
+            )
+            return
+        announced = False
+        while True:
+            block = await self._store_call(store.load)
+            if block is None:
+                break
+            self._blocked = block.error(store.duration)
+            if not announced:
+                announced = True
+                log.error(
+                    "not identifying: Discord refused this token's session recently",
+                    code=block.code,
+                    name=block.policy.name,
+                    cause=block.policy.cause,
+                    fix=block.policy.fix,
+                    shard_id=block.shard_id,
+                    retry_in=round(self._blocked.retry_in),
+                    token_fingerprint=store.fingerprint,
+                    unblock="set a new token, or GATEWAY_CLEAR_FATAL_BLOCK=1, or run "
+                    "`spectacles-gateway unblock`",
+                )
+            await asyncio.sleep(min(FATAL_BLOCK_RECHECK, max(self._blocked.retry_in, 0.05)))
+        if announced:
+            log.info("fatal-close block over; starting the shards")
+        self._blocked = None
+
+    async def _store_call(self, call: Any) -> Any:
+        """`call()` on RabbitMQ, retried until it answers: the block is never skipped unread."""
+        warned = False
+        while True:
+            try:
+                return await asyncio.wait_for(call(), STORE_TIMEOUT)
+            except _STORE_ERRORS as exc:
+                if not warned:
+                    warned = True
+                    log.warning("cannot read the fatal-close block; waiting", error=repr(exc))
+                await asyncio.sleep(1.0)
+
+    def _on_fatal_close(self, shard: Shard) -> None:
+        """Stop this process' IDENTIFYs and put the close on record for every restart."""
+        policy = shard.fatal
+        if policy is None or self._fatal is None or self._fatal_records:
+            return
+        if self._identify_queue is not None:
+            self._identify_queue.blocked = IdentifyBlocked(
+                policy.code, policy.name, policy.cause, policy.fix, self._fatal.duration
+            )
+        self._fatal_records.append(
+            asyncio.create_task(
+                self._record_fatal(policy.code, shard.shard_id), name="fatal-record"
+            )
+        )
+
+    async def _record_fatal(self, code: int, shard_id: int) -> None:
+        assert self._fatal is not None
+        for attempt in range(FATAL_RECORD_ATTEMPTS):
+            try:
+                await asyncio.wait_for(self._fatal.record(code, shard_id), STORE_TIMEOUT)
+            except _STORE_ERRORS as exc:
+                log.warning("could not record the fatal close", attempt=attempt, error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
+            log.info(
+                "fatal close recorded: this token will not IDENTIFY again before the block ends",
+                code=code,
+                block_seconds=self._fatal.duration,
+                token_fingerprint=self._fatal.fingerprint,
+            )
+            return
 
     # ----------------------------------------------------------------- sessions
 
@@ -269,15 +443,26 @@ class GatewayService:
             if state is not None:
                 found[shard_id] = state
                 self._saved[shard_id] = (state.session_id, state.seq)
+                self._saved_at[shard_id] = state.saved_at
         return found
 
     def _on_shard_state(self, shard: Shard, state: ShardState) -> None:
         _export_state(shard, state)
         if state is ShardState.READY:
             self._save_soon.set()  # a new session: persist it now, not at the next tick
+        elif state is ShardState.STOPPED and shard.fatal is not None:
+            self._on_fatal_close(shard)
+
+    def _refresh_after(self) -> float | None:
+        """Seconds after which an unchanged session is saved again (None: it never expires)."""
+        ttl = self.config.session_store.ttl
+        return ttl * SESSION_REFRESH_FRACTION if ttl else None
 
     async def _save_periodically(self) -> None:
         interval = self.config.session_store.save_interval or 5.0
+        refresh_after = self._refresh_after()
+        if refresh_after is not None:
+            interval = min(interval, refresh_after / 2)  # a tick always comes before the TTL
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._save_soon.wait(), interval)
@@ -292,19 +477,33 @@ class GatewayService:
             if state is None:
                 continue
             key = (state.session_id, state.seq)
-            if not force and self._saved.get(shard.shard_id) == key:
+            if not force and self._saved.get(shard.shard_id) == key and not self._stale(shard):
                 continue
             try:
                 await asyncio.wait_for(self._store.save(state), STORE_TIMEOUT)
-            except (*CONNECTION_ERRORS, aiormq.exceptions.AMQPError, BrokerError, OSError) as exc:
+            except _STORE_ERRORS as exc:
                 log.warning("could not save the session", shard_id=shard.shard_id, error=repr(exc))
                 continue
             self._saved[shard.shard_id] = key
+            self._saved_at[shard.shard_id] = state.saved_at
+
+    def _stale(self, shard: Shard) -> bool:
+        """The saved entry is old enough to refresh, though unchanged (its TTL runs from saves)."""
+        refresh_after = self._refresh_after()
+        saved_at = self._saved_at.get(shard.shard_id)
+        return refresh_after is not None and (
+            saved_at is None or time.time() - saved_at >= refresh_after
+        )
 
     # ----------------------------------------------------------------- health and metrics
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when every running shard is READY and RabbitMQ is connected."""
+        blocked = self._blocked or (
+            self._identify_queue.blocked if self._identify_queue is not None else None
+        )
+        if blocked is not None:
+            return False, {"blocked": _describe_block(blocked)}
         states = {str(i): s.state.value for i, s in self.shards.items()}
         broker = self.publisher is not None and self.publisher.is_connected
         ready = bool(self.shards) and broker and all(s.is_ready for s in self.shards.values())
@@ -385,6 +584,25 @@ def _flush_counter(counter: Any, shard: str, current: Counter[str], seen: Counte
         if delta > 0:
             counter.labels(shard, event).inc(delta)
             seen[event] = total
+
+
+def _identify_waves(shards: list[Shard], queue: IdentifyQueue) -> list[list[Shard]]:
+    """Wave k: the k-th shard of every identify bucket (they IDENTIFY at about the same time)."""
+    by_bucket: dict[int, list[Shard]] = {}
+    for shard in sorted(shards, key=lambda s: s.shard_id):
+        by_bucket.setdefault(queue.bucket_of(shard.shard_id), []).append(shard)
+    depth = max((len(b) for b in by_bucket.values()), default=0)
+    return [[b[k] for b in by_bucket.values() if k < len(b)] for k in range(depth)]
+
+
+def _describe_block(blocked: IdentifyBlocked) -> dict[str, Any]:
+    return {
+        "close_code": blocked.code,
+        "name": blocked.name,
+        "cause": blocked.cause,
+        "fix": blocked.fix,
+        "detail": str(blocked),
+    }
 
 
 def _export_state(shard: Shard, state: ShardState) -> None:

@@ -32,7 +32,7 @@ from spectacles.models import RESUMABLE_CLOSE_CODE, ClosePolicy, Intents
 from spectacles.observability import get_logger
 
 from .config import Compression, GatewaySettings, PresenceSettings
-from .errors import IdentifyLimitExceeded, ServerClosed, TransportError
+from .errors import IdentifyRefused, ServerClosed, TransportError
 from .identify import IdentifyQueue
 from .ratelimit import SendLimiter, heartbeat_reserve
 from .salvage import SEQ, salvage_envelope, top_level_fields
@@ -471,7 +471,7 @@ class Shard:
                         retry_in=round(delay, 2),
                     )
                     await self._wait_for_broker()
-                except IdentifyLimitExceeded as exc:
+                except IdentifyRefused as exc:
                     self.fatal_error = exc
                     self._log.error("shard stopped", error=str(exc))
                     return
@@ -908,6 +908,7 @@ class Shard:
                 raise TransportError(f"READY cannot be decoded: {exc}") from None
             self._session_id = info.session_id
             self._resume_url = info.resume_gateway_url or self._gateway_url
+            self._identify_queue.answered(self.shard_id)  # its bucket may IDENTIFY again
             self._log.info("ready", session_id=info.session_id)
         else:
             self._log.info("resumed", seq=self._resume_seq)

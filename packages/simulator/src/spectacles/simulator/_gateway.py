@@ -492,6 +492,7 @@ class GatewayHub:
 
     async def _on_identify(self, connection: Connection, data: Any) -> None:
         config = self.config
+        self.stats.identify_attempts += 1
         if not isinstance(data, dict):
             await self._close(connection, CloseCode.DECODE_ERROR, "Invalid IDENTIFY payload.")
             return
@@ -534,6 +535,7 @@ class GatewayHub:
         if (
             last is not None and now - last < config.identify_interval
         ) or self._start_remaining < 1:
+            self.stats.identify_rejected += 1
             self._invalid_session(connection, False)
             return
         self._bucket_last[bucket] = now

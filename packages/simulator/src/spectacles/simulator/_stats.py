@@ -43,6 +43,9 @@ class Stats:
     connections_total: int = 0
     connections_open: int = 0
     identifies: int = 0
+    # Every IDENTIFY received (accepted or not), and those refused by the bucket or the quota.
+    identify_attempts: int = 0
+    identify_rejected: int = 0
     resumes: int = 0
     invalid_sessions: int = 0
     heartbeats: int = 0
@@ -73,6 +76,8 @@ class Stats:
                 "by_path": dict(self.connection_paths),
             },
             "identifies": self.identifies,
+            "identify_attempts": self.identify_attempts,
+            "identify_rejected": self.identify_rejected,
             "resumes": self.resumes,
             "invalid_sessions": self.invalid_sessions,
             "heartbeats": self.heartbeats,
