@@ -37,6 +37,8 @@ from spectacles.broker.topology import (
     declare_queue,
 )
 
+pytestmark = pytest.mark.rmq4  # also run against RabbitMQ 4 (make test-rmq4)
+
 SETUP = Path(__file__).parents[1] / "docker" / "rabbitmq" / "setup_users.py"
 
 

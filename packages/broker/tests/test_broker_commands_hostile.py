@@ -10,6 +10,8 @@ import pytest
 from spectacles.broker.commands import encode_command, parse_command
 from spectacles.broker.errors import InvalidCommand
 
+pytestmark = pytest.mark.rmq4  # also run against RabbitMQ 4 (make test-rmq4)
+
 PRESENCE = b'{"since": null, "activities": [], "status": "idle", "afk": true}'
 
 

@@ -30,7 +30,7 @@ from spectacles.models import MessageCreate
 from .conftest import eventually
 from .test_broker_publisher import _Proxy, _via
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.rmq4, pytest.mark.timeout(90)]
 
 MESSAGE = (
     b'{"id":"1","channel_id":"2","guild_id":"3","author":{"id":"4","username":"a"},'

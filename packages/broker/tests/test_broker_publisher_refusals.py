@@ -23,6 +23,8 @@ from spectacles.broker.errors import PublishError, PublishTooLarge
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
 
+pytestmark = pytest.mark.rmq4  # also run against RabbitMQ 4 (make test-rmq4)
+
 RABBITMQCTL = shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
 
 

@@ -11,7 +11,7 @@ from spectacles.broker.delivery import Delivery
 from spectacles.broker.queue_type import declarable_spec_type as declarable_type
 from spectacles.broker.topology import QueueSpec
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.rmq4, pytest.mark.timeout(60)]
 
 
 async def _noop(delivery: Delivery) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import aiohttp
+import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from gateway_testkit import (
     ALL_DISPATCHES,
@@ -37,6 +38,8 @@ from structlog.testing import capture_logs
 
 from spectacles.gateway import GatewayService
 from spectacles.simulator import Simulator
+
+pytestmark = pytest.mark.rmq4  # also run against RabbitMQ 4 (make test-rmq4)
 
 MiB = 1024 * 1024
 

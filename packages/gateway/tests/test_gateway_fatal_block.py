@@ -20,6 +20,8 @@ from process_kit import delete_token_queues, gateway_process, identify_attempts,
 from spectacles.gateway.service import FATAL_BLOCK_RECHECK
 from spectacles.models import Intents
 
+pytestmark = pytest.mark.rmq4  # also run against RabbitMQ 4 (make test-rmq4)
+
 OTHER_TOKEN = "sim-token-new-Yt4Wq8"
 FIX_4014 = "Privileged Gateway Intents"
 

@@ -33,6 +33,8 @@ from spectacles.gateway.commands import CommandRelay
 from spectacles.gateway.config import Compression, GatewaySettings
 from spectacles.models import Intents
 
+pytestmark = pytest.mark.rmq4  # also run against RabbitMQ 4 (make test-rmq4)
+
 MiB = 1024 * 1024
 PRESENCE = {"since": None, "activities": [], "status": "idle", "afk": True}
 

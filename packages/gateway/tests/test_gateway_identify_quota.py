@@ -30,6 +30,8 @@ from spectacles.gateway import (
     parse_config,
 )
 
+pytestmark = pytest.mark.rmq4  # also run against RabbitMQ 4 (make test-rmq4)
+
 
 async def session_start_limit(http: aiohttp.ClientSession, api_url: str) -> dict[str, Any]:
     async with http.get(

@@ -10,11 +10,14 @@ from pathlib import Path
 import aio_pika
 import aiohttp
 import msgspec
+import pytest
 from gateway_testkit import ALL_DISPATCHES, Control, event_sink, running_simulator, wait_until
 from process_kit import gateway_process, process_env
 
 from spectacles.gateway.session import SessionState
 from spectacles.gateway.session_store import session_queue_name
+
+pytestmark = pytest.mark.rmq4  # also run against RabbitMQ 4 (make test-rmq4)
 
 # Long enough to outlast a process start on a loaded machine (the downtime), short enough
 # that the test can idle past it.

@@ -11,7 +11,7 @@ from spectacles.broker.broker import Broker
 from spectacles.broker.settings import BrokerSettings
 from spectacles.gateway import AmqpSessionStore, SessionState, session_queue_name
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.rmq4, pytest.mark.timeout(60)]
 
 ARGUMENTS = {"x-max-length": 1, "x-overflow": "drop-head", "x-expires": 24 * 3600 * 1000}
 
