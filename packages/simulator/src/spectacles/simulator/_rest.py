@@ -177,9 +177,7 @@ class RestApi:
 
     async def get_current_user(self, request: web.Request) -> web.StreamResponse:
         """The bot's own user."""
-        data = self.world.bot.to_json()
-        data.update({"verified": True, "mfa_enabled": False, "locale": "en-US", "email": None})
-        return _json(data)
+        return _json(self.world.bot.to_private_json())
 
     async def get_user(self, request: web.Request) -> web.StreamResponse:
         """Any user by id (10013 when unknown)."""
@@ -200,6 +198,11 @@ class RestApi:
                 "bot_require_code_grant": False,
                 "verify_key": "0" * 64,
                 "flags": 0,
+                "flags_new": "0",
+                "interactions_endpoint_url": None,
+                "role_connections_verification_url": None,
+                "explicit_content_filter": 0,
+                "eligible_oauth2_scopes": [],
                 "owner": self.world.users[next(iter(self.world.guilds.values())).owner_id].to_json()
                 if self.world.guilds
                 else bot.to_json(),
@@ -209,6 +212,8 @@ class RestApi:
                 "redirect_uris": [],
                 "tags": [],
                 "approximate_guild_count": len(self.world.guilds),
+                "approximate_user_install_count": 0,
+                "approximate_user_authorization_count": 0,
             }
         )
 
@@ -338,6 +343,10 @@ class RestApi:
         embeds = body.get("embeds") or []
         if not isinstance(embeds, list) or len(embeds) > 10:
             raise ValidationError.field("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer.")
+        if not all(isinstance(embed, dict) for embed in embeds):
+            raise ValidationError.field("embeds", "MODEL_TYPE_CONVERT", "Must be objects.")
+        # Discord types every embed a bot posts as "rich".
+        embeds = [{"type": "rich", **embed} for embed in embeds]
         reference = body.get("message_reference")
         if reference is not None and not isinstance(reference, dict):
             raise ValidationError.field(
