@@ -178,6 +178,7 @@ CASES: list[Case] = [
     Case("bad snowflake", "GET", "/users/{user_id}", 400, lambda w: {"user_id": "abc"}),
     Case("oauth2 application", "GET", "/oauth2/applications/@me", 200),
     Case("application", "GET", "/applications/@me", 200),
+    Case("default soundboard sounds", "GET", "/soundboard-default-sounds", 200),
     Case("guild", "GET", "/guilds/{guild_id}", 200, _guild),
     Case("unknown guild", "GET", "/guilds/{guild_id}", 404, lambda w: {"guild_id": UNKNOWN}),
     Case(

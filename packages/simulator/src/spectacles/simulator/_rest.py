@@ -21,6 +21,17 @@ __all__ = ["API_PREFIX", "RestApi"]
 
 API_PREFIX: Final = "/api/v10"
 _MAJOR_PARAMETERS: Final = ("channel_id", "guild_id", "webhook_id")
+# The docs' example default sound (resources/soundboard.mdx); Discord ships a handful like it.
+_DEFAULT_SOUNDS: Final = (
+    {
+        "name": "quack",
+        "sound_id": "1",
+        "volume": 1.0,
+        "emoji_id": None,
+        "emoji_name": "\N{DUCK}",
+        "available": True,
+    },
+)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _decode = msgspec.json.Decoder().decode
 
@@ -96,6 +107,7 @@ class RestApi:
             _Route("GET", "/users/{user_id}", self.get_user),
             _Route("GET", "/oauth2/applications/@me", self.get_application),
             _Route("GET", "/applications/@me", self.get_application),
+            _Route("GET", "/soundboard-default-sounds", self.get_default_sounds),
             _Route("GET", "/guilds/{guild_id}", self.get_guild),
             _Route("PATCH", "/guilds/{guild_id}", self.modify_guild),
             _Route("GET", "/guilds/{guild_id}/channels", self.get_guild_channels),
@@ -216,6 +228,10 @@ class RestApi:
                 "approximate_user_authorization_count": 0,
             }
         )
+
+    async def get_default_sounds(self, request: web.Request) -> web.StreamResponse:
+        """Discord's built-in soundboard sounds (py-cord fetches them after READY)."""
+        return _json([dict(sound) for sound in _DEFAULT_SOUNDS])
 
     # -- guilds -----------------------------------------------------------------------------
 
