@@ -212,6 +212,7 @@ class Channel:
             "last_message_id": str(last) if last is not None else None,
             "rate_limit_per_user": 0,
             "parent_id": None,
+            "default_auto_archive_duration": 4320,
             "flags": 0,
         }
 
