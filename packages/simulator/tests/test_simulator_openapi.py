@@ -302,7 +302,7 @@ async def _world(sim: Simulator) -> World:
     guild = next(iter(sim.world.guilds.values()))
     bot = sim.world.bot.id
     member = next(uid for uid in guild.members if uid not in (guild.owner_id, bot))
-    message = sim.actions.post_message(guild.system_channel_id, member, "hello <@%d>" % bot)
+    message = sim.actions.post_message(guild.system_channel_id, member, f"hello <@{bot}>")
     return World(guild.id, guild.system_channel_id, guild.owner_id, member, bot, message.id)
 
 
