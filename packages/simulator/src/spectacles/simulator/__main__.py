@@ -21,6 +21,7 @@ from spectacles.simulator._scenarios import (
     run_scenarios,
 )
 from spectacles.simulator._server import Simulator
+from spectacles.simulator._webhook_out import EndpointVerificationError
 
 __all__ = ["build_parser", "main"]
 
@@ -92,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="URL clients reach this simulator at, e.g. http://simulator:8000 [SIM_PUBLIC_URL]",
     )
     p.add_argument(
+        "--interactions-url",
+        default=_env("INTERACTIONS_URL", "") or None,
+        help="POST interactions (Ed25519-signed) to this URL instead of the gateway "
+        "[SIM_INTERACTIONS_URL]",
+    )
+    p.add_argument(
         "--no-rate-limits",
         action="store_true",
         default=_env("RATE_LIMITS", "on").lower() in ("off", "0", "false", "no"),
@@ -143,6 +150,8 @@ async def _serve(
             f"  gateway  {sim.gateway_url}\n"
             f"  control  {sim.control_url}\n"
             f"  ui       {sim.ui_url}\n"
+            f"  key      {sim.signing_key.public_hex} (application public key, Ed25519)\n"
+            f"  interactions {config.interactions_url or 'gateway (INTERACTION_CREATE)'}\n"
             f"  listens  {args.host}:{sim.port}\n"
             f"  scenario {','.join(scenarios) or 'idle'}; "
             f"{config.guilds} guild(s), {config.shards} shard(s)",
@@ -184,11 +193,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             rate_limits_enabled=not args.no_rate_limits,
             global_rate_limit=args.global_rate_limit,
             public_url=args.public_url,
+            interactions_url=args.interactions_url,
         )
     except (SimulatorConfigError, ValueError) as error:
         sys.exit(f"spectacles-sim: {error}")
     _configure_logging(args.log_level, config.token)
-    asyncio.run(_serve(args, config, scenarios))
+    try:
+        asyncio.run(_serve(args, config, scenarios))
+    except EndpointVerificationError as error:
+        print(f"spectacles-sim: interactions_url rejected: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,11 @@ class SimulatorConfig:
     zlib_level: int = 1
     bot_username: str = "Spectacles"
     public_url: str | None = None
+    # Interactions: the initial response deadline and the token's lifetime (Discord: 3 s, 15 min).
+    interaction_response_timeout: float = 3.0
+    interaction_token_ttl: float = 900.0
+    # Outgoing-webhook mode: POST interactions here (signed) instead of dispatching them.
+    interactions_url: str | None = None
 
     def __post_init__(self) -> None:
         """Reject values that would make the simulator misbehave, naming the setting."""
@@ -125,6 +130,8 @@ class SimulatorConfig:
             "session_ttl": self.session_ttl,
             "gateway_payload_window": self.gateway_payload_window,
             "heartbeat_timeout_factor": self.heartbeat_timeout_factor,
+            "interaction_response_timeout": self.interaction_response_timeout,
+            "interaction_token_ttl": self.interaction_token_ttl,
         }
         for key, seconds in positive_floats.items():
             if seconds < 0:
@@ -139,6 +146,13 @@ class SimulatorConfig:
         if self.public_url is not None and "://" not in self.public_url:
             raise SimulatorConfigError(
                 "public_url", self.public_url, "use a full URL such as http://simulator:8000"
+            )
+
+        if self.interactions_url is not None and "://" not in self.interactions_url:
+            raise SimulatorConfigError(
+                "interactions_url",
+                self.interactions_url,
+                "use a full URL such as http://127.0.0.1:8080/interactions",
             )
 
     def route_limit(self, route: str) -> RouteLimit:

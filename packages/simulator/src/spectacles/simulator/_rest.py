@@ -97,6 +97,10 @@ class RestApi:
         self.limiter = limiter
         self.stats = stats
         self._authorization = f"Bot {self.config.token}"
+        # Routes of other modules (application commands, interactions), set before register().
+        self.extra_routes: list[_Route] = []
+        # The application's key and interactions endpoint (see `_webhook_out.py`).
+        self.application_fields: Callable[[], dict[str, Any]] = dict
 
     def routes(self) -> list[_Route]:
         """Every route, as (method, template) → handler."""
@@ -121,6 +125,7 @@ class RestApi:
             _Route("GET", "/channels/{channel_id}/messages", self.get_messages),
             _Route("GET", "/channels/{channel_id}/messages/{message_id}", self.get_message),
             _Route("POST", "/channels/{channel_id}/messages", self.create_message),
+            *self.extra_routes,
         ]
 
     def register(self, app: web.Application) -> None:
@@ -166,6 +171,9 @@ class RestApi:
     def _log(self, request: web.Request, status: int, bucket: str | None) -> None:
         self.stats.rest_requests += 1
         path = request.path.removeprefix(API_PREFIX)
+        token = request.match_info.get("interaction_token")
+        if token:  # an interaction token is a credential: keep it out of the log
+            path = path.replace(token, "{token}")
         reason = _audit_reason(request)
         self.stats.rest_log.append(
             RestCall(time.time(), request.method, path, status, bucket, reason)
@@ -226,6 +234,7 @@ class RestApi:
                 "approximate_guild_count": len(self.world.guilds),
                 "approximate_user_install_count": 0,
                 "approximate_user_authorization_count": 0,
+                **self.application_fields(),
             }
         )
 

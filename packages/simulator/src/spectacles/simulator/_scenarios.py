@@ -34,6 +34,8 @@ class ScenarioSettings:
 
     chat_interval: float = 4.0
     ping_every: int = 3
+    # Share of those pings sent as the `/ping` slash command (when one is registered).
+    slash_share: float = 0.5
     raid_first_after: float = 15.0
     raid_every: float = 60.0
     raid_size: int = 25
@@ -52,7 +54,10 @@ def parse_scenarios(value: str) -> tuple[str, ...]:
 
 
 async def chat(sim: Simulator, settings: ScenarioSettings, rng: random.Random) -> None:
-    """Users talk in each guild's system channel; every `ping_every`-th line is `!ping`."""
+    """Users talk in each guild's system channel; every `ping_every`-th line is a ping.
+
+    A ping is `!ping`, or half of the time `/ping` once the bot has registered that command.
+    """
     count = 0
     while True:
         await asyncio.sleep(settings.chat_interval * rng.uniform(0.5, 1.5))
@@ -61,9 +66,14 @@ async def chat(sim: Simulator, settings: ScenarioSettings, rng: random.Random) -
             continue
         guild = rng.choice(guilds)
         count += 1
-        content = "!ping" if count % settings.ping_every == 0 else rng.choice(_CHAT_LINES)
+        ping = count % settings.ping_every == 0
+        content = "!ping" if ping else rng.choice(_CHAT_LINES)
         try:
             author = sim.world.random_member(guild.id, rng=rng)
+            # `/ping` only once the bot registered it, as Discord's client offers no other.
+            slash = ping and rng.random() < settings.slash_share
+            if slash and sim.interactions.use(guild, guild.system_channel_id, author, "ping"):
+                continue
             sim.actions.post_message(guild.system_channel_id, author.user.id, content)
         except SimulatorError:
             continue

@@ -8,14 +8,18 @@ from typing import Final, Self
 from aiohttp import web
 
 from spectacles.simulator._actions import Actions
+from spectacles.simulator._app_commands import AppCommandsApi, CommandRegistry
 from spectacles.simulator._config import SimulatorConfig
 from spectacles.simulator._control import CONTROL_PREFIX, ControlApi
 from spectacles.simulator._flood import Flooder
 from spectacles.simulator._gateway import GatewayHub
+from spectacles.simulator._interaction_routes import InteractionControlApi, InteractionRestApi
+from spectacles.simulator._interactions import Interactions
 from spectacles.simulator._ratelimit import RateLimiter
 from spectacles.simulator._rest import API_PREFIX, RestApi
 from spectacles.simulator._stats import Stats
 from spectacles.simulator._ui import ui_page
+from spectacles.simulator._webhook_out import ApplicationEditApi, InteractionsEndpoint, SigningKey
 from spectacles.simulator._world import World
 
 __all__ = ["GATEWAY_PATH", "RESUME_PATH", "Simulator"]
@@ -41,6 +45,10 @@ class Simulator:
         self.actions = Actions(self.config, self.world, self.hub)
         self.limiter = RateLimiter(self.config)
         self.flooder = Flooder(self.hub, self.world)
+        self.commands = CommandRegistry(self.world)
+        self.interactions = Interactions(self.config, self.world, self.hub, self.commands)
+        self.signing_key = SigningKey()
+        self.endpoint = InteractionsEndpoint(self.interactions, self.signing_key)
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -49,8 +57,17 @@ class Simulator:
         app = web.Application(client_max_size=8 << 20)
         app.router.add_get(GATEWAY_PATH, self.hub.handle)
         app.router.add_get(RESUME_PATH, self.hub.handle)
-        RestApi(self.actions, self.hub, self.limiter, self.stats).register(app)
+        rest = RestApi(self.actions, self.hub, self.limiter, self.stats)
+        application = ApplicationEditApi(self.endpoint, rest.get_application)
+        rest.application_fields = application.fields
+        rest.extra_routes = [
+            *AppCommandsApi(self.commands).routes(),
+            *InteractionRestApi(self.interactions).routes(),
+            *application.routes(),
+        ]
+        rest.register(app)
         ControlApi(self.actions, self.hub, self.flooder, self.stats, self.config.seed).register(app)
+        InteractionControlApi(self.interactions, self.config.seed).register(app)
         app.router.add_get("/", self._ui)
         app.router.add_get(CONTROL_PREFIX + "/ui", self._ui)
         return app
@@ -105,9 +122,17 @@ class Simulator:
         self.hub.gateway_url = self.gateway_url
         self.hub.resume_url = self.resume_gateway_url
         self.hub.start()
+        if self.config.interactions_url:
+            try:
+                await self.endpoint.set_url(self.config.interactions_url)
+            except BaseException:
+                await self.stop()
+                raise
 
     async def stop(self) -> None:
         """Cut every connection and release the port."""
+        self.interactions.stop()
+        await self.endpoint.close()
         await self.hub.stop()
         if self._runner is not None:
             await self._runner.cleanup()

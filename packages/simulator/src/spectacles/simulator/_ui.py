@@ -1,5 +1,7 @@
 # ruff: noqa: E501  (the page is one embedded HTML/JS document)
-"""A live HTML view of the simulated guilds: channels and messages, polled from the control API.
+"""A live HTML view of the guilds: channels, messages and interactions, as Discord shows them.
+
+Polled from the control API (`/_sim/channels/{id}/view`).
 
 Self-contained (no external assets) so it works offline and inside Compose.
 """
@@ -30,6 +32,9 @@ _PAGE: Final = """<!doctype html>
   font-size:10px;margin-right:6px} .sys{color:#949ba4;font-style:italic}
  .time{color:#949ba4;font-size:11px;margin-right:6px}
  .embed{border-left:4px solid #ed4245;background:#232428;padding:4px 8px;margin:2px 0;border-radius:3px}
+ .used{color:#949ba4;font-size:12px} .used b{color:#dbdee1;font-weight:600} .cmd{color:#00a8fc}
+ .eph{background:#2e3035;border-left:2px solid #5865f2;padding-left:6px} .ephnote{color:#949ba4;font-size:11px}
+ .fail{color:#f23f43}
 </style></head>
 <body>
 <header><h1>Spectacles Discord simulator</h1><span id="stats">connecting...</span>
@@ -43,16 +48,21 @@ const esc = s => String(s).replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":
 async function getJSON(url) { const r = await fetch(url); if (!r.ok) throw new Error(url + " " + r.status); return r.json(); }
 function render(m) {
   const div = document.createElement("div");
-  const t = new Date(m.timestamp).toLocaleTimeString();
-  const bot = m.author.bot ? " bot" : "";
-  div.className = "msg" + bot;
-  let body = esc(m.content);
-  if (m.type === 7) body = '<span class="sys">' + esc(m.author.username) + " joined the server.</span>";
+  div.className = "msg" + (m.bot ? " bot" : "") + (m.ephemeral ? " eph" : "");
+  const t = new Date(m.at).toLocaleTimeString();
+  let body = esc(m.text);
+  if (m.system) body = '<span class="sys">' + esc(m.author) + " joined the server.</span>";
+  else if (m.loading) body = '<span class="sys">' + esc(m.author) + " is thinking…</span>";
+  else if (m.kind === "pending") body = '<span class="sys">' + esc(m.text) + "</span>";
+  else if (m.kind === "failed") body = '<span class="fail">&#9888; ' + esc(m.text) + "</span>";
   for (const e of (m.embeds || [])) {
-    body += '<div class="embed"><b>' + esc(e.title || "") + "</b> " + esc(e.description || "") + "</div>";
+    body += '<div class="embed"><b>' + esc(e.title) + "</b> " + esc(e.description) + "</div>";
   }
-  const who = m.type === 7 ? "" : '<span class="who">' + esc(m.author.global_name || m.author.username) + "</span>" + (bot ? '<span class="tag">BOT</span>' : "");
-  div.innerHTML = '<span class="time">' + t + "</span>" + who + body;
+  if (m.edited) body += ' <span class="time">(edited)</span>';
+  const used = m.used ? '<div class="used">&#8627; <b>' + esc(m.used.user) + '</b> used <span class="cmd">' + esc(m.used.command) + "</span></div>" : "";
+  const who = m.system ? "" : '<span class="who">' + esc(m.author) + "</span>" + (m.bot ? '<span class="tag">BOT</span>' : "");
+  const only = m.ephemeral ? '<div class="ephnote">Only ' + esc(m.used ? m.used.user : "the user") + " can see this</div>" : "";
+  div.innerHTML = used + '<span class="time">' + t + "</span>" + who + body + only;
   return div;
 }
 async function setup() {
@@ -74,7 +84,7 @@ async function setup() {
       log.className = "log";
       box.appendChild(log);
       grid.appendChild(box);
-      state[c.id] = {after: "0", el: log};
+      state[c.id] = {seen: "", el: log};
     }
     sec.appendChild(grid);
     main.appendChild(sec);
@@ -83,11 +93,12 @@ async function setup() {
 async function poll() {
   try {
     for (const [cid, st] of Object.entries(state)) {
-      const msgs = await getJSON("/_sim/channels/" + cid + "/messages?after=" + st.after);
-      if (!msgs.length) continue;
+      const items = await getJSON("/_sim/channels/" + cid + "/view?limit=100");
+      const seen = JSON.stringify(items);
+      if (seen === st.seen) continue;
+      st.seen = seen;
       const stick = st.el.scrollTop + st.el.clientHeight >= st.el.scrollHeight - 20;
-      for (const m of msgs) { st.el.appendChild(render(m)); st.after = m.id; }
-      while (st.el.childNodes.length > 300) st.el.removeChild(st.el.firstChild);
+      st.el.replaceChildren(...items.map(render));
       if (stick) st.el.scrollTop = st.el.scrollHeight;
     }
     const guilds = await getJSON("/_sim/guilds");
