@@ -105,6 +105,34 @@ async def test_ready_guild_create_member_add_and_message_create_match_the_docs(
         assert_matches("MESSAGE_CREATE", "message_create", flooded["d"])
 
 
+async def test_interaction_create_matches_the_docs(
+    make_sim: Any, gateway: Any, http: aiohttp.ClientSession
+) -> None:
+    sim = await make_sim(guilds=1, members_per_guild=2)
+    guild = next(iter(sim.world.guilds.values()))
+    command = {
+        "name": "cardsearch",
+        "description": "Find a card",
+        "options": [{"type": 3, "name": "cardname", "description": "The card"}],
+    }
+    url = f"{sim.api_url}/applications/{sim.world.application_id}/commands"
+    async with http.post(url, json=command, headers={"Authorization": f"Bot {TOKEN}"}) as response:
+        assert response.status == 201, await response.text()
+    async with gateway(sim) as gw:
+        await gw.identify(INTENTS)
+        await gw.recv_event("GUILD_CREATE")
+        invoke = (
+            f"{sim.control_url}/guilds/{guild.id}/channels/{guild.system_channel_id}/interactions"
+        )
+        body = {"command": "cardsearch", "options": {"cardname": "The Gitrog Monster"}}
+        async with http.post(invoke, json=body) as response:
+            assert response.status == 200, await response.text()
+            created = await response.json()
+        interaction = await gw.recv_event("INTERACTION_CREATE")
+        assert interaction["d"]["id"] == created["id"]
+        assert_matches("INTERACTION_CREATE", "interaction_create", interaction["d"])
+
+
 def test_the_comparison_reports_missing_and_undocumented_keys() -> None:
     documented = {"a": 1, "user": {"id": "1", "mfa_enabled": False}, "list": [{"x": 1}]}
     sent = {"a": 1, "extra": 2, "user": {"id": "1"}, "list": [{"x": 1, "y": 2}]}
@@ -117,6 +145,12 @@ def test_the_comparison_reports_missing_and_undocumented_keys() -> None:
 
 def test_fixtures_are_valid_json_objects() -> None:
     names = sorted(p.stem for p in FIXTURES.glob("*.json"))
-    assert {"ready", "guild_create", "guild_member_add", "message_create"} <= set(names)
+    assert {
+        "ready",
+        "guild_create",
+        "guild_member_add",
+        "message_create",
+        "interaction_create",
+    } <= set(names)
     for name in names:
         assert isinstance(fixture(name), dict)

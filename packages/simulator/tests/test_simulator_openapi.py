@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -142,9 +142,14 @@ class Case:
     setup: Callable[[Simulator, World], None] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     query: str = ""
+    # Async preparation through the API itself (commands, interactions); returns path params.
+    prepare: (
+        Callable[[Simulator, World, aiohttp.ClientSession], Awaitable[dict[str, Any]]] | None
+    ) = None
+    auth: bool = True
 
-    def url(self, sim: Simulator, world: World) -> str:
-        path = self.template.format(**self.params(world))
+    def url(self, sim: Simulator, world: World, prepared: dict[str, Any]) -> str:
+        path = self.template.format(**{**self.params(world), **prepared})
         return f"{sim.api_url}{path}{'?' + self.query if self.query else ''}"
 
 
@@ -298,6 +303,250 @@ CASES: list[Case] = [
 ]
 
 
+# -- application commands, interactions and their webhooks (sim-interactions' routes) ----------
+
+PING = {"name": "ping", "description": "Check the bot is alive"}
+AUTH = {"Authorization": f"Bot {TOKEN}"}
+
+
+def _app(w: World) -> dict[str, Any]:
+    return {"application_id": w.bot}
+
+
+def _app_guild(w: World) -> dict[str, Any]:
+    return {"application_id": w.bot, "guild_id": w.guild}
+
+
+async def _register(
+    sim: Simulator, w: World, http: aiohttp.ClientSession, guild: bool = False
+) -> dict[str, Any]:
+    scope = f"/guilds/{w.guild}" if guild else ""
+    url = f"{sim.api_url}/applications/{w.bot}{scope}/commands"
+    async with http.post(url, json=PING, headers=AUTH) as response:
+        assert response.status in (200, 201), await response.text()
+        return {"command_id": (await response.json())["id"]}
+
+
+async def _guild_command(sim: Simulator, w: World, http: aiohttp.ClientSession) -> dict[str, Any]:
+    return await _register(sim, w, http, guild=True)
+
+
+async def _interaction(sim: Simulator, w: World, http: aiohttp.ClientSession) -> dict[str, Any]:
+    await _register(sim, w, http)
+    url = f"{sim.control_url}/guilds/{w.guild}/channels/{w.channel}/interactions"
+    async with http.post(url, json={"command": "ping", "user_id": str(w.member)}) as response:
+        assert response.status == 200, await response.text()
+        created = await response.json()
+    return {"interaction_id": created["id"], "interaction_token": created["token"]}
+
+
+async def _answered(sim: Simulator, w: World, http: aiohttp.ClientSession) -> dict[str, Any]:
+    """An interaction with an initial response message and one follow-up."""
+    ids = await _interaction(sim, w, http)
+    callback = f"{sim.api_url}/interactions/{ids['interaction_id']}/{ids['interaction_token']}"
+    async with http.post(
+        f"{callback}/callback", json={"type": 4, "data": {"content": "Pong!"}}
+    ) as response:
+        assert response.status == 204, await response.text()
+    follow = f"{sim.api_url}/webhooks/{w.bot}/{ids['interaction_token']}?wait=true"
+    async with http.post(follow, json={"content": "and more"}) as response:
+        assert response.status == 200, await response.text()
+        ids["message_id"] = (await response.json())["id"]
+    return ids
+
+
+def _command_case(
+    name: str, method: str, template: str, status: int, guild: bool = False, **kw: Any
+) -> Case:
+    params = _app_guild if guild else _app
+    return Case(name, method, template, status, params, **kw)
+
+
+_GLOBAL = "/applications/{application_id}/commands"
+_GUILD = "/applications/{application_id}/guilds/{guild_id}/commands"
+_HOOK = "/webhooks/{application_id}/{interaction_token}"
+
+INTERACTION_CASES: list[Case] = [
+    Case("edit application", "PATCH", "/applications/@me", 200, body=lambda w: {}),
+    Case(
+        "edit application, bad url",
+        "PATCH",
+        "/applications/@me",
+        400,
+        body=lambda w: {"interactions_endpoint_url": "not a url"},
+    ),
+    _command_case("create command", "POST", _GLOBAL, 201, body=lambda w: PING),
+    _command_case(
+        "create command, bad name",
+        "POST",
+        _GLOBAL,
+        400,
+        body=lambda w: {"name": "Bad Name!", "description": "x"},
+    ),
+    _command_case("commands", "GET", _GLOBAL, 200, prepare=_register),
+    _command_case("overwrite commands", "PUT", _GLOBAL, 200, body=lambda w: [PING]),
+    _command_case("command", "GET", _GLOBAL + "/{command_id}", 200, prepare=_register),
+    _command_case(
+        "unknown command",
+        "GET",
+        _GLOBAL + "/{command_id}",
+        404,
+        prepare=lambda s, w, h: _unknown("command_id"),
+    ),
+    _command_case(
+        "edit command",
+        "PATCH",
+        _GLOBAL + "/{command_id}",
+        200,
+        prepare=_register,
+        body=lambda w: {"description": "Still alive?"},
+    ),
+    _command_case("delete command", "DELETE", _GLOBAL + "/{command_id}", 204, prepare=_register),
+    _command_case("create guild command", "POST", _GUILD, 201, True, body=lambda w: PING),
+    _command_case("guild commands", "GET", _GUILD, 200, True, prepare=_guild_command),
+    _command_case("overwrite guild commands", "PUT", _GUILD, 200, True, body=lambda w: [PING]),
+    _command_case(
+        "guild command", "GET", _GUILD + "/{command_id}", 200, True, prepare=_guild_command
+    ),
+    _command_case(
+        "edit guild command",
+        "PATCH",
+        _GUILD + "/{command_id}",
+        200,
+        True,
+        prepare=_guild_command,
+        body=lambda w: {"description": "Still alive?"},
+    ),
+    _command_case(
+        "delete guild command",
+        "DELETE",
+        _GUILD + "/{command_id}",
+        204,
+        True,
+        prepare=_guild_command,
+    ),
+    Case(
+        "interaction callback",
+        "POST",
+        "/interactions/{interaction_id}/{interaction_token}/callback",
+        204,
+        prepare=_interaction,
+        body=lambda w: {"type": 4, "data": {"content": "Pong!"}},
+        auth=False,
+    ),
+    Case(
+        "interaction callback with response",
+        "POST",
+        "/interactions/{interaction_id}/{interaction_token}/callback",
+        200,
+        prepare=_interaction,
+        body=lambda w: {"type": 4, "data": {"content": "Pong!"}},
+        query="with_response=true",
+        auth=False,
+    ),
+    Case(
+        "interaction callback, already answered",
+        "POST",
+        "/interactions/{interaction_id}/{interaction_token}/callback",
+        400,
+        prepare=_answered,
+        body=lambda w: {"type": 4, "data": {"content": "again"}},
+        auth=False,
+    ),
+    Case(
+        "follow-up",
+        "POST",
+        _HOOK,
+        200,
+        _app,
+        prepare=_answered,
+        body=lambda w: {"content": "follow"},
+        query="wait=true",
+        auth=False,
+    ),
+    Case(
+        "follow-up, no wait",
+        "POST",
+        _HOOK,
+        204,
+        _app,
+        prepare=_answered,
+        body=lambda w: {"content": "follow"},
+        auth=False,
+    ),
+    Case(
+        "original",
+        "GET",
+        _HOOK + "/messages/@original",
+        200,
+        _app,
+        prepare=_answered,
+        auth=False,
+    ),
+    Case(
+        "edit original",
+        "PATCH",
+        _HOOK + "/messages/@original",
+        200,
+        _app,
+        prepare=_answered,
+        body=lambda w: {"content": "edited"},
+        auth=False,
+    ),
+    Case(
+        "delete original",
+        "DELETE",
+        _HOOK + "/messages/@original",
+        204,
+        _app,
+        prepare=_answered,
+        auth=False,
+    ),
+    Case(
+        "follow-up message",
+        "GET",
+        _HOOK + "/messages/{message_id}",
+        200,
+        _app,
+        prepare=_answered,
+        auth=False,
+    ),
+    Case(
+        "edit follow-up",
+        "PATCH",
+        _HOOK + "/messages/{message_id}",
+        200,
+        _app,
+        prepare=_answered,
+        body=lambda w: {"content": "edited"},
+        auth=False,
+    ),
+    Case(
+        "delete follow-up",
+        "DELETE",
+        _HOOK + "/messages/{message_id}",
+        204,
+        _app,
+        prepare=_answered,
+        auth=False,
+    ),
+    Case(
+        "unknown follow-up",
+        "GET",
+        _HOOK + "/messages/{message_id}",
+        404,
+        lambda w: {"application_id": w.bot, "message_id": UNKNOWN},
+        prepare=_interaction,
+        auth=False,
+    ),
+]
+CASES += INTERACTION_CASES
+
+
+async def _unknown(name: str) -> dict[str, Any]:
+    return {name: UNKNOWN}
+
+
 async def _world(sim: Simulator) -> World:
     guild = next(iter(sim.world.guilds.values()))
     bot = sim.world.bot.id
@@ -314,10 +563,12 @@ async def test_rest_answer_matches_discord_openapi_spec(
     world = await _world(sim)
     if case.setup is not None:
         case.setup(sim, world)
-    headers = {"Authorization": f"Bot {TOKEN}", **case.headers}
+    prepared = await case.prepare(sim, world, http) if case.prepare is not None else {}
+    headers = {"Authorization": f"Bot {TOKEN}"} if case.auth else {}
+    headers.update(case.headers)
     body = case.body(world) if case.body is not None else None
     async with http.request(
-        case.method, case.url(sim, world), json=body, headers=headers
+        case.method, case.url(sim, world, prepared), json=body, headers=headers
     ) as response:
         status, raw = response.status, await response.read()
     assert status == case.status, raw
