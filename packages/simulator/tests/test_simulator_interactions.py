@@ -117,7 +117,11 @@ async def test_respond_with_a_message(sim, gateway, http):
     assert event["d"]["id"] == message["id"] and event["d"]["content"] == "Pong!"
     assert message["webhook_id"] == str(sim.world.application_id)
     assert message["interaction_metadata"]["id"] == created["id"]
-    assert message["interaction_metadata"]["name"] == "ping"
+    assert message["interaction_metadata"]["authorizing_integration_owners"] == {"0": str(guild.id)}
+    assert message["interaction"]["name"] == "ping" and message["type"] == 20
+    assert answer["interaction"]["type"] == 2 and answer["interaction"]["channel_id"] == str(
+        channel
+    )
     state = await _state(sim, http, created["id"])
     assert state["status"] == "responded" and state["response"]["type"] == 4
     assert state["original"]["content"] == "Pong!"
@@ -292,3 +296,85 @@ async def test_component_click_update_message_and_deferred_update(sim, gateway, 
         assert r.status == 200 and (await r.json())["id"] == message["id"]
     state = await _state(sim, http, click["id"])
     assert state["status"] == "responded" and state["original"]["content"] == "third"
+
+
+async def test_responses_are_outside_the_global_rate_limit(make_sim, http):
+    sim = await make_sim(global_rate_limit=3)
+    await _register(sim, http)
+    guild, channel = _places(sim)
+    created = await _invoke(sim, http, guild, channel, {"command": "ping"})
+    statuses = []
+    for _ in range(5):  # exhaust the global limit with the bot token
+        async with http.get(sim.api_url + "/users/@me", headers=AUTH) as r:
+            statuses.append(r.status)
+    assert 429 in statuses
+    response = await _callback(sim, http, created, {"type": 5})
+    assert response.status == 204
+    assert "X-RateLimit-Bucket" in response.headers  # a route bucket all the same
+    hook = f"{sim.api_url}/webhooks/{sim.world.application_id}/{created['token']}"
+    async with http.post(hook, json={"content": "done"}) as r:
+        assert r.status == 204
+
+
+async def test_subcommands_user_commands_and_modals(sim, http):
+    group = {
+        **PING,
+        "name": "mod",
+        "options": [
+            {
+                "type": 1,
+                "name": "warn",
+                "description": "warn someone",
+                "options": [{"type": 6, "name": "who", "description": "x", "required": True}],
+            },
+            {"type": 1, "name": "status", "description": "status"},
+        ],
+    }
+    await _register(sim, http, group)
+    await _register(sim, http, {"name": "Inspect User", "type": 2})
+    guild, channel = _places(sim)
+    target = str(guild.owner_id)
+    data = await _invoke(sim, http, guild, channel, {"command": "mod", "options": {}}, 400)
+    assert "exactly one sub-command" in data["message"]
+    created = await _invoke(
+        sim, http, guild, channel, {"command": "mod", "options": {"warn": {"who": target}}}
+    )
+    state = await _state(sim, http, created["id"])
+    assert state["data"]["options"] == [
+        {"name": "warn", "type": 1, "options": [{"name": "who", "type": 6, "value": target}]}
+    ]
+    # A user command carries its target; its answer's metadata names the target user.
+    created = await _invoke(
+        sim, http, guild, channel, {"command": "Inspect User", "type": 2, "target_id": target}
+    )
+    state = await _state(sim, http, created["id"])
+    assert state["data"]["target_id"] == target and target in state["data"]["resolved"]["users"]
+    response = await _callback(
+        sim, http, created, {"type": 4, "data": {"content": "ok"}}, "?with_response=true"
+    )
+    message = (await response.json())["resource"]["message"]
+    assert message["type"] == 23
+    assert message["interaction_metadata"]["target_user"]["id"] == target
+    # A modal is a valid initial response to a command (and is checked).
+    created = await _invoke(
+        sim, http, guild, channel, {"command": "mod", "options": {"status": {}}}
+    )
+    bad = await _callback(sim, http, created, {"type": 9, "data": {"custom_id": "f", "title": ""}})
+    assert bad.status == 400
+    modal = {
+        "custom_id": "feedback",
+        "title": "Tell us",
+        "components": [
+            {
+                "type": 1,
+                "components": [{"type": 4, "custom_id": "text", "label": "Text", "style": 1}],
+            }
+        ],
+    }
+    response = await _callback(
+        sim, http, created, {"type": 9, "data": modal}, "?with_response=true"
+    )
+    answer = await response.json()
+    assert "resource" not in answer and "response_message_id" not in answer["interaction"]
+    state = await _state(sim, http, created["id"])
+    assert state["status"] == "responded" and state["response"]["type"] == 9

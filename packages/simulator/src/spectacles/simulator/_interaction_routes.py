@@ -16,7 +16,7 @@ from spectacles.simulator._command_checks import CHAT_INPUT, MESSAGE_COMMAND, US
 from spectacles.simulator._command_options import build_options
 from spectacles.simulator._control import CONTROL_PREFIX, ControlApi, ControlError, _int_param
 from spectacles.simulator._control import _body as _control_body
-from spectacles.simulator._entities import Message
+from spectacles.simulator._entities import Member, Message
 from spectacles.simulator._interactions import (
     MESSAGE_COMPONENT,
     Interaction,
@@ -48,14 +48,15 @@ class InteractionRestApi:
                 "/interactions/{interaction_id}/{interaction_token}/callback",
                 self.callback,
                 auth=False,
+                global_limit=False,
             ),
-            _Route("POST", hook, self.followup, auth=False),
+            _Route("POST", hook, self.followup, auth=False, global_limit=False),
         ]
         for path in (hook + "/messages/@original", hook + "/messages/{message_id}"):
             routes += [
-                _Route("GET", path, self.get_message, auth=False),
-                _Route("PATCH", path, self.edit_message, auth=False),
-                _Route("DELETE", path, self.delete_message, auth=False),
+                _Route("GET", path, self.get_message, auth=False, global_limit=False),
+                _Route("PATCH", path, self.edit_message, auth=False, global_limit=False),
+                _Route("DELETE", path, self.delete_message, auth=False, global_limit=False),
             ]
         return routes
 
@@ -213,7 +214,7 @@ class InteractionControlApi:
             }
         )
 
-    def _member(self, guild_id: int, raw: Any) -> Any:
+    def _member(self, guild_id: int, raw: Any) -> Member:
         if raw is None:
             return self.world.random_member(guild_id, rng=self._rng)
         try:

@@ -17,13 +17,14 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from spectacles.simulator._app_commands import AppCommand, CommandRegistry
-from spectacles.simulator._command_checks import CHAT_INPUT, FormErrors
+from spectacles.simulator._command_checks import CHAT_INPUT, USER_COMMAND, FormErrors
 from spectacles.simulator._config import SimulatorConfig
 from spectacles.simulator._entities import Guild, Member, Message, iso
 from spectacles.simulator._errors import SimulatorError, UnknownEntityError, ValidationError
 from spectacles.simulator._gateway import GatewayHub
 from spectacles.simulator._interaction_messages import (
     CHAT_INPUT_COMMAND_TYPE,
+    CONTEXT_MENU_COMMAND_TYPE,
     EPHEMERAL,
     LOADING,
     InteractionMessage,
@@ -191,6 +192,13 @@ def command_data(command: AppCommand) -> dict[str, Any]:
     if command.guild_id is not None:
         data["guild_id"] = str(command.guild_id)
     return data
+
+
+def _message_type(command: AppCommand | None) -> int:
+    """CHAT_INPUT_COMMAND (20), CONTEXT_MENU_COMMAND (23); DEFAULT for component answers."""
+    if command is None:
+        return 0
+    return CHAT_INPUT_COMMAND_TYPE if command.type == CHAT_INPUT else CONTEXT_MENU_COMMAND_TYPE
 
 
 def _iso(at: float) -> str:
@@ -391,22 +399,27 @@ class Interactions:
             errors.raise_if_any()
 
     def _callback_response(self, interaction: Interaction) -> dict[str, Any]:
+        """Discord's interaction callback response (`resource` only for types 4 and 7)."""
         original = interaction.original
-        response: dict[str, Any] = {
-            "interaction": {
-                "id": str(interaction.id),
-                "type": interaction.type,
-                "activity_instance_id": None,
-                "response_message_id": None if original is None else str(original.id),
-                "response_message_loading": isinstance(original, InteractionMessage)
-                and original.loading,
-                "response_message_ephemeral": isinstance(original, InteractionMessage)
-                and original.ephemeral,
-            },
-            "resource": {"type": interaction.response_type},
+        summary: dict[str, Any] = {
+            "id": str(interaction.id),
+            "type": interaction.type,
+            "activity_instance_id": None,
+            "channel_id": str(interaction.channel_id),
+            "guild_id": str(interaction.guild_id),
         }
         if original is not None:
-            response["resource"]["message"] = original.to_json()
+            summary["response_message_id"] = str(original.id)
+            loading = isinstance(original, InteractionMessage) and original.loading
+            ephemeral = isinstance(original, InteractionMessage) and original.ephemeral
+            summary["response_message_loading"] = loading
+            summary["response_message_ephemeral"] = ephemeral
+        response: dict[str, Any] = {"interaction": summary}
+        if original is not None and interaction.response_type in (CHANNEL_MESSAGE, UPDATE_MESSAGE):
+            response["resource"] = {
+                "type": interaction.response_type,
+                "message": original.to_json(),
+            }
         return response
 
     # -- messages through the token ---------------------------------------------------------
@@ -415,20 +428,31 @@ class Interactions:
         self, interaction: Interaction, data: dict[str, Any], *, followup: bool
     ) -> InteractionMessage:
         user = self.world.user(interaction.user_id)
-        name = interaction.command.name if interaction.command is not None else None
+        command = interaction.command
         metadata: dict[str, Any] = {
             "id": str(interaction.id),
             "type": interaction.type,
             "user": user.to_json(),
             "authorizing_integration_owners": {"0": str(interaction.guild_id)},
         }
-        if name is not None:
-            metadata["name"] = name
-            metadata["command_type"] = interaction.command.type if interaction.command else 1
+        target = (interaction.payload.get("data") or {}).get("target_id")
+        if command is not None and target is not None:
+            if command.type == USER_COMMAND:
+                metadata["target_user"] = self.world.user(int(target)).to_json()
+            else:
+                metadata["target_message_id"] = target
         if interaction.message is not None:
             metadata["interacted_message_id"] = str(interaction.message.id)
         if followup and interaction.original is not None:
             metadata["original_response_message_id"] = str(interaction.original.id)
+        legacy = None
+        if command is not None:
+            legacy = {
+                "id": str(interaction.id),
+                "type": interaction.type,
+                "name": command.name,
+                "user": user.to_json(),
+            }
         content = data.get("content") or ""
         message = InteractionMessage(
             id=self.world.next_id(),
@@ -437,19 +461,14 @@ class Interactions:
             author=self.world.bot,
             content=content,
             timestamp=self.world.now(),
-            type=CHAT_INPUT_COMMAND_TYPE,
+            type=_message_type(command),
             mentions=mentioned_users(self.world, interaction.guild_id, content),
             mention_everyone="@everyone" in content,
             embeds=list(data.get("embeds") or []),
             flags=int(data.get("flags") or 0),
             application_id=self.world.application_id,
             interaction_metadata=metadata,
-            legacy_interaction={
-                "id": str(interaction.id),
-                "type": interaction.type,
-                "name": name,
-                "user": user.to_json(),
-            },
+            legacy_interaction=legacy,
             components=list(data.get("components") or []),
         )
         if not message.ephemeral:

@@ -59,8 +59,11 @@ class RateLimiter:
         self._windows: dict[tuple[str, str], _Window] = {}
         self._global = _Window(0.0, config.global_rate_limit)
 
-    def check(self, route: str, major: str) -> Verdict:
-        """Count one request for `route` with major parameter `major` and judge it."""
+    def check(self, route: str, major: str, *, count_global: bool = True) -> Verdict:
+        """Count one request for `route` with major parameter `major` and judge it.
+
+        `count_global=False` for routes outside the global limit (interaction responses).
+        """
         config = self._config
         if not config.rate_limits_enabled:
             return Verdict(True)
@@ -68,7 +71,7 @@ class RateLimiter:
         glob = self._global
         if now >= glob.reset_at:
             glob.reset_at, glob.remaining = now + 1.0, config.global_rate_limit
-        if glob.remaining <= 0:
+        if count_global and glob.remaining <= 0:
             retry = glob.reset_at - now
             headers = {
                 "Retry-After": str(max(math.ceil(retry), 1)),
@@ -76,7 +79,8 @@ class RateLimiter:
                 "X-RateLimit-Scope": "global",
             }
             return Verdict(False, headers, retry, "global")
-        glob.remaining -= 1
+        if count_global:
+            glob.remaining -= 1
         limit = config.route_limit(route)
         key = (route, major)
         window = self._windows.get(key)

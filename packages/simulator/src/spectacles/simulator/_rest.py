@@ -20,7 +20,7 @@ from spectacles.simulator._stats import RestCall, Stats
 __all__ = ["API_PREFIX", "RestApi"]
 
 API_PREFIX: Final = "/api/v10"
-_MAJOR_PARAMETERS: Final = ("channel_id", "guild_id", "webhook_id")
+_MAJOR_PARAMETERS: Final = ("channel_id", "guild_id", "webhook_id", "interaction_token")
 # The docs' example default sound (resources/soundboard.mdx); Discord ships a handful like it.
 _DEFAULT_SOUNDS: Final = (
     {
@@ -42,6 +42,9 @@ class _Route:
     template: str
     handler: Handler
     auth: bool = True
+    # Routes the token in the path authorises (interaction responses) have route buckets
+    # but are outside the global limit.
+    global_limit: bool = True
 
     @property
     def key(self) -> str:
@@ -150,7 +153,12 @@ class RestApi:
                 )
             else:
                 major_value = request.match_info.get(major, "") if major else ""
-                verdict = self.limiter.check(route.key, major_value) if route.auth else None
+                limited = route.auth or not route.global_limit
+                verdict = (
+                    self.limiter.check(route.key, major_value, count_global=route.global_limit)
+                    if limited
+                    else None
+                )
                 if verdict is not None and not verdict.allowed:
                     self.stats.rate_limited += 1
                     if verdict.is_global:

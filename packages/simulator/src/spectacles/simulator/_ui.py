@@ -43,7 +43,7 @@ _PAGE: Final = """<!doctype html>
 <main id="guilds"></main>
 <script>
 "use strict";
-const state = {};  // channel id -> {after, el}
+const state = {};  // channel id -> {seen (last view JSON), el}
 const esc = s => String(s).replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
 async function getJSON(url) { const r = await fetch(url); if (!r.ok) throw new Error(url + " " + r.status); return r.json(); }
 function render(m) {
