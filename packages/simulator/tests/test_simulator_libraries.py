@@ -16,7 +16,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,15 +52,19 @@ LIBRARIES = {
 
 
 @pytest.fixture(scope="session")
-def library_python(request: pytest.FixtureRequest) -> Callable[[str], Path]:
-    """The interpreter of a library's venv, built on first use and reused while the pin holds."""
+def library_python(request: pytest.FixtureRequest) -> Iterator[Callable[[str], Path]]:
+    """The interpreter of a library's venv, built on first use and reused while the pin holds.
+
+    The first use starts every library's build at once (they mostly wait on I/O), so a cold run
+    costs about the slowest build rather than the sum.
+    """
     uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
     root = request.config.cache.mkdir("sim-libraries")
 
     def build(name: str) -> Path:
         library = LIBRARIES[name]
         pin = " ".join((library.pin, *library.extra))
-        venv = root / pin.replace("==", "-")
+        venv = root / library.pin.replace("==", "-")
         python = venv / "bin" / "python"
         marker = venv / ".spectacles-pin"
         if marker.exists() and marker.read_text() == pin and python.exists():
@@ -78,7 +83,15 @@ def library_python(request: pytest.FixtureRequest) -> Callable[[str], Path]:
         marker.write_text(pin)
         return python
 
-    return build
+    with ThreadPoolExecutor(max_workers=len(LIBRARIES)) as pool:
+        builds: dict[str, Future[Path]] = {}
+
+        def python_of(name: str) -> Path:
+            if not builds:
+                builds.update({n: pool.submit(build, n) for n in LIBRARIES})
+            return builds[name].result()
+
+        yield python_of
 
 
 class Bot:
