@@ -147,7 +147,9 @@ async def test_message_content_gates_content_except_own_messages_and_mentions(si
         own = await gw.recv_event("MESSAGE_CREATE")
     assert hidden["d"]["content"] == "" and hidden["d"]["embeds"] == []
     assert mention["d"]["content"] == f"hey <@{bot_id}> look"
-    assert own["d"]["content"] == "bot says" and own["d"]["embeds"] == [{"title": "t"}]
+    assert own["d"]["content"] == "bot says" and own["d"]["embeds"] == [
+        {"type": "rich", "title": "t"}
+    ]
 
 
 @pytest.mark.parametrize("compress", ["zlib-stream", "zstd-stream"])

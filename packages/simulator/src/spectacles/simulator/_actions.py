@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from spectacles.simulator._config import SimulatorConfig
-from spectacles.simulator._entities import Guild, Member, Message, iso
+from spectacles.simulator._entities import TEXT_CHANNEL, Guild, Member, Message, iso
 from spectacles.simulator._gateway import GatewayHub
 from spectacles.simulator._world import USER_JOIN_TYPE, World
 
@@ -30,6 +30,7 @@ class Actions:
         """MESSAGE_CREATE data: the message plus `guild_id` and the author's partial member."""
         data = message.to_json()
         data["guild_id"] = str(message.guild_id)
+        data["channel_type"] = TEXT_CHANNEL
         member = self.world.guilds[message.guild_id].members.get(message.author.id)
         if member is not None:
             data["member"] = member.to_json(with_user=False)

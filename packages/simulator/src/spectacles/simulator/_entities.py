@@ -64,9 +64,25 @@ class User:
             "accent_color": None,
             "public_flags": 0,
             "flags": 0,
+            "collectibles": None,
+            "primary_guild": None,
         }
         if self.bot:
             data["bot"] = True
+        return data
+
+    def to_private_json(self) -> dict[str, Any]:
+        """The user as `GET /users/@me` and READY give it to the bot itself (with `email` etc.)."""
+        data = self.to_json()
+        data.update(
+            {
+                "verified": True,
+                "mfa_enabled": False,
+                "locale": "en-US",
+                "email": None,
+                "premium_type": 0,
+            }
+        )
         return data
 
 
@@ -133,6 +149,8 @@ class Member:
             "flags": 0,
             "pending": False,
             "communication_disabled_until": iso(until) if until is not None else None,
+            "avatar_decoration_data": None,
+            "collectibles": None,
         }
         if with_user:
             data["user"] = self.user.to_json()
@@ -194,6 +212,7 @@ class Channel:
             "last_message_id": str(last) if last is not None else None,
             "rate_limit_per_user": 0,
             "parent_id": None,
+            "default_auto_archive_duration": 4320,
             "flags": 0,
         }
 
@@ -273,9 +292,12 @@ class Guild:
             "splash": None,
             "discovery_splash": None,
             "owner_id": str(self.owner_id),
+            # Deprecated (voice regions are per channel now); the docs' example sends null.
+            "region": None,
             "afk_channel_id": None,
             "afk_timeout": 300,
             "widget_enabled": False,
+            "widget_channel_id": None,
             "verification_level": self.verification_level,
             "default_message_notifications": 0,
             "explicit_content_filter": 0,
@@ -288,17 +310,23 @@ class Guild:
             "system_channel_id": str(self.system_channel_id),
             "system_channel_flags": 0,
             "rules_channel_id": None,
+            "max_presences": None,
             "max_members": 500000,
+            "max_video_channel_users": 25,
+            "max_stage_video_channel_users": 50,
             "vanity_url_code": None,
             "description": None,
+            "home_header": None,
             "banner": None,
             "premium_tier": 0,
             "premium_subscription_count": 0,
             "preferred_locale": "en-US",
             "public_updates_channel_id": None,
+            "nsfw": False,
             "nsfw_level": 0,
             "premium_progress_bar_enabled": False,
             "safety_alerts_channel_id": None,
+            "incidents_data": None,
         }
 
     def to_gateway_create(self, joined_at: datetime) -> dict[str, Any]:

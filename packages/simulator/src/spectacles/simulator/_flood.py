@@ -87,6 +87,7 @@ class _Template:
         humans = [m for m in guild.members.values() if not m.user.bot][:16] or list(
             guild.members.values()
         )
+        channel_type = channel.to_json()["type"]
         encode = msgspec.json.encode
         self.authors = [encode(m.user.to_json()) for m in humans]
         self.members = [encode(m.to_json(with_user=False)) for m in humans]
@@ -115,6 +116,7 @@ class _Template:
             "attachments": [],
             "channel_id": str(channel.id),
             "guild_id": str(guild.id),
+            "channel_type": channel_type,
         }
         raw = encode(data).replace(b"%", b"%%")
         for hole, spec in (

@@ -196,7 +196,7 @@ class GatewayHub:
         self._bucket_last: dict[int, float] = {}
         self._start_remaining = config.session_start_total
         self._start_window_end: float | None = None
-        self._bot_user = _json_encode(world.bot.to_json())
+        self._bot_user = _json_encode(world.bot.to_private_json())
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 

@@ -40,6 +40,8 @@ class Verdict:
             "message": "You are being rate limited.",
             "retry_after": round(self.retry_after, 3),
             "global": self.is_global,
+            # Optional in the docs ("for some limits"), required by the OpenAPI spec.
+            "code": 0,
         }
 
 

@@ -21,6 +21,17 @@ __all__ = ["API_PREFIX", "RestApi"]
 
 API_PREFIX: Final = "/api/v10"
 _MAJOR_PARAMETERS: Final = ("channel_id", "guild_id", "webhook_id", "interaction_token")
+# The docs' example default sound (resources/soundboard.mdx); Discord ships a handful like it.
+_DEFAULT_SOUNDS: Final = (
+    {
+        "name": "quack",
+        "sound_id": "1",
+        "volume": 1.0,
+        "emoji_id": None,
+        "emoji_name": "\N{DUCK}",
+        "available": True,
+    },
+)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _decode = msgspec.json.Decoder().decode
 
@@ -103,6 +114,7 @@ class RestApi:
             _Route("GET", "/users/{user_id}", self.get_user),
             _Route("GET", "/oauth2/applications/@me", self.get_application),
             _Route("GET", "/applications/@me", self.get_application),
+            _Route("GET", "/soundboard-default-sounds", self.get_default_sounds),
             _Route("GET", "/guilds/{guild_id}", self.get_guild),
             _Route("PATCH", "/guilds/{guild_id}", self.modify_guild),
             _Route("GET", "/guilds/{guild_id}/channels", self.get_guild_channels),
@@ -193,9 +205,7 @@ class RestApi:
 
     async def get_current_user(self, request: web.Request) -> web.StreamResponse:
         """The bot's own user."""
-        data = self.world.bot.to_json()
-        data.update({"verified": True, "mfa_enabled": False, "locale": "en-US", "email": None})
-        return _json(data)
+        return _json(self.world.bot.to_private_json())
 
     async def get_user(self, request: web.Request) -> web.StreamResponse:
         """Any user by id (10013 when unknown)."""
@@ -216,6 +226,11 @@ class RestApi:
                 "bot_require_code_grant": False,
                 "verify_key": "0" * 64,
                 "flags": 0,
+                "flags_new": "0",
+                "interactions_endpoint_url": None,
+                "role_connections_verification_url": None,
+                "explicit_content_filter": 0,
+                "eligible_oauth2_scopes": [],
                 "owner": self.world.users[next(iter(self.world.guilds.values())).owner_id].to_json()
                 if self.world.guilds
                 else bot.to_json(),
@@ -225,9 +240,15 @@ class RestApi:
                 "redirect_uris": [],
                 "tags": [],
                 "approximate_guild_count": len(self.world.guilds),
+                "approximate_user_install_count": 0,
+                "approximate_user_authorization_count": 0,
                 **self.application_fields(),
             }
         )
+
+    async def get_default_sounds(self, request: web.Request) -> web.StreamResponse:
+        """Discord's built-in soundboard sounds (py-cord fetches them after READY)."""
+        return _json([dict(sound) for sound in _DEFAULT_SOUNDS])
 
     # -- guilds -----------------------------------------------------------------------------
 
@@ -355,6 +376,10 @@ class RestApi:
         embeds = body.get("embeds") or []
         if not isinstance(embeds, list) or len(embeds) > 10:
             raise ValidationError.field("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer.")
+        if not all(isinstance(embed, dict) for embed in embeds):
+            raise ValidationError.field("embeds", "MODEL_TYPE_CONVERT", "Must be objects.")
+        # Discord types every embed a bot posts as "rich".
+        embeds = [{"type": "rich", **embed} for embed in embeds]
         reference = body.get("message_reference")
         if reference is not None and not isinstance(reference, dict):
             raise ValidationError.field(
