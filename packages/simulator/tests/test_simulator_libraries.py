@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -59,7 +60,12 @@ def library_python(request: pytest.FixtureRequest) -> Iterator[Callable[[str], P
     costs about the slowest build rather than the sum.
     """
     uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
-    root = request.config.cache.mkdir("sim-libraries")
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    root = (
+        cache.mkdir("sim-libraries")
+        if cache is not None
+        else Path(tempfile.gettempdir()) / "spectacles-sim-libraries"
+    )
 
     def build(name: str) -> Path:
         library = LIBRARIES[name]
