@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import tempfile
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
