@@ -167,7 +167,13 @@ async def test_many_shards_identify_without_a_reject_and_keep_the_reserve(
             GATEWAY_IDENTIFY_LOCK=os.environ.get("QUOTA_TEST_LOCK", "local"),
         )
         tables = {
-            "gateway": {"identify_interval": INTERVAL, "identify_reserve": reserve},
+            "gateway": {
+                "identify_interval": INTERVAL,
+                "identify_reserve": reserve,
+                # 960 quorum queues (+ their .dead) would be a heavy load of Raft groups for the
+                # test's single broker node; this test is about IDENTIFY pacing.
+                "commands_queue_type": "classic",
+            },
             "shards": {"count": SHARDS},
         }
         async with gateway_process(tmp_path, env, "many", tables) as gateway:

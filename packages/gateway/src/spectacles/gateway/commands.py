@@ -50,9 +50,12 @@ def validate_command_body(body: bytes) -> bytes:
 class CommandRelay:
     """One consumer per shard of this process, forwarding its commands to that shard."""
 
-    def __init__(self, broker: Broker, shards: Mapping[int, Shard]) -> None:
+    def __init__(
+        self, broker: Broker, shards: Mapping[int, Shard], queue_type: QueueType = "quorum"
+    ) -> None:
         self._broker = broker
         self._shards = shards
+        self._queue_type = queue_type
         self._consumers: list[Consumer] = []
 
     async def start(self) -> None:
@@ -77,11 +80,11 @@ class CommandRelay:
                     stop_timeout=5.0,
                 )
 
-            # Quorum, so commands survive a node of a cluster; a queue an older version made
-            # classic keeps its type (a warning says how to migrate) instead of a 406 at start.
-            consumer = consumer_of("quorum")
+            # Quorum by default, so commands survive a node of a cluster; a queue that exists with
+            # the other type keeps it (a warning says how to migrate) instead of a 406 at start.
+            consumer = consumer_of(self._queue_type)
             kind = await declarable_spec_type(self._broker, consumer.spec)
-            if kind != "quorum":
+            if kind != self._queue_type:
                 consumer = consumer_of(kind)
             await consumer.start()
             self._consumers.append(consumer)

@@ -53,6 +53,8 @@ IdentifyLock = Literal["amqp", "local"]
 COMPRESSIONS: Final[tuple[str, ...]] = ("zlib-stream", "zstd-stream", "none")
 SESSION_STORES: Final[tuple[str, ...]] = ("amqp", "file", "none")
 IDENTIFY_LOCKS: Final[tuple[str, ...]] = ("amqp", "local")
+CommandsQueueType = Literal["quorum", "classic"]
+COMMANDS_QUEUE_TYPES: Final[tuple[str, ...]] = ("quorum", "classic")
 STATUSES: Final[tuple[str, ...]] = ("online", "dnd", "idle", "invisible", "offline")
 LOG_FORMATS: Final[tuple[str, ...]] = ("auto", "json", "console")
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -79,6 +81,7 @@ ENV_KEYS: Final[Mapping[str, str]] = {
     "DISCORD_API_URL": "gateway.api_url",
     "DISCORD_GATEWAY_URL": "gateway.url",
     "GATEWAY_IDENTIFY_LOCK": "gateway.identify_lock",
+    "GATEWAY_COMMANDS_QUEUE_TYPE": "gateway.commands_queue_type",
     "GATEWAY_MAX_EVENT_SIZE": "gateway.max_event_size",
     "GATEWAY_CLEAR_FATAL_BLOCK": "gateway.clear_fatal_block",
     "AMQP_URL": "amqp.url",
@@ -118,6 +121,9 @@ class GatewaySettings:
     # Whose turn it is in an identify bucket: "amqp" across every gateway process sharing the
     # bot (through RabbitMQ), "local" within this process only.
     identify_lock: IdentifyLock = "amqp"
+    # Each shard's commands queue: "quorum" survives a node of a RabbitMQ cluster; "classic"
+    # costs far less per queue (a bot with thousands of shards on one node).
+    commands_queue_type: CommandsQueueType = "quorum"
     # IDENTIFYs of the daily quota never spent (at least 1: Discord resets a token at 0).
     identify_reserve: int = 5
     # After a fatal close (4004, 4010-4014) this token does not IDENTIFY for this long (0: off),
@@ -222,6 +228,7 @@ class GatewayConfig:
                 "large_threshold": self.gateway.large_threshold,
                 "identify_interval": self.gateway.identify_interval,
                 "identify_lock": self.gateway.identify_lock,
+                "commands_queue_type": self.gateway.commands_queue_type,
                 "identify_reserve": self.gateway.identify_reserve,
                 "fatal_block": self.gateway.fatal_block,
                 "clear_fatal_block": self.gateway.clear_fatal_block,
@@ -581,6 +588,10 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         large_threshold=gw.take("large_threshold", _int, defaults.large_threshold),
         identify_interval=gw.take("identify_interval", _seconds, defaults.identify_interval),
         identify_lock=cast(IdentifyLock, gw.take("identify_lock", _choice(IDENTIFY_LOCKS), "amqp")),
+        commands_queue_type=cast(
+            CommandsQueueType,
+            gw.take("commands_queue_type", _choice(COMMANDS_QUEUE_TYPES), "quorum"),
+        ),
         identify_reserve=gw.take("identify_reserve", _positive_int, defaults.identify_reserve),
         fatal_block=gw.take("fatal_block", _seconds, defaults.fatal_block),
         clear_fatal_block=gw.take("clear_fatal_block", _flag, False),

@@ -210,7 +210,9 @@ class GatewayService:
                 self._start_waves(waves[2:], identify_spacing(plan.identify_queue.interval)),
                 name="shard-starter",
             )
-        self._commands = CommandRelay(self.broker, self.shards)
+        self._commands = CommandRelay(
+            self.broker, self.shards, self.config.gateway.commands_queue_type
+        )
         await self._commands.start()
         self._tasks.append(asyncio.create_task(self._save_periodically(), name="session-saver"))
         self._tasks.append(asyncio.create_task(self._flush_metrics(), name="metrics-flusher"))
