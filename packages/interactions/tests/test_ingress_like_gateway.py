@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -71,7 +72,8 @@ async def test_ingress_publishes_what_the_gateway_publishes(
                 await shard.wait_ready(20)
             async with http.post(invoke, json={"command": "hello"}) as response:
                 assert response.status == 200
-            from_gateway = await observer.get(timeout=10, no_ack=True)
+            # The dispatch reaches the gateway and RabbitMQ after the control API answered: wait.
+            from_gateway = await asyncio.wait_for(_get(observer), 30)
         finally:
             await gateway.stop()
 
@@ -84,7 +86,7 @@ async def test_ingress_publishes_what_the_gateway_publishes(
             assert response.status == 200, await response.text()
         async with http.post(invoke, json={"command": "hello"}) as response:
             assert response.status == 200
-        from_ingress = await _get(observer)
+        from_ingress = await asyncio.wait_for(_get(observer), 30)
 
     assert shape(from_ingress) == shape(from_gateway)
     assert from_ingress.message_id.endswith(":" + json.loads(from_ingress.body)["id"])
