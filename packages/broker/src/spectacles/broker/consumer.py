@@ -184,7 +184,7 @@ class Consumer:
         self._queue: deque[_Item] = deque()
         self._idle: list[asyncio.Future[None]] = []
         self._woken = False  # a runner was woken and has not looked at the queue yet
-        self._runners: list[asyncio.Task[None]] = []
+        self._runners: set[asyncio.Task[None]] = set()
         self._busy = 0
         self._quiet = asyncio.Event()  # set when no runner is busy and nothing waits
 
@@ -220,7 +220,6 @@ class Consumer:
         if self._supervisor is not None:
             return
         self._stopping = False
-        self._start_runners()
         self._broker.on_connection_lost(self._on_broker_lost)
         try:
             self._subscription = await self._subscribe()
@@ -366,17 +365,22 @@ class Consumer:
         if connection is not None:
             await connection.close(5.0)
 
-    # -- runners: ``prefetch`` tasks take received messages in turn -------------------------------
+    # -- runners: tasks that take received messages in turn (no task per message) --------------
 
-    def _start_runners(self) -> None:
-        if not self._runners:
-            self._runners = [
-                asyncio.create_task(self._run(), name=f"consumer:{self.queue_name}:{n}")
-                for n in range(self._prefetch)
-            ]
+    def _wake_runner(self) -> None:
+        """Wake an idle runner, or start one if every runner is inside a handler."""
+        self._woken = True
+        if self._idle:
+            self._idle.pop().set_result(None)
+            return
+        # Usually at most ``prefetch`` are needed; more while handlers of a channel that died
+        # still run (their messages come back on the new channel and need runners too).
+        runner = asyncio.create_task(self._run(), name=f"consumer:{self.queue_name}")
+        self._runners.add(runner)
+        runner.add_done_callback(self._runners.discard)
 
     async def _stop_runners(self) -> None:
-        runners, self._runners = self._runners, []
+        runners, self._runners = self._runners, set()
         for runner in runners:
             runner.cancel()
         if runners:
@@ -395,18 +399,20 @@ class Consumer:
         body: bytes,
     ) -> None:
         self._queue.append((channel, tag, redelivered, exchange, routing_key, properties, body))
-        if not self._woken and self._idle:
-            self._woken = True
-            self._idle.pop().set_result(None)
+        if not self._woken:
+            self._wake_runner()
 
     async def _run(self) -> None:
         queue = self._queue
         idle = self._idle
         loop = asyncio.get_running_loop()
+        self._woken = False
         while True:
             if not queue:
                 if not self._busy:
                     self._quiet.set()
+                if len(self._runners) > self._prefetch:
+                    return  # extra runners (after a channel died with handlers running) leave
                 waiter: asyncio.Future[None] = loop.create_future()
                 idle.append(waiter)
                 try:
@@ -418,9 +424,8 @@ class Consumer:
                 self._woken = False
                 continue
             item = queue.popleft()
-            if queue and not self._woken and idle:  # more waiting: let another runner take one
-                self._woken = True
-                idle.pop().set_result(None)
+            if queue and not self._woken:  # more waiting: let another runner take one
+                self._wake_runner()
             if item[0].closed:
                 continue  # its channel is gone: RabbitMQ delivers it again
             self._busy += 1
