@@ -454,48 +454,78 @@ class Consumer:
         failures = _as_int(headers.get(ATTEMPTS_HEADER))
         interruptions = _as_int(headers.get(INTERRUPTIONS_HEADER))
         delivery_count = headers.get(DELIVERY_COUNT_HEADER)
-        message = _Message(channel, tag, redelivered, exchange, routing_key, properties, body)
         if delivery_count is not None:
             interruptions += _as_int(delivery_count)
         elif redelivered:
             # Classic queue: returned without an ack (blip or dead consumer). Record it in a copy
             # now, or a message that crashes every consumer would loop forever.
+            message = _Message(channel, tag, redelivered, exchange, routing_key, properties, body)
             await self._record_interrupted(message, failures, interruptions + 1)
             return
         attempt = failures + interruptions + 1
-        delivery = _delivery(message, attempt, interruptions)
+        original_key = headers.get(ORIGINAL_ROUTING_KEY_HEADER)
+        original_exchange = headers.get(ORIGINAL_EXCHANGE_HEADER)
+        delivery = Delivery(
+            body,
+            str(original_key) if original_key is not None else routing_key,
+            headers,
+            properties.message_id,
+            properties.type,
+            properties.timestamp,
+            attempt,
+            redelivered,
+            str(original_exchange) if original_exchange is not None else exchange,
+            properties.content_type,
+            properties.correlation_id,
+            properties.reply_to,
+            interruptions,
+        )
         if interruptions >= self._max_interruptions:
             reason = (
                 f"Interrupted: returned {interruptions} times without an ack "
                 "(connection lost or consumer died while holding it)"
             )
+            message = _Message(channel, tag, redelivered, exchange, routing_key, properties, body)
             await self._dead_letter(message, failures + interruptions, reason, delivery, None)
             return
         try:
             await self._handler(delivery)
-        except DeadLetter as exc:
+        except Exception as exc:
+            message = _Message(channel, tag, redelivered, exchange, routing_key, properties, body)
+            await self._handler_failed(message, delivery, failures, interruptions, exc)
+            return
+        if channel.ack(tag) and self._on_outcome is not None:
+            self._report(delivery, Outcome.ACKED, None)
+
+    async def _handler_failed(
+        self,
+        message: _Message,
+        delivery: Delivery,
+        failures: int,
+        interruptions: int,
+        exc: Exception,
+    ) -> None:
+        """Retry the delivery (a copy with ``x-attempts`` + 1), or dead-letter it past the limit."""
+        attempt = delivery.attempt
+        if isinstance(exc, DeadLetter):
             reason = f"DeadLetter: {exc.reason}"
             await self._dead_letter(message, attempt, reason, delivery, exc)
-        except Exception as exc:
-            if failures + 1 >= self._max_attempts:
-                reason = f"{type(exc).__name__}: {exc}"
-                await self._dead_letter(message, attempt, reason, delivery, exc)
-            else:
-                log.warning(
-                    "consumer.handler_failed",
-                    queue=self.queue_name,
-                    routing_key=delivery.routing_key,
-                    message_id=delivery.message_id,
-                    attempt=attempt,
-                    max_attempts=self._max_attempts,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                counts = {ATTEMPTS_HEADER: failures + 1, INTERRUPTIONS_HEADER: interruptions}
-                if await self._republish(message, counts):
-                    self._report(delivery, Outcome.RETRIED, exc)
+        elif failures + 1 >= self._max_attempts:
+            reason = f"{type(exc).__name__}: {exc}"
+            await self._dead_letter(message, attempt, reason, delivery, exc)
         else:
-            if channel.ack(tag) and self._on_outcome is not None:
-                self._report(delivery, Outcome.ACKED, None)
+            log.warning(
+                "consumer.handler_failed",
+                queue=self.queue_name,
+                routing_key=delivery.routing_key,
+                message_id=delivery.message_id,
+                attempt=attempt,
+                max_attempts=self._max_attempts,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            counts = {ATTEMPTS_HEADER: failures + 1, INTERRUPTIONS_HEADER: interruptions}
+            if await self._republish(message, counts):
+                self._report(delivery, Outcome.RETRIED, exc)
 
     async def _record_interrupted(
         self, message: _Message, failures: int, interruptions: int
