@@ -37,8 +37,10 @@ VARIANTS: dict[str, tuple[str, int]] = {
     "aio-pika": ("aio-pika", 16),
     "worker": ("worker", 16),
     "null": ("null", 16),
-    "worker-1ms": ("worker-1ms", 64),
+    "aio-pika-64": ("aio-pika", 64),
+    "worker-64": ("worker", 64),
     "null-64": ("null", 64),
+    "worker-1ms": ("worker-1ms", 64),
 }
 
 
@@ -116,6 +118,8 @@ def targets(summary: dict[str, Any]) -> dict[str, Any]:
         "worker_vs_aio_pika": ratio(rate("worker"), rate("aio-pika")),
         "null_vs_aio_pika": ratio(rate("null"), rate("aio-pika")),
         "worker_vs_null": ratio(rate("worker"), rate("null")),
+        "worker_vs_aio_pika_64": ratio(rate("worker-64"), rate("aio-pika-64")),
+        "null_vs_aio_pika_64": ratio(rate("null-64"), rate("aio-pika-64")),
         "worker_cpu_us_per_message": cpu_us,
         "null_cpu_us_per_message": null_cpu * 10 if null_cpu is not None else None,
         "worker_1ms_rate": rate("worker-1ms"),

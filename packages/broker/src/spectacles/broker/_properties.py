@@ -30,61 +30,54 @@ _UTC = datetime.UTC
 
 
 class BasicProperties:
-    """The properties of one delivered message (AMQP 0-9-1 ``basic`` class), all optional."""
+    """The properties of one delivered message (AMQP 0-9-1 ``basic`` class), all optional.
 
-    __slots__ = (
-        "app_id",
-        "content_encoding",
-        "content_type",
-        "correlation_id",
-        "delivery_mode",
-        "expiration",
-        "headers",
-        "message_id",
-        "priority",
-        "reply_to",
-        "timestamp",
-        "type",
-        "user_id",
-    )
+    Absent ones read as the class defaults (None): a delivery sets only the few it carries.
+    """
 
-    def __init__(self) -> None:
-        self.content_type: str | None = None
-        self.content_encoding: str | None = None
-        self.headers: dict[str, Any] | None = None
-        self.delivery_mode: int | None = None
-        self.priority: int | None = None
-        self.correlation_id: str | None = None
-        self.reply_to: str | None = None
-        self.expiration: str | None = None
-        self.message_id: str | None = None
-        self.timestamp: datetime.datetime | None = None
-        self.type: str | None = None
-        self.user_id: str | None = None
-        self.app_id: str | None = None
+    content_type: str | None = None
+    content_encoding: str | None = None
+    headers: dict[str, Any] | None = None
+    delivery_mode: int | None = None
+    priority: int | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    expiration: str | None = None
+    message_id: str | None = None
+    timestamp: datetime.datetime | None = None
+    type: str | None = None
+    user_id: str | None = None
+    app_id: str | None = None
 
 
-def _shortstr(buf: bytes | bytearray, pos: int) -> tuple[str, int]:
-    end = pos + 1 + buf[pos]
-    return buf[pos + 1 : end].decode(), end
+# Consecutive messages mostly carry the same second: convert each distinct one once.
+_last_timestamp: tuple[int, datetime.datetime | None] = (-1, None)
 
 
-def _timestamp(seconds: float) -> datetime.datetime:
-    if seconds > 0xFFFFFFFF:  # as pamqp: past 2106, assume milliseconds
-        seconds /= 1000.0
-    return datetime.datetime.fromtimestamp(seconds, tz=_UTC)
+def _timestamp(seconds: int) -> datetime.datetime:
+    global _last_timestamp
+    last, value = _last_timestamp
+    if seconds == last and value is not None:
+        return value
+    as_float = seconds / 1000.0 if seconds > 0xFFFFFFFF else float(seconds)  # as pamqp: ms
+    value = datetime.datetime.fromtimestamp(as_float, tz=_UTC)
+    _last_timestamp = (seconds, value)
+    return value
 
 
 def decode_properties(buf: bytes | bytearray, pos: int, flags: int) -> BasicProperties:
     """The properties whose ``flags`` are set, read from ``buf`` at ``pos`` (after the flags)."""
     props = BasicProperties()
     if flags & 0x8000:
-        props.content_type, pos = _shortstr(buf, pos)
+        end = pos + 1 + buf[pos]
+        props.content_type = buf[pos + 1 : end].decode()
+        pos = end
     if flags & 0x4000:
-        props.content_encoding, pos = _shortstr(buf, pos)
+        end = pos + 1 + buf[pos]
+        props.content_encoding = buf[pos + 1 : end].decode()
+        pos = end
     if flags & 0x2000:
-        size = _u32.unpack_from(buf, pos)[0]
-        end = pos + 4 + size
+        end = pos + 4 + _u32.unpack_from(buf, pos)[0]
         props.headers = decode_table(buf, pos + 4, end)
         pos = end
     if flags & 0x1000:
@@ -94,22 +87,35 @@ def decode_properties(buf: bytes | bytearray, pos: int, flags: int) -> BasicProp
         props.priority = buf[pos]
         pos += 1
     if flags & 0x0400:
-        props.correlation_id, pos = _shortstr(buf, pos)
+        end = pos + 1 + buf[pos]
+        props.correlation_id = buf[pos + 1 : end].decode()
+        pos = end
     if flags & 0x0200:
-        props.reply_to, pos = _shortstr(buf, pos)
+        end = pos + 1 + buf[pos]
+        props.reply_to = buf[pos + 1 : end].decode()
+        pos = end
     if flags & 0x0100:
-        props.expiration, pos = _shortstr(buf, pos)
+        end = pos + 1 + buf[pos]
+        props.expiration = buf[pos + 1 : end].decode()
+        pos = end
     if flags & 0x0080:
-        props.message_id, pos = _shortstr(buf, pos)
+        end = pos + 1 + buf[pos]
+        props.message_id = buf[pos + 1 : end].decode()
+        pos = end
     if flags & 0x0040:
         props.timestamp = _timestamp(_u64.unpack_from(buf, pos)[0])
         pos += 8
     if flags & 0x0020:
-        props.type, pos = _shortstr(buf, pos)
+        end = pos + 1 + buf[pos]
+        props.type = buf[pos + 1 : end].decode()
+        pos = end
     if flags & 0x0010:
-        props.user_id, pos = _shortstr(buf, pos)
+        end = pos + 1 + buf[pos]
+        props.user_id = buf[pos + 1 : end].decode()
+        pos = end
     if flags & 0x0008:
-        props.app_id, pos = _shortstr(buf, pos)
+        end = pos + 1 + buf[pos]
+        props.app_id = buf[pos + 1 : end].decode()
     return props
 
 

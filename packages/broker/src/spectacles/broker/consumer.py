@@ -451,8 +451,11 @@ class Consumer:
         headers = properties.headers
         if headers is None:
             headers = properties.headers = {}
-        failures = _as_int(headers.get(ATTEMPTS_HEADER))
-        interruptions = _as_int(headers.get(INTERRUPTIONS_HEADER))
+        # most deliveries carry none of these: skip the conversions then
+        failures = headers.get(ATTEMPTS_HEADER)
+        failures = 0 if failures is None else _as_int(failures)
+        interruptions = headers.get(INTERRUPTIONS_HEADER)
+        interruptions = 0 if interruptions is None else _as_int(interruptions)
         delivery_count = headers.get(DELIVERY_COUNT_HEADER)
         if delivery_count is not None:
             interruptions += _as_int(delivery_count)
