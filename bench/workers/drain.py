@@ -9,8 +9,8 @@
                          after a no-op, default asyncio loop: what one writes without the SDK
     --variant null       the bound: the broker's lean connection with no handler at all, each
                          delivery acked from the frame callback (no Delivery, no decode, no task;
-                         uvloop): what RabbitMQ and this machine deliver to a consumer costing
-                         next to nothing. No consumer can drain faster than this.
+                         uvloop): what the connection alone costs, and roughly what RabbitMQ
+                         delivers on this machine to a consumer costing next to nothing.
 
 Both drain the same N ~1 KB MESSAGE_CREATE bodies from a quorum queue bound to the group's
 exchange, pre-filled (with confirms) before the clock starts. Rate = (N - 1) / (last handled -
