@@ -413,6 +413,29 @@ def _workers_table(results: dict[str, Any]) -> list[str]:
                 f"{', '.join(_num(x) for x in row['rates'])} | "
                 f"{_num(row['cpu_s_per_100k'], '.2f')} |"
             )
+    layers = _get(results, "workers", "layers")
+    if layers:
+        lines += [
+            "",
+            "CPU per message without RabbitMQ or a socket (`bench/workers/consume_cpu.py`: "
+            "pre-built frames of the same messages fed to the connection 16 deliveries at a "
+            "time, min of 5 runs); the drain's figure minus the last row is socket I/O and the "
+            "event loop's polling:",
+            "",
+            "| layer | CPU us / message | runs |",
+            "|---|---:|---|",
+        ]
+        for key, label in (
+            ("connection", "connection: frames parsed, acked from the callback"),
+            ("consumer", "+ Consumer: runners, Delivery, retry headers, batched acks"),
+            ("worker", "+ worker SDK: typed decode, Context, metrics"),
+        ):
+            row = layers.get(key)
+            if row:
+                lines.append(
+                    f"| {label} | {_num(row['us_per_message'], '.1f')} | "
+                    f"{', '.join(_num(x, '.1f') for x in row['runs'])} |"
+                )
     return lines
 
 

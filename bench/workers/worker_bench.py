@@ -89,6 +89,14 @@ def run(
                 proc.stop()
                 exchanges, queues = amqp.derived_names(group, shards=0, workers=["bench"])
                 amqp.cleanup(amqp_url, exchanges, queues)
+    # Where the worker's CPU per message goes, without RabbitMQ (frames fed from memory).
+    proc = Proc("consume-cpu", [sys.executable, str(BENCH / "workers" / "consume_cpu.py")], log_dir)
+    try:
+        out["layers"] = json.loads(proc.wait_line("DONE", 600))
+    except Exception as exc:
+        out["errors"]["consume-cpu"] = repr(exc)
+    finally:
+        proc.stop()
     out["summary"] = {
         v: {
             "rate": statistics.median([p["rate"] for p in passes]),
