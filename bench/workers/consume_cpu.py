@@ -122,7 +122,7 @@ def _handler(layer: str, consumer_box: list[Consumer]) -> Any:
 
 
 async def _one(layer: str, chunks: list[bytes]) -> float:
-    connection = PublishConnection(_Quiet(), heartbeat=0)  # type: ignore[arg-type]
+    connection = PublishConnection(_Quiet(), heartbeat=0)
     transport = _CountingTransport()
     connection._transport = transport  # type: ignore[assignment]
     if layer == "connection":
