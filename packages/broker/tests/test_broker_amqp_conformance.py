@@ -502,3 +502,32 @@ async def test_a_message_held_by_a_killed_consumer_is_redelivered_marked_redeliv
     _, redelivered, exchange, routing_key, properties, body = inbox.items[0]
     assert (redelivered, exchange, routing_key, body) == (True, "", unique_name, b"precious")
     assert properties.message_id == "p1"
+
+
+async def test_consumer_heals_a_drop_of_its_own_connection_alone(
+    broker: Broker, raw_channel: AbstractChannel, amqp_cleanup
+) -> None:
+    handled: list[str] = []
+
+    async def handle(delivery: Delivery) -> None:
+        handled.append(delivery.message_id or "")
+
+    consumer = Consumer(broker, worker="own", events=["E"], handler=handle, prefetch=4)
+    amqp_cleanup(queue=consumer.queue_name)
+    amqp_cleanup(queue=consumer.dead_queue_name)
+    await consumer.start()
+    try:
+        before = consumer._subscription
+        # the consumer's lean connection, not the broker's (which stays up)
+        closed = await asyncio.to_thread(close_connections_named, f"consumer:{consumer.queue_name}")
+        assert closed == 1
+        await eventually(
+            lambda: consumer._subscription not in (None, before) and consumer.is_consuming,
+            timeout=15,
+        )
+        assert broker.reconnects == 0
+        exchange = await raw_channel.get_exchange(broker.topology.events_exchange)
+        await exchange.publish(aio_pika.Message(b"{}", message_id="healed"), routing_key="E")
+        await eventually(lambda: handled == ["healed"], timeout=15)
+    finally:
+        await consumer.stop()
