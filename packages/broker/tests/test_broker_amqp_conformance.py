@@ -424,12 +424,15 @@ async def test_queue_deleted_cancels_the_consumer_and_consumer_subscribes_again(
     amqp_cleanup(queue=consumer.dead_queue_name)
     await consumer.start()
     try:
+        before = consumer._subscription
         await raw_channel.queue_delete(consumer.queue_name)
-        await eventually(lambda: not consumer.is_consuming, timeout=10)
-        await consumer.wait_consuming(timeout=15)
+        await eventually(
+            lambda: consumer._subscription not in (None, before) and consumer.is_consuming,
+            timeout=30,
+        )
         exchange = await raw_channel.get_exchange(broker.topology.events_exchange)
         await exchange.publish(aio_pika.Message(b"{}", message_id="after"), routing_key="E")
-        await eventually(lambda: handled == ["after"], timeout=15)
+        await eventually(lambda: handled == ["after"], timeout=30)
     finally:
         await consumer.stop()
 
@@ -523,11 +526,11 @@ async def test_consumer_heals_a_drop_of_its_own_connection_alone(
         assert closed == 1
         await eventually(
             lambda: consumer._subscription not in (None, before) and consumer.is_consuming,
-            timeout=15,
+            timeout=30,
         )
         assert broker.reconnects == 0
         exchange = await raw_channel.get_exchange(broker.topology.events_exchange)
         await exchange.publish(aio_pika.Message(b"{}", message_id="healed"), routing_key="E")
-        await eventually(lambda: handled == ["healed"], timeout=15)
+        await eventually(lambda: handled == ["healed"], timeout=30)
     finally:
         await consumer.stop()
