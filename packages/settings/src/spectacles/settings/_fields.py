@@ -97,10 +97,12 @@ def string(*, lower: bool = False, upper: bool = False) -> Parser[str]:
     return parse
 
 
-def _bounds(value: float, ge: float | None, gt: float | None, le: float | None, lt: float | None) -> None:
+def _bounds(
+    value: float, ge: float | None, gt: float | None, le: float | None, lt: float | None
+) -> None:
     """Raise `Invalid` naming the range when `value` is outside it."""
-    low = f">= {ge}" if ge is not None else f"> {gt}" if gt is not None else None
-    high = f"<= {le}" if le is not None else f"< {lt}" if lt is not None else None
+    low = f">= {ge:g}" if ge is not None else f"> {gt:g}" if gt is not None else None
+    high = f"<= {le:g}" if le is not None else f"< {lt:g}" if lt is not None else None
     inside = (
         (ge is None or value >= ge)
         and (gt is None or value > gt)
@@ -161,12 +163,14 @@ def number(
 
 def seconds(
     *,
-    ge: float | None = 0.0,
+    ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
 ) -> Parser[float]:
-    """A duration in seconds: a number, or text such as `2.5`, `500ms`, `10s`, `5m`, `1h`."""
+    """A duration in seconds (>= 0 unless bounded): a number, or `2.5`, `500ms`, `5m`, `1h`."""
+    if ge is None and gt is None:
+        ge = 0.0
     plain = number(ge=ge, gt=gt, le=le, lt=lt, what="a number of seconds")
 
     def parse(value: object) -> float:
