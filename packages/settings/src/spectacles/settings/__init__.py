@@ -26,7 +26,7 @@ from ._fields import (
     string,
     suggest,
 )
-from ._reader import SettingsReader, read_toml
+from ._reader import SettingsReader, read_toml, validate
 
 __all__ = [
     "EXIT_CONFIG",
@@ -49,4 +49,5 @@ __all__ = [
     "snowflake",
     "string",
     "suggest",
+    "validate",
 ]

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from ._errors import Invalid, SettingError
 from ._fields import Parser, suggest
 
-__all__ = ["SettingsReader", "read_toml"]
+__all__ = ["SettingsReader", "read_toml", "validate"]
 
 T = TypeVar("T")
 
@@ -95,6 +95,16 @@ class SettingsReader:
             return parse(value)
         except Invalid as exc:
             raise self._error(self.key(name), exc.problem, exc.choices or None, env=env) from None
+
+
+def validate(
+    key: str, parse: Parser[T], value: object, error: type[SettingError] = SettingError
+) -> T:
+    """`value` checked by `parse` (for settings built in code), or an error naming `key`."""
+    try:
+        return parse(value)
+    except Invalid as exc:
+        raise error(key, exc.problem, exc.choices or None) from None
 
 
 def read_toml(
