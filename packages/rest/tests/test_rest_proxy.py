@@ -207,7 +207,7 @@ def test_settings_from_env_validate_and_name_the_key() -> None:
     with pytest.raises(ValueError, match="host:port"):
         ProxySettings.from_env({"REST_PROXY_ADDRESS": "nowhere"})
     for bad in ("nan", "inf"):
-        with pytest.raises(ValueError, match="REST_PROXY_TIMEOUT must be a finite number"):
+        with pytest.raises(ValueError, match="REST_PROXY_TIMEOUT: expected a finite number"):
             ProxySettings.from_env({"REST_PROXY_TIMEOUT": bad})
     assert ProxySettings.from_env({}).max_tokens == 8
     assert ProxySettings.from_env({"REST_PROXY_MAX_TOKENS": "3"}).max_tokens == 3

@@ -125,6 +125,7 @@ def test_parsers_accept(parse: object, raw: object, expected: object) -> None:
         (number(), "inf", "expected a finite number, got inf"),
         (number(), "soon", "expected a number, got 'soon'"),
         (seconds(), "-1", "must be >= 0, got -1.0"),
+        (seconds(), "inf", "expected a finite number, got inf"),
         (
             seconds(),
             "5 parsecs",

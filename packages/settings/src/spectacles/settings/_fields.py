@@ -171,13 +171,13 @@ def seconds(
     """A duration in seconds (>= 0 unless bounded): a number, or `2.5`, `500ms`, `5m`, `1h`."""
     if ge is None and gt is None:
         ge = 0.0
-    plain = number(ge=ge, gt=gt, le=le, lt=lt, what="a number of seconds")
+    plain = number(ge=ge, gt=gt, le=le, lt=lt, what="a number of seconds (e.g. 2.5, 500ms, 5m)")
 
     def parse(value: object) -> float:
         if isinstance(value, str):
             match = _DURATION.match(value)
             if match is None:
-                raise Invalid(f"expected a number of seconds (e.g. 2.5, 500ms, 5m), got {value!r}")
+                return plain(value)  # names nan/inf as not finite, anything else as not a number
             amount = plain(match.group(1))
             return plain(amount * _UNITS[match.group(2) or "s"])
         return plain(value)

@@ -31,6 +31,7 @@ from prometheus_client import Counter
 from yarl import URL
 
 from spectacles.observability import get_logger, register_secret
+from spectacles.settings import SettingError, SettingsReader, choice, string
 
 __all__ = [
     "INTERACTIONS_EXCHANGE_SUFFIX",
@@ -71,8 +72,8 @@ def interactions_exchange(group: str) -> str:
 
 def offer_from_env(env: Mapping[str, str] | None = None) -> IngressOffer | None:
     """``AMQP_URL`` set: offer interaction callbacks to an ingress (``BROKER_GROUP``'s)."""
-    env = os.environ if env is None else env
-    url = (env.get("AMQP_URL") or "").strip()
+    read = SettingsReader(os.environ if env is None else env)
+    url = read.var("AMQP_URL", string(), "")
     if not url:
         return None
     # Several comma-separated URLs (a cluster's nodes) are tried in turn, shuffled unless
@@ -80,10 +81,10 @@ def offer_from_env(env: Mapping[str, str] | None = None) -> IngressOffer | None:
     # other service; this package cannot import spectacles.broker, which depends on it).
     for position, item in enumerate(url.split(","), 1):
         if not item.strip().startswith(("amqp://", "amqps://")):
-            raise ValueError(f"AMQP_URL (URL {position}) must be an amqp:// or amqps:// URL")
-    group = (env.get("BROKER_GROUP") or "gateway").strip()
-    in_order = (env.get("AMQP_URL_ORDER") or "").strip().lower() == "in-order"
-    return IngressOffer(url, group, shuffle=not in_order)
+            raise SettingError("AMQP_URL", f"URL {position} must be an amqp:// or amqps:// URL")
+    group = read.var("BROKER_GROUP", string(), "gateway")
+    order = read.var("AMQP_URL_ORDER", choice("shuffle", "in-order"), "shuffle")
+    return IngressOffer(url, group, shuffle=order == "shuffle")
 
 
 class IngressOffer:
