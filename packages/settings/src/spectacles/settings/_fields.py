@@ -145,16 +145,17 @@ def number(
 ) -> Parser[float]:
     """A finite number within the given bounds (nan would pass every comparison)."""
 
-    def parse(value: object) -> float:
+    def parse(raw: object) -> float:
+        value = raw
         if isinstance(value, str):
             try:
                 value = float(value.strip())
             except ValueError:
-                raise Invalid(f"expected {what}, got {value!r}") from None
+                raise Invalid(f"expected {what}, got {raw!r}") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise Invalid(f"expected {what}, got {value!r}")
+            raise Invalid(f"expected {what}, got {raw!r}")
         if not math.isfinite(value):
-            raise Invalid(f"expected a finite number, got {value!r}")
+            raise Invalid(f"expected a finite number, got {raw!r}")
         _bounds(value, ge, gt, le, lt)
         return float(value)
 
