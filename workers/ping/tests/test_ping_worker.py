@@ -15,8 +15,8 @@ from prometheus_client import REGISTRY
 
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
-from spectacles.broker.worker import WorkerSettings
 from spectacles.simulator import Simulator, SimulatorConfig
+from spectacles.worker import WorkerSettings
 from spectacles.workers.ping import PingConfig
 from spectacles.workers.ping.__main__ import build_worker
 
