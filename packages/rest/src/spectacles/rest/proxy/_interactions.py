@@ -125,7 +125,7 @@ class IngressOffer:
         self._task = asyncio.create_task(self._run(), name="interactions-offer")
 
     async def stop(self) -> None:
-        """Close the RabbitMQ connection; pending offers resolve as "not taken"."""
+        """Close the RabbitMQ connection; offers in flight fail, so their callbacks go upstream."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
