@@ -376,3 +376,19 @@ def test_each_token_gets_its_own_limiter() -> None:
     proxy = RestProxy(ProxySettings(address="127.0.0.1:0"))
     assert proxy.limiter_for("Bot a") is proxy.limiter_for("Bot a")
     assert proxy.limiter_for("Bot a") is not proxy.limiter_for("Bot b")
+
+
+def test_entry_point_bad_setting_exits_2_with_one_line() -> None:
+    env = {"PATH": os.environ.get("PATH", ""), "REST_PROXY_TIMEOUT": "nan"}
+    done = subprocess.run(
+        [sys.executable, "-m", "spectacles.rest.proxy"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "spectacles-rest-proxy: configuration error: "
+        "REST_PROXY_TIMEOUT: expected a finite number, got 'nan'\n"
+    )
