@@ -6,10 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from spectacles.settings import (
     Invalid,
+    Parser,
     SettingError,
     SettingsReader,
     enum,
@@ -41,22 +42,32 @@ class RaidConfigError(SettingError):
     """A raid-guard setting is invalid; ``key`` is the environment variable to fix."""
 
 
-_THRESHOLD: Final = integer(ge=2)
-_POSITIVE_SECONDS: Final = seconds(gt=0)
-_AGE_DAYS: Final = number(ge=0)
-_TIMEOUT_MINUTES: Final = integer(ge=1, le=MAX_TIMEOUT_MINUTES)
-_NO_CHANNELS: Final[tuple[tuple[int, int], ...]] = ()
-
-
 def _guild_channel(value: object) -> tuple[int, int]:
-    """One ``guild_id:channel_id`` pair."""
     guild, sep, channel = str(value).partition(":")
     if not sep:
         raise Invalid(f"{value!r} must look like guild_id:channel_id")
     return snowflake()(guild), snowflake()(channel)
 
 
-_CHANNEL_MAP: Final = listing(_guild_channel)
+_pairs: Final = listing(_guild_channel)
+# Every field is read from RAID_<FIELD>; the numbers are checked again when built in code.
+_PARSERS: Final[dict[str, Parser[Any]]] = {
+    "join_threshold": integer(ge=2),
+    "window_seconds": seconds(gt=0),
+    "cooldown_seconds": seconds(gt=0),
+    "restore_retry_seconds": seconds(gt=0),
+    "min_account_age_days": number(ge=0),
+    "timeout_minutes": integer(ge=1, le=MAX_TIMEOUT_MINUTES),
+    "action": enum(RaidAction),
+    "modlog_channel_id": snowflake(),
+    "modlog_channels": lambda value: dict(_pairs(value)),
+    "modlog_channel_name": lambda value: string()(value).lstrip("#"),
+}
+_NUMBERS: Final = tuple(_PARSERS)[:6]
+
+
+def _key(name: str) -> str:
+    return f"RAID_{name.upper()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +94,8 @@ class RaidConfig:
     """Without a configured id, the guild's text channel of this name gets the alert."""
 
     def __post_init__(self) -> None:
-        for key, parse, value in (
-            ("RAID_JOIN_THRESHOLD", _THRESHOLD, self.join_threshold),
-            ("RAID_WINDOW_SECONDS", _POSITIVE_SECONDS, self.window_seconds),
-            ("RAID_COOLDOWN_SECONDS", _POSITIVE_SECONDS, self.cooldown_seconds),
-            ("RAID_RESTORE_RETRY_SECONDS", _POSITIVE_SECONDS, self.restore_retry_seconds),
-            ("RAID_MIN_ACCOUNT_AGE_DAYS", _AGE_DAYS, self.min_account_age_days),
-            ("RAID_TIMEOUT_MINUTES", _TIMEOUT_MINUTES, self.timeout_minutes),
-        ):
-            validate(key, parse, value, RaidConfigError)
+        for name in _NUMBERS:
+            validate(_key(name), _PARSERS[name], getattr(self, name), RaidConfigError)
 
     def modlog_channel_for(self, guild_id: int) -> int | None:
         """The configured alert channel of ``guild_id`` (per-guild entry first), if any."""
@@ -101,24 +105,5 @@ class RaidConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RaidConfig:
         """Read the ``RAID_*`` variables; unset or empty means the default."""
         env = SettingsReader(os.environ if environ is None else environ, error=RaidConfigError)
-        d = cls()
-        return cls(
-            join_threshold=env.var("RAID_JOIN_THRESHOLD", _THRESHOLD, d.join_threshold),
-            window_seconds=env.var("RAID_WINDOW_SECONDS", _POSITIVE_SECONDS, d.window_seconds),
-            cooldown_seconds=env.var(
-                "RAID_COOLDOWN_SECONDS", _POSITIVE_SECONDS, d.cooldown_seconds
-            ),
-            restore_retry_seconds=env.var(
-                "RAID_RESTORE_RETRY_SECONDS", _POSITIVE_SECONDS, d.restore_retry_seconds
-            ),
-            action=env.var("RAID_ACTION", enum(RaidAction), d.action),
-            min_account_age_days=env.var(
-                "RAID_MIN_ACCOUNT_AGE_DAYS", _AGE_DAYS, d.min_account_age_days
-            ),
-            timeout_minutes=env.var("RAID_TIMEOUT_MINUTES", _TIMEOUT_MINUTES, d.timeout_minutes),
-            modlog_channel_id=env.var("RAID_MODLOG_CHANNEL_ID", snowflake(), None),
-            modlog_channels=dict(env.var("RAID_MODLOG_CHANNELS", _CHANNEL_MAP, _NO_CHANNELS)),
-            modlog_channel_name=env.var(
-                "RAID_MODLOG_CHANNEL_NAME", string(), d.modlog_channel_name
-            ).lstrip("#"),
-        )
+        values = {name: env.var(_key(name), parse, None) for name, parse in _PARSERS.items()}
+        return cls(**{name: value for name, value in values.items() if value is not None})
