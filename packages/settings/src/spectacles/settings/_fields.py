@@ -97,12 +97,17 @@ def string(*, lower: bool = False, upper: bool = False) -> Parser[str]:
     return parse
 
 
+def _show(bound: float | None) -> str:
+    """A bound as people write it: `65536`, `0`, `2.5` (never `6.5536e+04`)."""
+    return str(int(bound)) if bound is not None and float(bound).is_integer() else repr(bound)
+
+
 def _bounds(
     value: float, ge: float | None, gt: float | None, le: float | None, lt: float | None
 ) -> None:
     """Raise `Invalid` naming the range when `value` is outside it."""
-    low = f">= {ge:g}" if ge is not None else f"> {gt:g}" if gt is not None else None
-    high = f"<= {le:g}" if le is not None else f"< {lt:g}" if lt is not None else None
+    low = f">= {_show(ge)}" if ge is not None else f"> {_show(gt)}" if gt is not None else None
+    high = f"<= {_show(le)}" if le is not None else f"< {_show(lt)}" if lt is not None else None
     inside = (
         (ge is None or value >= ge)
         and (gt is None or value > gt)
@@ -154,10 +159,14 @@ def number(
                 raise Invalid(f"expected {what}, got {raw!r}") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise Invalid(f"expected {what}, got {raw!r}")
-        if not math.isfinite(value):
+        try:
+            result = float(value)  # an int beyond a float's range raises OverflowError
+        except OverflowError:
+            result = math.inf
+        if not math.isfinite(result):
             raise Invalid(f"expected a finite number, got {raw!r}")
-        _bounds(value, ge, gt, le, lt)
-        return float(value)
+        _bounds(result, ge, gt, le, lt)
+        return result
 
     return parse
 
