@@ -18,9 +18,8 @@ def main() -> None:
     try:
         configure_logging(service="interactions")  # LOG_LEVEL / LOG_FORMAT
         settings = IngressSettings.from_env()
-    except ValueError as exc:  # a SettingError, or LOG_LEVEL / LOG_FORMAT
-        error = exc if isinstance(exc, SettingError) else SettingError("LOG_LEVEL", str(exc))
-        exit_config_error("spectacles-interactions", error)
+    except SettingError as exc:
+        exit_config_error("spectacles-interactions", exc)
     for password in settings.broker.passwords:
         register_secret(password)
     try:
