@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +85,35 @@ def test_a_bad_value_is_one_setting_error_in_one_format(
 )
 def test_secrets_read_as_settings_never_show_in_repr(read: Callable[[], object]) -> None:
     assert "s3cr3t-auth" not in repr(read())
+
+
+BIN = Path(sys.executable).parent
+MAINS = [
+    ("spectacles-gateway", {"DISCORD_TOKEN": "t", "DISCORD_EVENTS": "READY", "LOG_LEVEL": "loud"}),
+    ("spectacles-ping", {"DISCORD_TOKEN": "t", "WORKER_CONCURRENCY": "0"}),
+    ("spectacles-raid-guard", {"RAID_WINDOW_SECONDS": "nan"}),
+    ("spectacles-rest-proxy", {"REST_PROXY_GLOBAL_LIMIT": "0"}),
+    ("spectacles-interactions", {"DISCORD_PUBLIC_KEY": KEY, "INTERACTIONS_MAX_AGE": "0"}),
+    ("spectacles-sim", {"SIM_PORT": "99999"}),
+    ("spectacles-dead-letters", {"BROKER_GROUP": "a b"}),
+]
+
+
+@pytest.mark.parametrize(("program", "env"), MAINS, ids=[m[0] for m in MAINS])
+def test_every_main_exits_2_with_the_one_line(
+    program: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    args = ["list", "ping"] if program == "spectacles-dead-letters" else []
+    done = subprocess.run(
+        [BIN / program, *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    variable = next(iter(set(env) - {"DISCORD_TOKEN", "DISCORD_EVENTS", "DISCORD_PUBLIC_KEY"}))
+    # the variable, then (gateway only) the TOML key it overrides, then the problem
+    assert re.match(rf"{program}: configuration error: {variable}( \([a-z_.]+\))?: \S", line), line
