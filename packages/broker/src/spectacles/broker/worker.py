@@ -20,12 +20,12 @@ if TYPE_CHECKING:  # for type checkers only: at run time the names are looked up
         CommandHandler,
         CommandSender,
         Context,
-        Handler,
         QueueType,
         Worker,
         WorkerConfigError,
         WorkerSettings,
     )
+    from spectacles.worker import EventHandler as Handler
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -41,11 +41,16 @@ __all__ = [
 ]
 
 
+# Names the SDK has since renamed: the old name still resolves, to the new object.
+_RENAMED = {"Handler": "EventHandler"}
+
+
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    new_name = _RENAMED.get(name, name)
     warnings.warn(
-        f"spectacles.broker.worker is deprecated; import {name} from spectacles.worker "
+        f"spectacles.broker.worker is deprecated; import {new_name} from spectacles.worker "
         "(distribution spectacles-worker)",
         DeprecationWarning,
         stacklevel=2,
@@ -59,4 +64,4 @@ def __getattr__(name: str) -> Any:
             f"{name} moved to the spectacles-worker distribution (spectacles.worker); "
             "install spectacles-worker"
         ) from error
-    return getattr(module, name)
+    return getattr(module, new_name)

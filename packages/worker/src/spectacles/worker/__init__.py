@@ -25,7 +25,7 @@ from spectacles.worker._settings import (
     WorkerConfigError,
     WorkerSettings,
 )
-from spectacles.worker._worker import Handler, Worker
+from spectacles.worker._worker import EventHandler, Worker
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -33,7 +33,7 @@ __all__ = [
     "CommandHandler",
     "CommandSender",
     "Context",
-    "Handler",
+    "EventHandler",
     "QueueType",
     "Worker",
     "WorkerConfigError",

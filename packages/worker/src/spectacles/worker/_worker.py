@@ -53,10 +53,10 @@ from spectacles.worker._settings import (
     WorkerSettings,
 )
 
-__all__ = ["Handler", "Worker"]
+__all__ = ["EventHandler", "Worker"]
 
 E = TypeVar("E")
-Handler = Callable[[E, Context], Awaitable[None]]
+EventHandler = Callable[[E, Context], Awaitable[None]]
 """``async def handler(event, ctx) -> None``; the event is the typed model of its dispatch."""
 
 _DEFAULT_MAX_ATTEMPTS: Final = 3
@@ -90,7 +90,7 @@ class Worker:
         self.max_attempts = max_attempts
         self._settings = settings
         self._queue_type = queue_type
-        self._handlers: dict[str, Handler[Any]] = {}
+        self._handlers: dict[str, EventHandler[Any]] = {}
         self._startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self._shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         # A lazy proxy: binds on first use, i.e. after run() configured logging.
@@ -109,7 +109,9 @@ class Worker:
 
     # -- registration -------------------------------------------------------------------------
 
-    def on(self, event: str, *, custom: bool = False) -> Callable[[Handler[E]], Handler[E]]:
+    def on(
+        self, event: str, *, custom: bool = False
+    ) -> Callable[[EventHandler[E]], EventHandler[E]]:
         """Register the decorated coroutine for ``event`` (a dispatch name such as MESSAGE_CREATE).
 
         Unknown names raise, so a typo cannot silently bind a queue that never receives; pass
@@ -121,7 +123,7 @@ class Worker:
                 "MESSAGE_CREATE, or custom=True for a routing key your own services publish"
             )
 
-        def register(handler: Handler[E]) -> Handler[E]:
+        def register(handler: EventHandler[E]) -> EventHandler[E]:
             if event in self._handlers:
                 raise ValueError(
                     f"worker {self.name!r} already has a handler for {event}"
