@@ -6,16 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from spectacles.workers.raid_guard import (
-    Joiner,
-    RaidAction,
-    RaidConfig,
-    RaidConfigError,
-    RaidContinues,
-    RaidDetector,
-    RaidStarted,
-    raid_alert,
-)
+from spectacles.workers.raid_guard.alert import raid_alert
+from spectacles.workers.raid_guard.config import RaidAction, RaidConfig, RaidConfigError
+from spectacles.workers.raid_guard.detector import Joiner, RaidContinues, RaidDetector, RaidStarted
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 GUILD = 1500000000000000001

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
-from spectacles.broker.worker import Context, Worker, WorkerSettings
-from spectacles.models import GuildMemberAdd
+from spectacles.broker.worker import Worker, WorkerSettings
 from spectacles.workers.raid_guard.config import RaidConfig
-from spectacles.workers.raid_guard.guard import RaidGuard
-from spectacles.workers.raid_guard.restore import (
-    RESTORE_ROUTING_KEY,
-    RestoreScheduler,
-    decode_order,
-)
-
-__all__ = ["WORKER_NAME", "build_worker", "main"]
+from spectacles.workers.raid_guard.guard import RESTORE, RaidGuard
 
 WORKER_NAME = "raid-guard"
 
@@ -25,41 +16,25 @@ def build_worker(
 ) -> tuple[Worker, RaidGuard]:
     """The raid-guard worker and its state.
 
-    Single-active-consumer: every replica subscribes, RabbitMQ delivers to one of them, so the
-    join windows are never split; a standby takes over when the active one disconnects. The
-    end of a raid is a delayed message that comes back through the same queue (``restore.py``),
-    so it survives the replica that parked it.
+    Single-active-consumer: every replica subscribes, RabbitMQ delivers to one of them, so a
+    guild's joins are never split; a standby takes over when the active one goes. Restore orders
+    come back through the same queue, to whichever replica is active then.
     """
     worker = Worker(WORKER_NAME, settings=settings, single_active_consumer=True)
-    guard = RaidGuard(config)
-
-    @worker.on("GUILD_MEMBER_ADD")
-    async def on_member_add(member: GuildMemberAdd, ctx: Context) -> None:
-        await guard.on_member_add(member, ctx.rest, ctx.log)
-
-    @worker.on(RESTORE_ROUTING_KEY, custom=True)
-    async def on_restore(order: Any, ctx: Context) -> None:
-        await guard.on_restore(decode_order(order), ctx.rest, ctx.log)
-
-    @worker.on_startup
-    async def park_restores_in_rabbitmq() -> None:
-        scheduler = RestoreScheduler(worker.broker, worker=WORKER_NAME)
-        await scheduler.declare()
-        guard.attach(scheduler)
-
-    worker.on_shutdown(guard.close)
+    guard = RaidGuard(config, worker)
+    worker.on("GUILD_MEMBER_ADD")(guard.on_member_add)
+    worker.on(RESTORE, custom=True)(guard.on_restore)
     return worker, guard
 
 
 def main() -> None:
-    """Console script ``spectacles-raid-guard``."""
+    """Console script ``spectacles-raid-guard``; a bad setting exits 2 naming its variable."""
     try:
         config = RaidConfig.from_env()
     except ValueError as exc:
         print(f"spectacles-raid-guard: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    worker, _guard = build_worker(config)
-    worker.run()
+    build_worker(config)[0].run()
 
 
 if __name__ == "__main__":
