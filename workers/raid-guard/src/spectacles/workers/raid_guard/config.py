@@ -33,9 +33,7 @@ class RaidConfigError(ValueError):
 # The lowest value of each number (inclusive); the others must be > 0.
 _LOWEST: Final = {"join_threshold": 2, "min_account_age_days": 0, "timeout_minutes": 1}
 _POSITIVE: Final = ("window_seconds", "cooldown_seconds", "restore_retry_seconds")
-_WHOLE: Final = ("join_threshold", "timeout_minutes")
-_ID: Final = "a Discord id (digits only)"
-_EXPECTED: Final = {"action": "alert|timeout|kick|ban", "modlog_channel_id": _ID}
+_EXPECTED: Final = {"action": "alert|timeout|kick|ban", "modlog_channels": "guild:channel,..."}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +92,8 @@ def _parse(name: str, text: str) -> Any:
             return _snowflake(text)
         return int(text) if name in ("join_threshold", "timeout_minutes") else float(text)
     except ValueError:
-        raise RaidConfigError(
-            _key(name), f"{text!r} must be {_EXPECTED.get(name, 'a number')}"
-        ) from None
+        expected = _EXPECTED.get(name, "a Discord id" if "channel" in name else "a number")
+        raise RaidConfigError(_key(name), f"{text!r} must be {expected}") from None
 
 
 def _snowflake(text: str) -> int:
