@@ -19,13 +19,11 @@ _VERBS: Final = {
 
 
 def format_age(age: timedelta) -> str:
-    """``3 h``, ``2.5 d``, ``412 d``: precise for young accounts, short for old ones."""
-    hours = age.total_seconds() / 3600
-    if hours < 1:
-        return f"{max(0, round(hours * 60))} min"
-    if hours < 48:
-        return f"{hours:.0f} h"
-    return f"{hours / 24:.1f} d" if hours < 30 * 24 else f"{hours / 24:.0f} d"
+    """``40 min``, ``3 h``, ``412 d``: precise for young accounts, short for old ones."""
+    minutes = age.total_seconds() / 60
+    if minutes < 60:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.0f} h" if minutes < 48 * 60 else f"{minutes / 1440:.0f} d"
 
 
 def raid_alert(
