@@ -21,9 +21,8 @@ from spectacles.broker.settings import BrokerSettings
 from spectacles.broker.worker import WorkerSettings
 from spectacles.rest import RestClient
 from spectacles.simulator import Simulator, SimulatorConfig
-from spectacles.workers.raid_guard.__main__ import build_worker
 from spectacles.workers.raid_guard.config import RaidAction, RaidConfig
-from spectacles.workers.raid_guard.guard import RESTORE
+from spectacles.workers.raid_guard.guard import RESTORE, build_worker
 
 CONFIG = RaidConfig(
     join_threshold=10,
@@ -187,8 +186,8 @@ async def test_a_burst_of_joins_raises_one_alert_locks_down_and_kicks_young_acco
         assert len(alerts) == 1, alerts
         text = alerts[0]["content"]
         assert "10 members joined within" in text
-        assert "kicked (" in text
-        assert "Account ages: youngest" in text
+        assert "Action: kicked (" in text
+        assert "Newest accounts:" in text
 
         async def restored() -> bool:
             return (await harness.guild())["verification_level"] == level_before

@@ -1,30 +1,11 @@
-"""Composition root of raid-guard: settings from the environment, handlers wired, run."""
+"""Composition root of raid-guard: settings from the environment, the worker, run."""
 
 from __future__ import annotations
 
 import sys
 
-from spectacles.broker.worker import Worker, WorkerSettings
 from spectacles.workers.raid_guard.config import RaidConfig
-from spectacles.workers.raid_guard.guard import RESTORE, RaidGuard
-
-WORKER_NAME = "raid-guard"
-
-
-def build_worker(
-    config: RaidConfig, settings: WorkerSettings | None = None
-) -> tuple[Worker, RaidGuard]:
-    """The raid-guard worker and its state.
-
-    Single-active-consumer: every replica subscribes, RabbitMQ delivers to one of them, so a
-    guild's joins are never split; a standby takes over when the active one goes. Restore orders
-    come back through the same queue, to whichever replica is active then.
-    """
-    worker = Worker(WORKER_NAME, settings=settings, single_active_consumer=True)
-    guard = RaidGuard(config, worker)
-    worker.on("GUILD_MEMBER_ADD")(guard.on_member_add)
-    worker.on(RESTORE, custom=True)(guard.on_restore)
-    return worker, guard
+from spectacles.workers.raid_guard.guard import build_worker
 
 
 def main() -> None:

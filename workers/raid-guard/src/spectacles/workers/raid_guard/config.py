@@ -60,10 +60,6 @@ class RaidConfig:
         if self.timeout_minutes > MAX_TIMEOUT_MINUTES:
             raise RaidConfigError("RAID_TIMEOUT_MINUTES", f"{self.timeout_minutes} is over 28 days")
 
-    def modlog_channel_for(self, guild_id: int) -> int | None:
-        """The configured alert channel of ``guild_id`` (per-guild entry first), if any."""
-        return self.modlog_channels.get(guild_id, self.modlog_channel_id)
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RaidConfig:
         """Read the ``RAID_*`` variables; unset or empty means the default."""

@@ -51,13 +51,6 @@ class RaidStarted:
     raid: Raid
 
 
-@dataclass(frozen=True, slots=True)
-class RaidContinues:
-    """Another join during an ongoing raid: act on it, no new alert."""
-
-    raid: Raid
-
-
 class RaidDetector:
     """Counts joins per guild in a sliding window; reports a raid once, until it is ended."""
 
@@ -66,8 +59,11 @@ class RaidDetector:
         self._joins: dict[int, list[Joiner]] = {}  # per guild, sorted by joined_at
         self._raids: dict[int, Raid] = {}
 
-    def observe(self, joiner: Joiner, now: float) -> RaidStarted | RaidContinues | None:
-        """Record a join seen at ``now``; a join already in the window is not counted twice."""
+    def observe(self, joiner: Joiner, now: float) -> RaidStarted | Raid | None:
+        """Record a join seen at ``now``: a raid starts, goes on (its ``Raid``), or None.
+
+        A join already in the window (a redelivery, a gateway replay) is not counted twice.
+        """
         joins = self._joins.setdefault(joiner.guild_id, [])
         if any(j.user_id == joiner.user_id for j in joins):
             return None
@@ -79,7 +75,7 @@ class RaidDetector:
         ]
         if (raid := self._raids.get(joiner.guild_id)) is not None:
             raid.last_seen, raid.total_joins = now, raid.total_joins + 1
-            return RaidContinues(raid)
+            return raid
         if len(joins) < self.threshold:
             return None
         raid = self._raids[joiner.guild_id] = Raid(joiner.guild_id, list(joins), now, len(joins))

@@ -22,19 +22,21 @@ import msgspec
 from prometheus_client import Counter
 
 from spectacles.broker import BrokerError, DeadLetter, publish_later, scheduled
-from spectacles.broker.worker import Context, Worker
+from spectacles.broker.worker import Context, Worker, WorkerSettings
 from spectacles.models import AllowedMentions, Channel, GuildMemberAdd, Snowflake, decode_model
 from spectacles.rest import RestError, Route
-from spectacles.workers.raid_guard.alert import VERIFICATION_NAMES, raid_alert
 from spectacles.workers.raid_guard.config import RaidAction, RaidConfig
 from spectacles.workers.raid_guard.detector import Joiner, Raid, RaidDetector, RaidStarted
 
 T = TypeVar("T")
 HIGH: Final = 3
 """Verification level HIGH: members must be registered for 10 minutes before talking."""
+LEVELS: Final = {0: "NONE", 1: "LOW", 2: "MEDIUM", 3: "HIGH", 4: "VERY_HIGH"}
 RESTORE: Final = "raid-guard.restore"
 """Routing key (on the events exchange) of restore orders; the worker's queue is bound to it."""
-MAX_RESTORE_TRIES: Final = 5
+MAX_LISTED: Final = 15
+"""Joiners named in an alert: it stays under Discord's 2,000 characters however big the raid."""
+VERBS: Final = {"alert": "alert only", "kick": "kicked", "ban": "banned"}
 _P: Final = "spectacles_raid_guard"
 RAIDS: Final = Counter(f"{_P}_raids_detected_total", "Raids detected (alerted).")
 ADOPTED: Final = Counter(f"{_P}_raids_adopted_total", "Raids taken over after a failover.")
@@ -53,7 +55,17 @@ class RestoreOrder(msgspec.Struct, frozen=True):
     raid_id: str
     previous_level: int | None
     last_join: float
-    failures: int = 0
+
+
+def build_worker(
+    config: RaidConfig, settings: WorkerSettings | None = None
+) -> tuple[Worker, RaidGuard]:
+    """The raid-guard worker: single active consumer, so a guild's joins are never split."""
+    worker = Worker("raid-guard", settings=settings, single_active_consumer=True)
+    guard = RaidGuard(config, worker)
+    worker.on("GUILD_MEMBER_ADD")(guard.on_member_add)
+    worker.on(RESTORE, custom=True)(guard.on_restore)
+    return worker, guard
 
 
 def joiner_from_event(member: GuildMemberAdd) -> Joiner:
@@ -62,6 +74,25 @@ def joiner_from_event(member: GuildMemberAdd) -> Joiner:
     joined = joined if joined.tzinfo else joined.replace(tzinfo=UTC)
     created, name = Snowflake(user.id).created_at, user.global_name or user.username
     return Joiner(int(member.guild_id), int(user.id), joined, created, name)
+
+
+def format_age(age: timedelta) -> str:
+    """``3 h``, ``412 d``: precise for young accounts, short for old ones."""
+    return f"{age.total_seconds() / 3600:.0f} h" if age.days < 2 else f"{age.days} d"
+
+
+def raid_alert(raid: Raid, config: RaidConfig, *, verification: str, young: list[Joiner]) -> str:
+    """The alert: join count and window, what was done, and the joiners' account ages."""
+    joiners, span = sorted(raid.joiners, key=lambda j: j.account_age), raid.span.total_seconds()
+    verb = VERBS.get(config.action, f"timed out for {config.timeout_minutes} min")
+    listed = [f"- <@{j.user_id}> {j.name}: {format_age(j.account_age)} old" for j in joiners]
+    more = [f"... and {len(joiners) - MAX_LISTED} more"] if len(joiners) > MAX_LISTED else []
+    window = f"threshold: {config.join_threshold} in {config.window_seconds:g} s"
+    head = f"\N{POLICE CARS REVOLVING LIGHT} **Raid detected**: {len(joiners)} members joined"
+    head += f" within {span:.1f} s ({window})."
+    action = f"Action: {verb} ({len(young)} of {len(joiners)} accounts younger than"
+    action += f" {config.min_account_age_days:g} days so far; later joiners of this raid too)."
+    return "\n".join([head, verification, action, "Newest accounts:", *listed[:MAX_LISTED], *more])
 
 
 @dataclass
@@ -120,11 +151,11 @@ class RaidGuard:
             FAILED.labels("find_restore").inc()
             ctx.log.warning("could not look for a raid in progress", error=str(exc))
             return False
-        if not any(o.headers.get("guild_id") == str(raid.guild_id) for o in waiting):
-            return False
-        ADOPTED.inc()
-        ctx.log.warning("raid in progress since before a failover: taken over, no new alert")
-        return True
+        if any(o.headers.get("guild_id") == str(raid.guild_id) for o in waiting):
+            ADOPTED.inc()
+            ctx.log.warning("raid in progress since before a failover: taken over, no new alert")
+            return True
+        return False
 
     async def _start(self, raid: Raid, young: list[Joiner], ctx: Context) -> None:
         RAIDS.inc()
@@ -142,7 +173,8 @@ class RaidGuard:
             self.detector.end(raid.guild_id)
             level = None
         verification = await self._lock_down(raid.guild_id, level, ctx)
-        channel = self.config.modlog_channel_for(raid.guild_id) or await self._by_name(raid, ctx)
+        configured = self.config.modlog_channels.get(raid.guild_id, self.config.modlog_channel_id)
+        channel = configured or await self._by_name(raid, ctx)
         channel = channel or (int(guild.system_channel_id or 0) if guild else None)
         if not channel:
             FAILED.labels("alert_no_channel").inc()
@@ -162,7 +194,7 @@ class RaidGuard:
 
     async def _lock_down(self, guild_id: int, level: int | None, ctx: Context) -> str:
         """Raise verification to HIGH; returns the alert's line about it."""
-        name = VERIFICATION_NAMES.get(level, str(level)) if level is not None else "unknown"
+        name = LEVELS.get(level, str(level)) if level is not None else "unknown"
         if level is None or level >= HIGH:
             return f"Verification level left as is ({name})."
         reason = "raid-guard: raid detected"
@@ -170,8 +202,7 @@ class RaidGuard:
         if await self._call("modify_guild", call, ctx) is None:
             return f"Could not raise the verification level (still {name}; see the logs)."
         LEVEL.labels("raised").inc()
-        quiet = f"{self.config.cooldown_seconds:g} s"
-        return f"Verification level raised to HIGH (was {name}); restored after {quiet} quiet."
+        return f"Verification level raised to HIGH (was {name}) until the raid is over."
 
     async def _restore(self, order: RestoreOrder, ctx: Context) -> None:
         """Set the previous level back if it is still ours: a moderator's change wins."""
@@ -183,16 +214,13 @@ class RaidGuard:
                 return
             reason = "raid-guard: raid over"
             await ctx.rest.modify_guild(guild_id, verification_level=level, reason=reason)
-        except RestError as exc:
+        except RestError as exc:  # tried again until Discord takes it, or the level is not ours
             FAILED.labels("restore").inc()
-            if order.failures + 1 >= MAX_RESTORE_TRIES:
-                raise DeadLetter(f"restore failed {MAX_RESTORE_TRIES} times: {exc}") from exc
             ctx.log.warning("restoring the verification level failed; will retry", error=str(exc))
-            retry = msgspec.structs.replace(order, failures=order.failures + 1)
-            await self._park(retry, self.config.restore_retry_seconds)
+            await self._park(order, self.config.restore_retry_seconds)
             return
         LEVEL.labels("restored").inc()
-        ctx.log.info("verification level restored", to=VERIFICATION_NAMES.get(level or 0))
+        ctx.log.info("verification level restored", to=LEVELS.get(level or 0))
 
     async def _park(self, order: RestoreOrder, delay: float) -> None:
         broker, body = self.worker.broker, msgspec.json.encode(order)
