@@ -15,7 +15,7 @@ def main() -> None:
     except ValueError as exc:
         print(f"spectacles-raid-guard: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    build_worker(config)[0].run()
+    build_worker(config, None)[0].run()
 
 
 if __name__ == "__main__":

@@ -9,9 +9,6 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Final
 
-MAX_TIMEOUT_MINUTES: Final = 28 * 24 * 60
-"""Discord caps a timeout at 28 days."""
-
 
 class RaidAction(StrEnum):
     """What happens to young accounts that join during a raid."""
@@ -33,6 +30,7 @@ class RaidConfigError(ValueError):
 # The lowest value of each number (inclusive); the others must be > 0.
 _LOWEST: Final = {"join_threshold": 2, "min_account_age_days": 0, "timeout_minutes": 1}
 _POSITIVE: Final = ("window_seconds", "cooldown_seconds", "restore_retry_seconds")
+_HIGHEST: Final = {"timeout_minutes": 28 * 24 * 60}  # Discord's longest timeout, 28 days
 _EXPECTED: Final = {"action": "alert|timeout|kick|ban", "modlog_channels": "guild:channel,..."}
 
 
@@ -54,11 +52,12 @@ class RaidConfig:
     def __post_init__(self) -> None:
         for name in (*_LOWEST, *_POSITIVE):
             value, low = getattr(self, name), _LOWEST.get(name, 0)
+            bad = (value == low and name in _POSITIVE) or value > _HIGHEST.get(name, math.inf)
             # nan passes no comparison, and inf would never end a window or a cooldown
-            if not math.isfinite(value) or value < low or (value == low and name in _POSITIVE):
-                raise RaidConfigError(_key(name), f"{value} must be a finite number above {low}")
-        if self.timeout_minutes > MAX_TIMEOUT_MINUTES:
-            raise RaidConfigError("RAID_TIMEOUT_MINUTES", f"{self.timeout_minutes} is over 28 days")
+            if bad or not (math.isfinite(value) and value >= low):
+                limits = f"{'above' if name in _POSITIVE else 'at least'} {low}"
+                limits += f", at most {_HIGHEST[name]}" if name in _HIGHEST else ""
+                raise RaidConfigError(_key(name), f"{value} must be a finite number {limits}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RaidConfig:

@@ -8,6 +8,7 @@ must not look like a raid when the joins themselves were spread out.
 from __future__ import annotations
 
 import bisect
+import operator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -49,6 +50,9 @@ class RaidStarted:
     """The threshold was just crossed: alert, lock down, act on ``raid.joiners``."""
 
     raid: Raid
+
+
+_JOINED_AT = operator.attrgetter("joined_at")
 
 
 class RaidDetector:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import msgspec
 from prometheus_client import Counter
@@ -28,7 +28,6 @@ from spectacles.rest import RestError, Route
 from spectacles.workers.raid_guard.config import RaidAction, RaidConfig
 from spectacles.workers.raid_guard.detector import Joiner, Raid, RaidDetector, RaidStarted
 
-T = TypeVar("T")
 HIGH: Final = 3
 """Verification level HIGH: members must be registered for 10 minutes before talking."""
 LEVELS: Final = {0: "NONE", 1: "LOW", 2: "MEDIUM", 3: "HIGH", 4: "VERY_HIGH"}
@@ -57,9 +56,7 @@ class RestoreOrder(msgspec.Struct, frozen=True):
     last_join: float
 
 
-def build_worker(
-    config: RaidConfig, settings: WorkerSettings | None = None
-) -> tuple[Worker, RaidGuard]:
+def build_worker(config: RaidConfig, settings: WorkerSettings | None) -> tuple[Worker, RaidGuard]:
     """The raid-guard worker: single active consumer, so a guild's joins are never split."""
     worker = Worker("raid-guard", settings=settings, single_active_consumer=True)
     guard = RaidGuard(config, worker)
@@ -122,7 +119,8 @@ class RaidGuard:
             young = [j for j in verdict.raid.joiners if self.is_young(j)]
             if not await self._adopted(verdict.raid, ctx):
                 await self._start(verdict.raid, young, ctx)
-        await asyncio.gather(*(self._act(j, ctx) for j in young))
+        if self.config.action is not RaidAction.ALERT:
+            await asyncio.gather(*(self._act(j, ctx) for j in young))
 
     async def on_restore(self, payload: Any, ctx: Context) -> None:
         """A parked order came back: park it again while joins go on, else end the raid."""
@@ -151,11 +149,10 @@ class RaidGuard:
             FAILED.labels("find_restore").inc()
             ctx.log.warning("could not look for a raid in progress", error=str(exc))
             return False
-        if any(o.headers.get("guild_id") == str(raid.guild_id) for o in waiting):
+        if found := any(o.headers.get("guild_id") == str(raid.guild_id) for o in waiting):
             ADOPTED.inc()
             ctx.log.warning("raid in progress since before a failover: taken over, no new alert")
-            return True
-        return False
+        return found
 
     async def _start(self, raid: Raid, young: list[Joiner], ctx: Context) -> None:
         RAIDS.inc()
@@ -229,8 +226,6 @@ class RaidGuard:
 
     async def _act(self, joiner: Joiner, ctx: Context) -> None:
         action, guild_id, user_id = self.config.action, joiner.guild_id, joiner.user_id
-        if action is RaidAction.ALERT:
-            return
         days = joiner.account_age.total_seconds() / 86400
         reason = f"raid-guard: joined during a raid with an account {days:.1f} days old"
         call: Awaitable[object]
@@ -242,7 +237,7 @@ class RaidGuard:
             call = kick_or_ban(guild_id, user_id, reason=reason)
         await self._call(action.value, call, ctx)
 
-    async def _call(self, operation: str, call: Awaitable[T], ctx: Context) -> T | None:
+    async def _call(self, operation: str, call: Awaitable[Any], ctx: Context) -> Any:
         """Await a REST call; a failure is logged and counted, and gives None instead of raising."""
         try:
             return await call
