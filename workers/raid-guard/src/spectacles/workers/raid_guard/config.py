@@ -82,16 +82,10 @@ def _parse(name: str, text: str) -> Any:
             return text.lstrip("#")
         if name == "modlog_channels":
             pairs = (item.split(":") for item in text.split(",") if item.strip())
-            return {_snowflake(guild): _snowflake(channel) for guild, channel in pairs}
+            return {int(guild): int(channel) for guild, channel in pairs}
         if name == "modlog_channel_id":
-            return _snowflake(text)
+            return int(text)
         return int(text) if name in ("join_threshold", "timeout_minutes") else float(text)
     except ValueError:
         expected = _EXPECTED.get(name, "a Discord id" if "channel" in name else "a number")
         raise RaidConfigError(_key(name), f"{text!r} must be {expected}") from None
-
-
-def _snowflake(text: str) -> int:
-    if not text.strip().isdigit():
-        raise ValueError(text)
-    return int(text)

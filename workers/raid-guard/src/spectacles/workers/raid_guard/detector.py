@@ -37,7 +37,6 @@ class Raid:
     joiners: list[Joiner]
     last_seen: float
     """When (the caller's clock) the last join was seen; the raid ends a cooldown after it."""
-    total_joins: int
 
     @property
     def span(self) -> timedelta:
@@ -78,11 +77,11 @@ class RaidDetector:
             )
         ]
         if (raid := self._raids.get(joiner.guild_id)) is not None:
-            raid.last_seen, raid.total_joins = now, raid.total_joins + 1
+            raid.last_seen = now
             return raid
         if len(joins) < self.threshold:
             return None
-        raid = self._raids[joiner.guild_id] = Raid(joiner.guild_id, list(joins), now, len(joins))
+        raid = self._raids[joiner.guild_id] = Raid(joiner.guild_id, list(joins), now)
         return RaidStarted(raid)
 
     def raid(self, guild_id: int) -> Raid | None:
