@@ -53,7 +53,7 @@ class RestoreOrder(msgspec.Struct, frozen=True):
     guild_id: str
     raid_id: str
     previous_level: int | None
-    last_join: float
+    last_join: float = 0.0  # orders parked by earlier versions have none: restored at once
 
 
 def build_worker(config: RaidConfig, settings: WorkerSettings | None) -> tuple[Worker, RaidGuard]:
