@@ -7,6 +7,7 @@ its own distribution, ``spectacles-worker`` (``spectacles.worker``).
 from .broker import Broker
 from .commands import GatewayCommands, parse_command, shard_for_guild, validate_command
 from .consumer import Consumer, Handler, Outcome
+from .delayed import Scheduled, delay_queue_name, publish_later, scheduled
 from .delivery import ATTEMPTS_HEADER, ERROR_HEADER, Delivery
 from .errors import (
     BrokerError,
@@ -55,9 +56,13 @@ __all__ = [
     "RpcHandler",
     "RpcServer",
     "RpcTimeout",
+    "Scheduled",
     "Topology",
     "TopologyMismatch",
+    "delay_queue_name",
     "parse_command",
+    "publish_later",
+    "scheduled",
     "shard_for_guild",
     "validate_command",
 ]

@@ -81,7 +81,7 @@ class RaidConfig:
     cooldown_seconds: float = 600.0
     """A raid is over after this long without a join; then verification is restored."""
     restore_retry_seconds: float = 30.0
-    """A restore that failed at Discord is tried again after this long (5 tries in all)."""
+    """A restore that failed at Discord is tried again after this long."""
     action: RaidAction = RaidAction.ALERT
     min_account_age_days: float = 7.0
     """The action only hits accounts younger than this (at join time)."""
@@ -96,10 +96,6 @@ class RaidConfig:
     def __post_init__(self) -> None:
         for name in _NUMBERS:
             validate(_key(name), _PARSERS[name], getattr(self, name), RaidConfigError)
-
-    def modlog_channel_for(self, guild_id: int) -> int | None:
-        """The configured alert channel of ``guild_id`` (per-guild entry first), if any."""
-        return self.modlog_channels.get(guild_id, self.modlog_channel_id)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RaidConfig:
