@@ -106,16 +106,19 @@ class Worker:
         self._router = CommandRouter(name, self._defer_after)
         self._in_flight = metrics.IN_FLIGHT.labels(name)
         self._event_metrics: dict[str, metrics.EventMetrics] = {}
+        self._models: dict[str, Callable[[bytes], Any]] = {}  # custom events' typed decoders
 
     # -- registration -------------------------------------------------------------------------
 
     def on(
-        self, event: str, *, custom: bool = False
+        self, event: str, *, custom: bool = False, model: type[Any] | None = None
     ) -> Callable[[EventHandler[E]], EventHandler[E]]:
         """Register the decorated coroutine for ``event`` (a dispatch name such as MESSAGE_CREATE).
 
         Unknown names raise, so a typo cannot silently bind a queue that never receives; pass
-        ``custom=True`` for routing keys that other services (not the gateway) publish.
+        ``custom=True`` for routing keys that other services (not the gateway) publish, and
+        ``model`` (a msgspec Struct) to get their body decoded into it: a body that does not fit
+        is dead-lettered like a malformed dispatch, never handed to the handler.
         """
         if not custom and event not in DISPATCH_EVENTS:
             raise ValueError(
@@ -130,6 +133,8 @@ class Worker:
                     + (" (its @command routing)" if self._router.commands else "")
                 )
             self._handlers[event] = handler
+            if model is not None:
+                self._models[event] = msgspec.json.Decoder(model).decode
             return handler
 
         return register
@@ -375,7 +380,8 @@ class Worker:
         if handler is None:
             raise _Unhandled(f"worker {self.name!r} has no handler for {event!r}")
         try:
-            payload = decode_event(event, delivery.body)
+            model = self._models.get(event)
+            payload = model(delivery.body) if model else decode_event(event, delivery.body)
         except (DecodeError, msgspec.DecodeError) as exc:
             self._log.warning(
                 "malformed event dead-lettered",

@@ -8,20 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
-from spectacles.settings import (
-    Invalid,
-    Parser,
-    SettingError,
-    SettingsReader,
-    enum,
-    integer,
-    listing,
-    number,
-    seconds,
-    snowflake,
-    string,
-    validate,
-)
+from spectacles import settings
 
 __all__ = ["RaidAction", "RaidConfig", "RaidConfigError"]
 
@@ -38,30 +25,30 @@ class RaidAction(StrEnum):
     BAN = "ban"
 
 
-class RaidConfigError(SettingError):
+class RaidConfigError(settings.SettingError):
     """A raid-guard setting is invalid; ``key`` is the environment variable to fix."""
 
 
 def _guild_channel(value: object) -> tuple[int, int]:
     guild, sep, channel = str(value).partition(":")
     if not sep:
-        raise Invalid(f"{value!r} must look like guild_id:channel_id")
-    return snowflake()(guild), snowflake()(channel)
+        raise settings.Invalid(f"{value!r} must look like guild_id:channel_id")
+    return settings.snowflake()(guild), settings.snowflake()(channel)
 
 
-_pairs: Final = listing(_guild_channel)
+_pairs: Final = settings.listing(_guild_channel)
 # Every field is read from RAID_<FIELD>; the numbers are checked again when built in code.
-_PARSERS: Final[dict[str, Parser[Any]]] = {
-    "join_threshold": integer(ge=2),
-    "window_seconds": seconds(gt=0),
-    "cooldown_seconds": seconds(gt=0),
-    "restore_retry_seconds": seconds(gt=0),
-    "min_account_age_days": number(ge=0),
-    "timeout_minutes": integer(ge=1, le=MAX_TIMEOUT_MINUTES),
-    "action": enum(RaidAction),
-    "modlog_channel_id": snowflake(),
+_PARSERS: Final[dict[str, settings.Parser[Any]]] = {
+    "join_threshold": settings.integer(ge=2),
+    "window_seconds": settings.seconds(gt=0),
+    "cooldown_seconds": settings.seconds(gt=0),
+    "restore_retry_seconds": settings.seconds(gt=0),
+    "min_account_age_days": settings.number(ge=0),
+    "timeout_minutes": settings.integer(ge=1, le=MAX_TIMEOUT_MINUTES),
+    "action": settings.enum(RaidAction),
+    "modlog_channel_id": settings.snowflake(),
     "modlog_channels": lambda value: dict(_pairs(value)),
-    "modlog_channel_name": lambda value: string()(value).lstrip("#"),
+    "modlog_channel_name": lambda value: settings.string()(value).lstrip("#"),
 }
 _NUMBERS: Final = tuple(_PARSERS)[:6]
 
@@ -95,11 +82,13 @@ class RaidConfig:
 
     def __post_init__(self) -> None:
         for name in _NUMBERS:
-            validate(_key(name), _PARSERS[name], getattr(self, name), RaidConfigError)
+            settings.validate(_key(name), _PARSERS[name], getattr(self, name), RaidConfigError)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RaidConfig:
         """Read the ``RAID_*`` variables; unset or empty means the default."""
-        env = SettingsReader(os.environ if environ is None else environ, error=RaidConfigError)
+        env = settings.SettingsReader(
+            os.environ if environ is None else environ, error=RaidConfigError
+        )
         values = {name: env.var(_key(name), parse, None) for name, parse in _PARSERS.items()}
         return cls(**{name: value for name, value in values.items() if value is not None})

@@ -70,12 +70,8 @@ class RaidDetector:
         joins = self._joins.setdefault(joiner.guild_id, [])
         if any(j.user_id == joiner.user_id for j in joins):
             return None
-        bisect.insort(joins, joiner, key=lambda j: j.joined_at)
-        del joins[
-            : bisect.bisect_left(
-                joins, joins[-1].joined_at - self.window, key=lambda j: j.joined_at
-            )
-        ]
+        bisect.insort(joins, joiner, key=_JOINED_AT)
+        del joins[: bisect.bisect_left(joins, joins[-1].joined_at - self.window, key=_JOINED_AT)]
         if (raid := self._raids.get(joiner.guild_id)) is not None:
             raid.last_seen = now
             return raid

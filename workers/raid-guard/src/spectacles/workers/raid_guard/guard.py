@@ -23,7 +23,7 @@ from prometheus_client import Counter
 
 from spectacles.broker import BrokerError, DeadLetter, publish_later, scheduled
 from spectacles.models import AllowedMentions, Channel, GuildMemberAdd, Snowflake, decode_model
-from spectacles.rest import RestError, Route
+from spectacles.rest import Forbidden, NotFound, RestError, Route
 from spectacles.worker import Context, Worker, WorkerSettings
 from spectacles.workers.raid_guard.config import RaidAction, RaidConfig
 from spectacles.workers.raid_guard.detector import Joiner, Raid, RaidDetector, RaidStarted
@@ -61,7 +61,7 @@ def build_worker(config: RaidConfig, settings: WorkerSettings | None) -> tuple[W
     worker = Worker("raid-guard", settings=settings, single_active_consumer=True)
     guard = RaidGuard(config, worker)
     worker.on("GUILD_MEMBER_ADD")(guard.on_member_add)
-    worker.on(RESTORE, custom=True)(guard.on_restore)
+    worker.on(RESTORE, custom=True, model=RestoreOrder)(guard.on_restore)
     return worker, guard
 
 
@@ -122,12 +122,8 @@ class RaidGuard:
         if self.config.action is not RaidAction.ALERT:
             await asyncio.gather(*(self._act(j, ctx) for j in young))
 
-    async def on_restore(self, payload: Any, ctx: Context) -> None:
+    async def on_restore(self, order: RestoreOrder, ctx: Context) -> None:
         """A parked order came back: park it again while joins go on, else end the raid."""
-        try:
-            order = msgspec.convert(payload, RestoreOrder)
-        except msgspec.ValidationError as exc:
-            raise DeadLetter(f"malformed {RESTORE} body: {exc}") from None
         raid = self.detector.raid(int(order.guild_id))
         last_join = max(order.last_join, raid.last_seen if raid else 0.0)
         if time.time() - last_join < self.config.cooldown_seconds:
@@ -140,11 +136,9 @@ class RaidGuard:
 
     async def _adopted(self, raid: Raid, ctx: Context) -> bool:
         """Did another replica start this raid before a failover (its order is still parked)?"""
-        broker = self.worker.broker
+        exchange = self.worker.broker.topology.events_exchange
         try:
-            waiting = await scheduled(
-                broker, broker.topology.events_exchange, RESTORE, delay=self.tick
-            )
+            waiting = await scheduled(self.worker.broker, exchange, RESTORE, delay=self.tick)
         except BrokerError as exc:  # a second alert is better than a missed raid
             FAILED.labels("find_restore").inc()
             ctx.log.warning("could not look for a raid in progress", error=str(exc))
@@ -213,6 +207,8 @@ class RaidGuard:
             await ctx.rest.modify_guild(guild_id, verification_level=level, reason=reason)
         except RestError as exc:  # tried again until Discord takes it, or the level is not ours
             FAILED.labels("restore").inc()
+            if isinstance(exc, Forbidden | NotFound):  # retrying cannot help: a moderator's turn
+                raise DeadLetter(f"restoring the verification level refused: {exc}") from None
             ctx.log.warning("restoring the verification level failed; will retry", error=str(exc))
             await self._park(order, self.config.restore_retry_seconds)
             return
