@@ -385,6 +385,27 @@ async def test_a_malformed_restore_order_is_dead_lettered(harness: Harness, amqp
     assert "malformed raid-guard.restore" in message.error
 
 
+async def test_a_restore_discord_refuses_for_good_is_dead_lettered_not_retried(
+    harness: Harness,
+) -> None:
+    # A guild the bot is not in (404): parking the order again every retry period forever would
+    # never help, so the order goes to the dead letters with the reason, once.
+    worker, _guard = build_worker(CONFIG, harness.settings)
+    async with worker.running():
+        failures_before = restore_failures()
+        order = {"guild_id": "1", "raid_id": "r", "previous_level": 1, "last_join": 0.0}
+        await harness.publisher.publish("raid-guard.restore", json.dumps(order).encode())
+        message = await harness.first_dead_letter()
+    assert "restoring the verification level refused" in message.error
+    assert "404" in message.error
+    assert restore_failures() == failures_before + 1
+
+
+def restore_failures() -> float:
+    labels = {"operation": "restore"}
+    return REGISTRY.get_sample_value("spectacles_raid_guard_rest_failures_total", labels) or 0.0
+
+
 # -- failover during a raid: the parked restore order marks the raid in progress ------------------
 
 
