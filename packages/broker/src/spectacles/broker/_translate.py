@@ -1,0 +1,82 @@
+"""The one place that knows which transport, aiormq and aio-pika exceptions mean what.
+
+Callers inside the package catch :data:`LINK_ERRORS` ("the connection or channel is gone") or
+:data:`BROKER_FAILURES` (anything the AMQP layer can raise, broker errors included) and turn what
+they caught into a :mod:`spectacles.broker.errors` type with :func:`translate`. Code outside the
+package catches ``BROKER_FAILURES`` (exported by ``spectacles.broker``) and never names an aiormq
+type.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import aiormq.exceptions
+import pamqp.exceptions
+
+from .errors import (
+    BrokerError,
+    BrokerUnavailable,
+    ConnectionLost,
+    PublishNacked,
+    PublishReturned,
+    TopologyMismatch,
+)
+
+__all__ = ["BROKER_FAILURES", "LINK_ERRORS", "describe", "translate"]
+
+#: The connection (or channel) is gone or unreachable, as opposed to a refusal of what we asked
+#: for. ``ssl.SSLError`` is an ``OSError``; ``TimeoutError`` is a connect or handshake timeout.
+LINK_ERRORS: Final = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.ConnectionClosed,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    pamqp.exceptions.PAMQPException,
+)
+
+#: "The broker link failed": everything an operation on RabbitMQ may raise that is about the
+#: broker (its link, its refusals), never a bug of the caller.
+BROKER_FAILURES: Final = (*LINK_ERRORS, aiormq.exceptions.AMQPError, BrokerError)
+
+
+def describe(exc: BaseException | None) -> str:
+    """``Type: message`` (or ``Type``), for logs; ``closed`` for a clean close."""
+    if exc is None:
+        return "closed"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def translate(
+    exc: BaseException,
+    *,
+    host: str | None = None,
+    in_flight: bool = True,
+    secrets: tuple[str, ...] = (),
+) -> BrokerError:
+    """The :mod:`spectacles.broker.errors` form of ``exc`` (a broker error is returned as is).
+
+    A link failure becomes ``ConnectionLost`` when an operation was ``in_flight`` (its outcome
+    is unknown), else ``BrokerUnavailable``. ``secrets`` are scrubbed from the message.
+    """
+    if isinstance(exc, BrokerError):
+        return exc
+    detail = describe(exc)
+    for secret in secrets:
+        if secret:
+            detail = detail.replace(secret, "***")
+    where = f" ({host})" if host else ""
+    if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed):
+        return TopologyMismatch(f"RabbitMQ refused a declaration{where}: {detail}")
+    if isinstance(exc, aiormq.exceptions.PublishError):
+        return PublishReturned(f"the publish was returned as unroutable{where}: {detail}")
+    if isinstance(exc, aiormq.exceptions.DeliveryError):
+        return PublishNacked(f"RabbitMQ nacked the publish{where}: {detail}")
+    if isinstance(exc, LINK_ERRORS):
+        if in_flight:
+            return ConnectionLost(f"connection to RabbitMQ{where} lost: {detail}", host=host)
+        return BrokerUnavailable(f"cannot reach RabbitMQ{where}: {detail}", host=host)
+    return BrokerError(f"RabbitMQ error{where}: {detail}")
