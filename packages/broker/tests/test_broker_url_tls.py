@@ -107,7 +107,7 @@ async def test_sni_server_hostname_is_checked_and_no_verify_ssl_skips_the_check(
         Publisher.connect(BrokerSettings(wrong, group), connect_timeout=20),
         Broker.connect(BrokerSettings(wrong, group), connect_timeout=20),
     ):
-        with pytest.raises(BrokerUnavailable, match="CERTIFICATE_VERIFY_FAILED|hostname"):
+        with pytest.raises(BrokerUnavailable, match=r"CERTIFICATE_VERIFY_FAILED|hostname"):
             await connect
     async with _both(_url(tls_broker, "server_hostname=localhost"), group) as (p, b):
         assert await _round_trip(p, b, group) == b"over TLS"
@@ -205,5 +205,5 @@ def test_tls_files_are_checked_when_the_url_is_read(tmp_path: Path) -> None:
     """A certificate that does not load is a config error at start-up, not a failed connect."""
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")
-    with pytest.raises(ValueError, match="AMQP_URL .*cannot be loaded"):
+    with pytest.raises(ValueError, match=r"AMQP_URL .*cannot be loaded"):
         BrokerSettings(f"amqps://h/?cafile={bad}")

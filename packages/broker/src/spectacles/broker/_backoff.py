@@ -54,9 +54,13 @@ class Backoff:
 
     def ceiling(self, attempt: int) -> float:
         """The longest wait before attempt ``attempt`` (0-based), before jitter."""
-        # min() before the power would overflow: factor**attempt grows without bound.
-        exponent = min(attempt, 1024)
-        return float(min(self.cap, self.base * self.factor**exponent))
+        ceiling = self.base
+        # Grow step by step and stop at the cap: factor**attempt would overflow after an outage.
+        for _ in range(attempt):
+            if ceiling >= self.cap:
+                break
+            ceiling *= self.factor
+        return min(self.cap, ceiling)
 
     def next_delay(self) -> float:
         """The wait before the next attempt (counts it)."""
