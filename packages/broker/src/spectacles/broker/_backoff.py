@@ -64,8 +64,16 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The wait before the next attempt (counts it)."""
-        ceiling = self.ceiling(self.attempts)
+        delay = self.delay(self.attempts)
         self.attempts += 1
+        return delay
+
+    def delay(self, attempt: int) -> float:
+        """The jittered wait before attempt ``attempt`` (0-based); does not count it.
+
+        For loops that count their own failures (and reset the count their own way).
+        """
+        ceiling = self.ceiling(attempt)
         if self.jitter == "equal":
             delay = self._random.uniform(ceiling / 2, ceiling)
         elif self.jitter == "full":

@@ -22,6 +22,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from spectacles.observability import get_logger, redact
 
+from ._backoff import Backoff
 from .broker import CONNECTION_ERRORS, Broker
 from .delivery import ERROR_HEADER, ERROR_HEADER_MAX_CHARS
 from .errors import (
@@ -253,7 +254,7 @@ class RpcServer:
                     return
                 log.warning("rpc_server.channel_closed", queue=self.queue_name)
             self._channel = None
-            delay = 0.2
+            backoff = Backoff(0.2, 10.0)
             while not self._stopping:
                 try:
                     await self._broker.wait_connected()
@@ -266,8 +267,7 @@ class RpcServer:
                     log.warning(
                         "rpc_server.resubscribe_failed", queue=self.queue_name, error=repr(exc)
                     )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await backoff.sleep()
 
     async def _on_request(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
