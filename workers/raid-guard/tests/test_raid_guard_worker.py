@@ -17,9 +17,9 @@ from prometheus_client import REGISTRY
 
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
-from spectacles.broker.worker import WorkerSettings
 from spectacles.rest import RestClient
 from spectacles.simulator import Simulator, SimulatorConfig
+from spectacles.worker import WorkerSettings
 from spectacles.workers.raid_guard import RaidAction, RaidConfig
 from spectacles.workers.raid_guard.__main__ import build_worker
 

@@ -1,7 +1,7 @@
 """RabbitMQ client for Spectacles: topology, confirmed publishing, consuming, RPC, gateway commands.
 
-The wire contract these implement is in ``docs/wire-format.md``. The worker SDK lives in
-``spectacles.broker.worker`` (not imported here: it pulls in the REST client).
+The wire contract these implement is in ``docs/wire-format.md``. The worker SDK built on it is
+its own distribution, ``spectacles-worker`` (``spectacles.worker``).
 """
 
 from ._backoff import Backoff

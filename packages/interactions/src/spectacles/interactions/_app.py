@@ -17,7 +17,6 @@ import os
 import time
 from typing import Any, Final
 
-import aiormq
 import msgspec
 from aiohttp import web
 from prometheus_client import Counter, Histogram
@@ -196,7 +195,7 @@ class InteractionsIngress:
                 _log.info("interactions.deferred", interaction_id=head.id)
                 return _json(_DEFERRED)
             callback = answer.result()  # taken in the very iteration the deadline fired
-        except (BrokerError, aiormq.exceptions.AMQPError, ConnectionError) as exc:
+        except (BrokerError, ConnectionError) as exc:
             _REQUESTS.labels("failed").inc()
             _log.error("interactions.not_published", interaction_id=head.id, error=str(exc))
             return web.json_response({"message": "cannot reach the bot's workers"}, status=503)

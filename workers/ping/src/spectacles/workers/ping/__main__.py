@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from spectacles.broker.worker import CommandContext, Context, Worker, WorkerSettings
 from spectacles.models import Interaction, MessageCreate
+from spectacles.worker import CommandContext, Context, Worker, WorkerSettings
 from spectacles.workers.ping.handlers import (
     PING_OPTIONS,
     PingConfig,

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from spectacles.broker.worker import CommandContext
 from spectacles.models import (
     AllowedMentions,
     ApplicationCommandOption,
@@ -22,6 +21,7 @@ from spectacles.models import (
     Snowflake,
 )
 from spectacles.rest import RestClient
+from spectacles.worker import CommandContext
 
 __all__ = [
     "PING_OPTIONS",

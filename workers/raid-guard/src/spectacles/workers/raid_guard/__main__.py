@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from spectacles.broker.worker import Context, Worker, WorkerSettings
 from spectacles.models import GuildMemberAdd
+from spectacles.worker import Context, Worker, WorkerSettings
 from spectacles.workers.raid_guard.config import RaidConfig
 from spectacles.workers.raid_guard.guard import RaidGuard
 from spectacles.workers.raid_guard.restore import (

@@ -24,22 +24,6 @@ from spectacles.broker.broker import Broker
 from spectacles.broker.consumer import Consumer, Outcome
 from spectacles.broker.delivery import Delivery
 from spectacles.broker.errors import BrokerUnavailable, DeadLetter
-from spectacles.broker.worker import _metrics as metrics
-from spectacles.broker.worker._commands import CommandSender
-from spectacles.broker.worker._commands_app import (
-    CommandHandler,
-    CommandRouter,
-    CommandSpec,
-    build_definition,
-    register_commands,
-)
-from spectacles.broker.worker._context import Context
-from spectacles.broker.worker._settings import (
-    DEFAULT_COMMAND_DEFER_AFTER,
-    QueueType,
-    WorkerConfigError,
-    WorkerSettings,
-)
 from spectacles.models import (
     DISPATCH_EVENTS,
     ApplicationCommandOption,
@@ -52,6 +36,22 @@ from spectacles.observability import (
     register_secret,
 )
 from spectacles.rest import RestClient
+from spectacles.worker import _metrics as metrics
+from spectacles.worker._commands import CommandSender
+from spectacles.worker._commands_app import (
+    CommandHandler,
+    CommandRouter,
+    CommandSpec,
+    build_definition,
+    register_commands,
+)
+from spectacles.worker._context import Context
+from spectacles.worker._settings import (
+    DEFAULT_COMMAND_DEFER_AFTER,
+    QueueType,
+    WorkerConfigError,
+    WorkerSettings,
+)
 
 __all__ = ["Handler", "Worker"]
 

@@ -14,9 +14,9 @@ import pytest
 
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
-from spectacles.broker.worker import Context, Worker, WorkerConfigError, WorkerSettings
 from spectacles.models import GuildMemberAdd, MessageCreate
 from spectacles.rest import RestClient
+from spectacles.worker import Context, Worker, WorkerConfigError, WorkerSettings
 
 from .conftest import eventually
 
