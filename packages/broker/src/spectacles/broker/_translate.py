@@ -53,14 +53,16 @@ def describe(exc: BaseException | None) -> str:
 def translate(
     exc: BaseException,
     *,
+    what: str | None = None,
     host: str | None = None,
     in_flight: bool = True,
     secrets: tuple[str, ...] = (),
 ) -> BrokerError:
     """The :mod:`spectacles.broker.errors` form of ``exc`` (a broker error is returned as is).
 
-    A link failure becomes ``ConnectionLost`` when an operation was ``in_flight`` (its outcome
-    is unknown), else ``BrokerUnavailable``. ``secrets`` are scrubbed from the message.
+    ``what`` (e.g. "cannot declare exchange 'x'") starts the message. A link failure becomes
+    ``ConnectionLost`` when an operation was ``in_flight`` (its outcome is unknown), else
+    ``BrokerUnavailable``. ``secrets`` are scrubbed from the message.
     """
     if isinstance(exc, BrokerError):
         return exc
@@ -69,14 +71,18 @@ def translate(
         if secret:
             detail = detail.replace(secret, "***")
     where = f" ({host})" if host else ""
+
+    def text(default: str) -> str:
+        return f"{what or default}{where}: {detail}"
+
     if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed):
-        return TopologyMismatch(f"RabbitMQ refused a declaration{where}: {detail}")
+        return TopologyMismatch(text("RabbitMQ refused a declaration"))
     if isinstance(exc, aiormq.exceptions.PublishError):
-        return PublishReturned(f"the publish was returned as unroutable{where}: {detail}")
+        return PublishReturned(text("the publish was returned as unroutable"))
     if isinstance(exc, aiormq.exceptions.DeliveryError):
-        return PublishNacked(f"RabbitMQ nacked the publish{where}: {detail}")
+        return PublishNacked(text("RabbitMQ nacked the publish"))
     if isinstance(exc, LINK_ERRORS):
         if in_flight:
-            return ConnectionLost(f"connection to RabbitMQ{where} lost: {detail}", host=host)
-        return BrokerUnavailable(f"cannot reach RabbitMQ{where}: {detail}", host=host)
-    return BrokerError(f"RabbitMQ error{where}: {detail}")
+            return ConnectionLost(text("connection to RabbitMQ lost"), host=host)
+        return BrokerUnavailable(text("cannot reach RabbitMQ"), host=host)
+    return BrokerError(text("RabbitMQ refused the operation"))

@@ -34,7 +34,8 @@ from spectacles.observability import get_logger, redact
 
 from ._acks import AckBatcher
 from ._backoff import Backoff
-from .broker import CONNECTION_ERRORS, Broker
+from ._translate import BROKER_FAILURES, LINK_ERRORS
+from .broker import Broker
 from .delivery import (
     ATTEMPTS_HEADER,
     DELIVERY_COUNT_HEADER,
@@ -203,11 +204,11 @@ class Consumer:
                 await supervisor
         sub, self._subscription = self._subscription, None
         if sub is not None and not sub.channel.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 await asyncio.wait_for(sub.acks.channel.basic_cancel(sub.consumer_tag), 5.0)
         await self._drain(self._stop_timeout if timeout is None else timeout)
         if sub is not None and not sub.channel.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 await asyncio.wait_for(sub.channel.close(), timeout=5.0)
 
     # -- subscription lifecycle -----------------------------------------------------------------
@@ -442,7 +443,7 @@ class Consumer:
         """Publish ``copy`` (confirmed), then ack ``message``; if that fails, RabbitMQ keeps it."""
         try:
             await exchange.publish(copy, routing_key=routing_key, mandatory=True)
-        except CONNECTION_ERRORS:
+        except LINK_ERRORS:
             # The channel is gone: the original was not acked and comes back redelivered.
             return False
         except aiormq.exceptions.DeliveryError as exc:
@@ -454,7 +455,7 @@ class Consumer:
                 error=f"{type(exc).__name__}: {exc}",
             )
             await asyncio.sleep(_REFUSED_PUBLISH_PAUSE)
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 if message.delivery_tag is not None:
                     await message.channel.basic_nack(message.delivery_tag, requeue=True)
                     _settled_alone(sub, message)
@@ -474,7 +475,7 @@ class Consumer:
 
 
 async def _close_quietly(channel: AbstractChannel) -> None:
-    with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+    with contextlib.suppress(*BROKER_FAILURES):
         await channel.close()
 
 
@@ -485,7 +486,7 @@ async def _settle(message: DeliveredMessage) -> bool:
         return False
     try:
         await message.channel.basic_ack(tag)
-    except CONNECTION_ERRORS:
+    except LINK_ERRORS:
         return False  # channel died: RabbitMQ redelivers the message
     return True
 

@@ -23,7 +23,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from spectacles.observability import get_logger, redact
 
 from ._backoff import Backoff
-from .broker import CONNECTION_ERRORS, Broker
+from ._translate import BROKER_FAILURES, LINK_ERRORS
+from .broker import Broker
 from .delivery import ERROR_HEADER, ERROR_HEADER_MAX_CHARS
 from .errors import (
     BrokerUnavailable,
@@ -109,7 +110,7 @@ class RpcClient:
                         exchange=exchange,
                         routing_key=routing_key,
                     ) from None
-                except CONNECTION_ERRORS as exc:
+                except LINK_ERRORS as exc:
                     raise ConnectionLost(
                         f"connection lost while sending RPC request for {routing_key!r}: {exc}",
                         host=self._broker.settings.host,
@@ -140,7 +141,7 @@ class RpcClient:
         channel, self._channel = self._channel, None
         self._fail_pending(channel)
         if channel is not None and not channel.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 await channel.close()
 
     async def _ready_channel(self) -> AbstractChannel:
@@ -228,14 +229,14 @@ class RpcServer:
         self._channel = self._queue = self._consumer_tag = None
         alive = channel is not None and not channel.is_closed
         if alive and queue is not None and tag is not None:
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 await asyncio.wait_for(queue.cancel(tag), 5.0)
         if self._in_flight:
             _, pending = await asyncio.wait(set(self._in_flight), timeout=self._stop_timeout)
             for task in pending:
                 task.cancel()
         if channel is not None and not channel.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 await asyncio.wait_for(channel.close(), 5.0)
 
     async def _subscribe(self) -> None:
@@ -303,5 +304,5 @@ class RpcServer:
             else:
                 log.warning("rpc_server.no_reply_to", queue=self.queue_name)
             await message.ack()
-        except CONNECTION_ERRORS:
+        except LINK_ERRORS:
             pass  # the request was not acked; RabbitMQ redelivers it to another server

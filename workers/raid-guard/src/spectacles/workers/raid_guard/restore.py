@@ -20,11 +20,10 @@ from datetime import timedelta
 from typing import Any, Final
 
 import aio_pika
-import aiormq
 import msgspec
 from aio_pika.abc import AbstractChannel
 
-from spectacles.broker import Broker, BrokerUnavailable, DeadLetter
+from spectacles.broker import BROKER_FAILURES, Backoff, Broker, DeadLetter
 
 __all__ = [
     "RESTORE_ROUTING_KEY",
@@ -42,13 +41,7 @@ _PUBLISH_TIMEOUT: Final = 10.0
 PEEK_LIMIT: Final = 1000
 """At most this many parked orders are looked at (one per raiding guild, plus retries)."""
 PEEK_TIMEOUT: Final = 5.0
-_BROKER_ERRORS: Final = (
-    BrokerUnavailable,
-    aiormq.exceptions.AMQPError,
-    aio_pika.exceptions.ChannelInvalidStateError,
-    ConnectionError,
-    TimeoutError,
-)
+_BROKER_ERRORS: Final = BROKER_FAILURES
 
 
 class RestoreOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,9 +120,10 @@ class RestoreScheduler:
             headers={"guild_id": order.guild_id},
         )
         cause = ""
+        backoff = Backoff(1.0, 4.0)
         for attempt in range(_PUBLISH_ATTEMPTS):
             if attempt:
-                await asyncio.sleep(0.5 * 2**attempt)
+                await backoff.sleep()
             try:
                 await asyncio.wait_for(self._publish(message), _PUBLISH_TIMEOUT)
                 return
