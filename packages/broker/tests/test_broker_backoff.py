@@ -70,6 +70,7 @@ def test_translate_maps_each_kind_once() -> None:
     host = "rabbit:5672"
     lost = translate(aiormq.exceptions.ConnectionClosed(320, "shutdown"), host=host)
     assert isinstance(lost, ConnectionLost) and lost.host == host and "320" in str(lost)
+    assert "ConnectionClosed" not in str(lost)  # no aiormq name leaks, even as text
     unreachable = translate(ConnectionRefusedError("refused"), host=host, in_flight=False)
     assert type(unreachable) is BrokerUnavailable
     cert = ssl.SSLCertVerificationError("CERTIFICATE_VERIFY_FAILED")

@@ -43,11 +43,20 @@ BROKER_FAILURES: Final = (*LINK_ERRORS, aiormq.exceptions.AMQPError, BrokerError
 
 
 def describe(exc: BaseException | None) -> str:
-    """``Type: message`` (or ``Type``), for logs; ``closed`` for a clean close."""
+    """``Type: message`` (or ``Type``), for logs; ``closed`` for a clean close.
+
+    The AMQP libraries' own type names (``ProbableAuthenticationError``...) stay out of the
+    text: their message (RabbitMQ's reply) says it, and they are not part of our API.
+    """
     if exc is None:
         return "closed"
     text = str(exc)
+    if text and type(exc).__module__.split(".")[0] in _LIBRARIES:
+        return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_LIBRARIES: Final = frozenset({"aiormq", "aio_pika", "pamqp"})
 
 
 def translate(
