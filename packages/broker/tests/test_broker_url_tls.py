@@ -23,7 +23,8 @@ from spectacles.broker.settings import BrokerSettings
 
 from .tls_kit import EXTERNAL_USER, ODD_VHOST, TlsBroker, docker_missing, make_pki, start_broker
 
-pytestmark = [pytest.mark.timeout(300)]
+# The first test may wait for Docker to start and the image to be built (see tls_kit).
+pytestmark = [pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")
