@@ -94,8 +94,12 @@ class ChannelClosed(BrokerError):
         self.reply_code = reply_code
 
 
-#: Where and as whom to connect: the parsed AMQP URL (see ``_url``), under its old name here.
-AmqpEndpoint = AmqpUrl
+def AmqpEndpoint(url: str) -> AmqpUrl:
+    """Where and as whom to connect: ``url`` parsed and checked by ``_url`` (cached).
+
+    A function under the old class name, so callers of ``AmqpEndpoint(url)`` keep working.
+    """
+    return AmqpUrl.parse(url)
 
 
 class ConnectionListener(Protocol):
@@ -178,7 +182,7 @@ class PublishConnection(asyncio.Protocol):
     @classmethod
     async def open(
         cls,
-        endpoint: AmqpEndpoint,
+        endpoint: AmqpUrl,
         listener: ConnectionListener,
         *,
         heartbeat: int,
@@ -235,16 +239,18 @@ class PublishConnection(asyncio.Protocol):
             raise
         return connection
 
-    async def _handshake(
-        self, endpoint: AmqpEndpoint, client_properties: Mapping[str, Any]
-    ) -> None:
+    async def _handshake(self, endpoint: AmqpUrl, client_properties: Mapping[str, Any]) -> None:
         start = await self._expect(0, PROTOCOL_HEADER)
         if not isinstance(start, commands.Connection.Start):
             raise BrokerError(f"unexpected {start.name} instead of Connection.Start")
         mechanism, response = endpoint.sasl()
         mechanisms = start.mechanisms.split()
         if mechanism not in mechanisms:
-            hint = " (enable the rabbitmq_auth_mechanism_ssl plugin)" if endpoint.tls else ""
+            hint = (
+                " (enable the rabbitmq_auth_mechanism_ssl plugin)"
+                if endpoint.auth == "external"
+                else ""
+            )
             raise BrokerError(
                 f"RabbitMQ does not offer {mechanism} authentication{hint}; it offers "
                 f"{', '.join(mechanisms)}"
