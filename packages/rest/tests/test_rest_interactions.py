@@ -18,6 +18,7 @@ from spectacles.rest.proxy import (
     interactions_exchange,
     offer_from_env,
 )
+from spectacles.settings import SettingError
 
 
 async def held(request: Any) -> bool:
@@ -125,6 +126,7 @@ def test_offer_settings_are_read_like_every_services_and_name_the_bad_key() -> N
         ({"AMQP_URL": "amqp://h/", "AMQP_URL_ORDER": "random"}, "AMQP_URL_ORDER"),
         ({"AMQP_URL": "amqp://h/", "BROKER_GROUP": "no spaces"}, "BROKER_GROUP"),
     ):
-        with pytest.raises(ValueError, match=key) as caught:
+        with pytest.raises(SettingError, match=key) as caught:
             offer_from_env(env)
+        assert caught.value.key == key
         assert "secret-pw" not in str(caught.value)

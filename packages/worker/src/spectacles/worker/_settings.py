@@ -9,15 +9,28 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 from spectacles.broker._endpoints import AmqpUrlError
 from spectacles.broker.settings import DEFAULT_AMQP_URL, DEFAULT_GROUP, BrokerSettings
 from spectacles.observability import parse_address
+from spectacles.rest import DEFAULT_API_URL
+from spectacles.settings import (
+    Secret,
+    SettingError,
+    SettingsReader,
+    choice,
+    integer,
+    listing,
+    seconds,
+    secret,
+    snowflake,
+    string,
+    validate,
+)
 
 __all__ = ["DEFAULT_API_URL", "QueueType", "WorkerConfigError", "WorkerSettings"]
 
-DEFAULT_API_URL: Final = "https://discord.com/api/v10"
 # Prefetch bounds how many handlers run at once; 16 keeps a REST-bound worker busy without
 # hoarding messages that another replica could take.
 DEFAULT_CONCURRENCY: Final = 16
@@ -31,18 +44,19 @@ DEFAULT_COMMAND_DEFER_AFTER: Final = 2.5
 DEFAULT_DRAIN_TIMEOUT: Final = 15.0
 
 QueueType = Literal["quorum", "classic"]
-_QUEUE_TYPES: Final = ("quorum", "classic")
-_LOG_FORMATS: Final = ("", "auto", "json", "console")
-_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# One parser per bounded setting, used by from_env and by __post_init__ (settings built in code).
+_CONCURRENCY: Final = integer(ge=1, le=65535)
+_QUEUE_TYPE: Final = choice("quorum", "classic")
+_LOG_LEVEL: Final = choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOG_FORMAT: Final = choice("auto", "json", "console")
+# Discord's limit for the first answer is 3 s.
+_DEFER_AFTER: Final = seconds(gt=0, lt=3)
+# Keep it ~10 s below the container's stop grace period.
+_DRAIN_TIMEOUT: Final = seconds(gt=0, le=3600)
 
 
-class WorkerConfigError(ValueError):
+class WorkerConfigError(SettingError):
     """A setting is missing or invalid; ``key`` names the environment variable to fix."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,44 +90,23 @@ class WorkerSettings:
             self.broker  # noqa: B018 - validates AMQP_URL and BROKER_GROUP with their own messages
         except AmqpUrlError as exc:
             raise WorkerConfigError(exc.key, exc.problem) from exc
-        except ValueError as exc:
-            key = "BROKER_GROUP" if str(exc).startswith("BROKER_GROUP") else "AMQP_URL"
-            raise WorkerConfigError(key, str(exc).split(" ", 1)[1]) from exc
+        except SettingError as exc:
+            raise WorkerConfigError(exc.key, exc.problem) from exc
         if not self.discord_api_url.startswith(("http://", "https://")):
             raise WorkerConfigError(
                 "DISCORD_API_URL", f"{self.discord_api_url!r} is not an http(s) URL"
             )
-        if not 1 <= self.concurrency <= 65535:
-            raise WorkerConfigError(
-                "WORKER_CONCURRENCY", f"{self.concurrency} must be between 1 and 65535"
-            )
-        if self.queue_type not in _QUEUE_TYPES:
-            raise WorkerConfigError(
-                "WORKER_QUEUE_TYPE", f"{self.queue_type!r} must be one of {', '.join(_QUEUE_TYPES)}"
-            )
-        if self.log_level.upper() not in _LOG_LEVELS:
-            raise WorkerConfigError(
-                "LOG_LEVEL", f"{self.log_level!r} must be one of {', '.join(_LOG_LEVELS)}"
-            )
-        if self.log_format.lower() not in _LOG_FORMATS:
-            raise WorkerConfigError(
-                "LOG_FORMAT", f"{self.log_format!r} must be auto, json or console"
-            )
+        validate("WORKER_CONCURRENCY", _CONCURRENCY, self.concurrency, WorkerConfigError)
+        validate("WORKER_QUEUE_TYPE", _QUEUE_TYPE, self.queue_type, WorkerConfigError)
+        validate("LOG_LEVEL", _LOG_LEVEL, self.log_level, WorkerConfigError)
+        if self.log_format:
+            validate("LOG_FORMAT", _LOG_FORMAT, self.log_format, WorkerConfigError)
         try:
             parse_address(self.metrics_address)
         except ValueError as exc:
             raise WorkerConfigError("METRICS_ADDRESS", str(exc)) from exc
-        if not 0 < self.command_defer_after < 3:
-            raise WorkerConfigError(
-                "COMMANDS_DEFER_AFTER",
-                f"{self.command_defer_after} must be between 0 and 3 seconds (Discord's limit)",
-            )
-        if not 0 < self.drain_timeout <= 3600:
-            raise WorkerConfigError(
-                "WORKER_DRAIN_TIMEOUT",
-                f"{self.drain_timeout} must be a number of seconds above 0 (at most 3600); "
-                "keep it ~10 s below the container's stop grace period",
-            )
+        validate("COMMANDS_DEFER_AFTER", _DEFER_AFTER, self.command_defer_after, WorkerConfigError)
+        validate("WORKER_DRAIN_TIMEOUT", _DRAIN_TIMEOUT, self.drain_timeout, WorkerConfigError)
 
     @property
     def broker(self) -> BrokerSettings:
@@ -125,69 +118,30 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
         """Read every setting from ``environ`` (default ``os.environ``); empty means default."""
-        env = os.environ if environ is None else environ
-        token = env.get("DISCORD_TOKEN", "")
+        env = SettingsReader(os.environ if environ is None else environ, error=WorkerConfigError)
+        token = env.var("DISCORD_TOKEN", secret(), Secret(""))
         if not token:
             raise WorkerConfigError(
                 "DISCORD_TOKEN",
                 "is not set; put the bot token in the environment (.env for compose), "
                 "or the simulator's token (sim-token) with DISCORD_API_URL pointing at it",
             )
-        concurrency_text = env.get("WORKER_CONCURRENCY") or str(DEFAULT_CONCURRENCY)
-        try:
-            concurrency = int(concurrency_text)
-        except ValueError:
-            raise WorkerConfigError(
-                "WORKER_CONCURRENCY", f"{concurrency_text!r} is not a whole number"
-            ) from None
-        queue_type = (env.get("WORKER_QUEUE_TYPE") or "quorum").lower()
-        if queue_type not in _QUEUE_TYPES:
-            raise WorkerConfigError(
-                "WORKER_QUEUE_TYPE", f"{queue_type!r} must be one of {', '.join(_QUEUE_TYPES)}"
-            )
-        drain_text = env.get("WORKER_DRAIN_TIMEOUT") or str(DEFAULT_DRAIN_TIMEOUT)
-        try:
-            drain_timeout = float(drain_text)
-        except ValueError:
-            raise WorkerConfigError(
-                "WORKER_DRAIN_TIMEOUT", f"{drain_text!r} is not a number of seconds"
-            ) from None
         return cls(
-            discord_token=token,
-            application_id=_snowflake(env, "DISCORD_APPLICATION_ID"),
-            command_guild_ids=tuple(
-                _snowflake({"COMMANDS_GUILD_IDS": part}, "COMMANDS_GUILD_IDS") or 0
-                for part in (env.get("COMMANDS_GUILD_IDS") or "").replace(",", " ").split()
+            discord_token=token.reveal(),
+            application_id=env.var("DISCORD_APPLICATION_ID", snowflake(), None),
+            command_guild_ids=env.var("COMMANDS_GUILD_IDS", listing(snowflake(), spaces=True), ()),
+            command_defer_after=env.var(
+                "COMMANDS_DEFER_AFTER", _DEFER_AFTER, DEFAULT_COMMAND_DEFER_AFTER
             ),
-            command_defer_after=_seconds(env, "COMMANDS_DEFER_AFTER", DEFAULT_COMMAND_DEFER_AFTER),
-            amqp_url=env.get("AMQP_URL") or DEFAULT_AMQP_URL,
-            amqp_url_order=env.get("AMQP_URL_ORDER") or "shuffle",
-            group=env.get("BROKER_GROUP") or DEFAULT_GROUP,
-            discord_api_url=env.get("DISCORD_API_URL") or DEFAULT_API_URL,
-            concurrency=concurrency,
-            queue_type="classic" if queue_type == "classic" else "quorum",
-            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
-            log_format=(env.get("LOG_FORMAT") or "").lower(),
-            metrics_address=env.get("METRICS_ADDRESS") or DEFAULT_METRICS_ADDRESS,
-            rest_proxy_auth=env.get("REST_PROXY_AUTH", "").strip(),
-            drain_timeout=drain_timeout,
+            amqp_url=env.var("AMQP_URL", string(), DEFAULT_AMQP_URL),
+            amqp_url_order=env.var("AMQP_URL_ORDER", string(), "shuffle"),
+            group=env.var("BROKER_GROUP", string(), DEFAULT_GROUP),
+            discord_api_url=env.var("DISCORD_API_URL", string(), DEFAULT_API_URL),
+            concurrency=env.var("WORKER_CONCURRENCY", _CONCURRENCY, DEFAULT_CONCURRENCY),
+            queue_type=cast(QueueType, env.var("WORKER_QUEUE_TYPE", _QUEUE_TYPE, "quorum")),
+            log_level=env.var("LOG_LEVEL", _LOG_LEVEL, "INFO"),
+            log_format=env.var("LOG_FORMAT", _LOG_FORMAT, ""),
+            metrics_address=env.var("METRICS_ADDRESS", string(), DEFAULT_METRICS_ADDRESS),
+            rest_proxy_auth=env.var("REST_PROXY_AUTH", secret(), Secret("")).reveal(),
+            drain_timeout=env.var("WORKER_DRAIN_TIMEOUT", _DRAIN_TIMEOUT, DEFAULT_DRAIN_TIMEOUT),
         )
-
-
-def _snowflake(env: Mapping[str, str], key: str) -> int | None:
-    raw = (env.get(key) or "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit():
-        raise WorkerConfigError(key, f"{raw!r} is not a Discord id (digits only)")
-    return int(raw)
-
-
-def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
-    raw = (env.get(key) or "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise WorkerConfigError(key, f"{raw!r} is not a number of seconds") from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -36,6 +35,7 @@ from spectacles.observability import (
     register_secret,
 )
 from spectacles.rest import RestClient
+from spectacles.settings import exit_config_error
 from spectacles.worker import _metrics as metrics
 from spectacles.worker._commands import CommandSender
 from spectacles.worker._commands_app import (
@@ -314,8 +314,7 @@ class Worker:
         try:
             settings = self._settings or WorkerSettings.from_env()
         except WorkerConfigError as exc:
-            print(f"spectacles-{self.name}: configuration error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            exit_config_error(f"spectacles-{self.name}", exc)
         configure_logging(settings.log_level, settings.log_format or None, service=self.name)
         register_secret(settings.discord_token)
         for password in settings.broker.passwords:
@@ -435,7 +434,7 @@ class Worker:
             worker=self.name,
             event=event,
             headers=headers,
-            shard_id=_as_int(headers.get("shard_id")),
+            shard_id=_int_or_none(headers.get("shard_id")),
             message_id=delivery.message_id,
             attempt=delivery.attempt,
         )
@@ -449,7 +448,7 @@ class Worker:
         return self._log.bind(
             dispatch=event,
             message_id=delivery.message_id,
-            shard_id=_as_int(headers.get("shard_id")),
+            shard_id=_int_or_none(headers.get("shard_id")),
             guild_id=str(guild_id) if guild_id is not None else None,
             channel_id=_str_or_none(_field(payload, "channel_id")),
             attempt=delivery.attempt,
@@ -474,7 +473,7 @@ def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _as_int(value: object) -> int | None:
+def _int_or_none(value: object) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, str | bytes) and value.strip().isdigit():

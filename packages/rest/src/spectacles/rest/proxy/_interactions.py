@@ -30,7 +30,9 @@ from prometheus_client import Counter
 from spectacles.broker import Backoff, Broker, BrokerSettings, RpcClient
 from spectacles.broker.errors import BrokerError, BrokerUnavailable, PublishReturned
 from spectacles.broker.rpc_inbox import declare_inbox_exchange
+from spectacles.broker.settings import AmqpUrlError
 from spectacles.observability import get_logger
+from spectacles.settings import SettingError, SettingsReader, string
 
 __all__ = [
     "INTERACTIONS_EXCHANGE_SUFFIX",
@@ -72,12 +74,15 @@ def offer_from_env(env: Mapping[str, str] | None = None) -> IngressOffer | None:
 
     ``AMQP_URL`` (one URL or a cluster's comma-separated nodes), ``AMQP_URL_ORDER`` and
     ``BROKER_GROUP`` are read as every other service reads them (``BrokerSettings``); a bad value
-    raises ``ValueError`` naming the variable.
+    raises ``SettingError`` naming the variable.
     """
     env = os.environ if env is None else env
-    if not (env.get("AMQP_URL") or "").strip():
+    if not SettingsReader(env).var("AMQP_URL", string(), ""):
         return None
-    return IngressOffer.from_settings(BrokerSettings.from_env(env))
+    try:
+        return IngressOffer.from_settings(BrokerSettings.from_env(env))
+    except AmqpUrlError as exc:
+        raise SettingError(exc.key, exc.problem) from None
 
 
 class IngressOffer:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from spectacles.models import GuildMemberAdd
+from spectacles.settings import SettingError, exit_config_error
 from spectacles.worker import Context, Worker, WorkerSettings
 from spectacles.workers.raid_guard.config import RaidConfig
 from spectacles.workers.raid_guard.guard import RaidGuard
@@ -55,9 +55,8 @@ def main() -> None:
     """Console script ``spectacles-raid-guard``."""
     try:
         config = RaidConfig.from_env()
-    except ValueError as exc:
-        print(f"spectacles-raid-guard: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except SettingError as exc:
+        exit_config_error("spectacles-raid-guard", exc)
     worker, _guard = build_worker(config)
     worker.run()
 
