@@ -4,6 +4,8 @@ The wire contract these implement is in ``docs/wire-format.md``. The worker SDK 
 its own distribution, ``spectacles-worker`` (``spectacles.worker``).
 """
 
+from ._backoff import Backoff
+from ._translate import BROKER_FAILURES
 from .broker import Broker
 from .commands import GatewayCommands, parse_command, shard_for_guild, validate_command
 from .consumer import Consumer, Handler, Outcome
@@ -30,7 +32,9 @@ from .topology import QueueSpec, QueueType, Topology
 
 __all__ = [
     "ATTEMPTS_HEADER",
+    "BROKER_FAILURES",
     "ERROR_HEADER",
+    "Backoff",
     "Broker",
     "BrokerError",
     "BrokerSettings",

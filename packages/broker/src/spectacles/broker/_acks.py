@@ -16,11 +16,11 @@ from typing import Final
 
 import aiormq
 
-from .broker import CONNECTION_ERRORS
+from ._translate import BROKER_FAILURES
 
 __all__ = ["AckBatcher"]
 
-_ACK_FAILURES: Final = (*CONNECTION_ERRORS, aiormq.exceptions.AMQPError)
+_ACK_FAILURES: Final = BROKER_FAILURES
 
 
 class AckBatcher:

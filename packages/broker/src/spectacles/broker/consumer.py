@@ -33,7 +33,9 @@ from aiormq.abc import DeliveredMessage
 from spectacles.observability import get_logger, redact
 
 from ._acks import AckBatcher
-from .broker import CONNECTION_ERRORS, Broker
+from ._backoff import Backoff
+from ._translate import BROKER_FAILURES, LINK_ERRORS
+from .broker import Broker
 from .delivery import (
     ATTEMPTS_HEADER,
     DELIVERY_COUNT_HEADER,
@@ -202,11 +204,11 @@ class Consumer:
                 await supervisor
         sub, self._subscription = self._subscription, None
         if sub is not None and not sub.channel.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 await asyncio.wait_for(sub.acks.channel.basic_cancel(sub.consumer_tag), 5.0)
         await self._drain(self._stop_timeout if timeout is None else timeout)
         if sub is not None and not sub.channel.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 await asyncio.wait_for(sub.channel.close(), timeout=5.0)
 
     # -- subscription lifecycle -----------------------------------------------------------------
@@ -275,17 +277,16 @@ class Consumer:
                 return  # the broker was closed under us: nothing left to consume from
 
     async def _resubscribe(self) -> _Subscription | None:
-        attempt = 0
+        backoff = Backoff(0.2, _RESUBSCRIBE_MAX_DELAY)
         while True:
-            delay = min(_RESUBSCRIBE_MAX_DELAY, 0.2 * 2**attempt)
-            attempt += 1
+            attempt = backoff.attempts + 1
             try:
                 await self._broker.wait_connected()
                 sub = await self._subscribe()
             except BrokerUnavailable:
                 if self._broker.is_closed:
                     return None
-                await asyncio.sleep(delay)
+                await backoff.sleep()
             except Exception as exc:
                 log.warning(
                     "consumer.resubscribe_failed",
@@ -293,7 +294,7 @@ class Consumer:
                     attempt=attempt,
                     error=f"{type(exc).__name__}: {exc}",
                 )
-                await asyncio.sleep(delay)
+                await backoff.sleep()
             else:
                 log.info("consumer.resumed", queue=self.queue_name, attempt=attempt)
                 return sub
@@ -442,7 +443,7 @@ class Consumer:
         """Publish ``copy`` (confirmed), then ack ``message``; if that fails, RabbitMQ keeps it."""
         try:
             await exchange.publish(copy, routing_key=routing_key, mandatory=True)
-        except CONNECTION_ERRORS:
+        except LINK_ERRORS:
             # The channel is gone: the original was not acked and comes back redelivered.
             return False
         except aiormq.exceptions.DeliveryError as exc:
@@ -454,7 +455,7 @@ class Consumer:
                 error=f"{type(exc).__name__}: {exc}",
             )
             await asyncio.sleep(_REFUSED_PUBLISH_PAUSE)
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 if message.delivery_tag is not None:
                     await message.channel.basic_nack(message.delivery_tag, requeue=True)
                     _settled_alone(sub, message)
@@ -474,7 +475,7 @@ class Consumer:
 
 
 async def _close_quietly(channel: AbstractChannel) -> None:
-    with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+    with contextlib.suppress(*BROKER_FAILURES):
         await channel.close()
 
 
@@ -485,7 +486,7 @@ async def _settle(message: DeliveredMessage) -> bool:
         return False
     try:
         await message.channel.basic_ack(tag)
-    except CONNECTION_ERRORS:
+    except LINK_ERRORS:
         return False  # channel died: RabbitMQ redelivers the message
     return True
 

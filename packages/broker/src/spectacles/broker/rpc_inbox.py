@@ -19,14 +19,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aio_pika
-import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from spectacles.observability import get_logger, redact
 
-from .broker import CONNECTION_ERRORS, Broker
+from ._backoff import Backoff
+from ._translate import BROKER_FAILURES, translate
+from .broker import Broker
 from .delivery import ERROR_HEADER, ERROR_HEADER_MAX_CHARS
-from .errors import BrokerError, BrokerUnavailable, ConnectionLost, TopologyMismatch
+from .errors import BrokerError, BrokerUnavailable
 
 __all__ = ["InboxHandler", "RpcInbox", "declare_inbox_exchange"]
 
@@ -36,14 +37,12 @@ log = get_logger(__name__)
 InboxHandler = Callable[[str, bytes, Mapping[str, Any]], Awaitable[bytes]]
 
 #: What a failed bind/unbind/declare raises underneath; translated by ``_translate``.
-_TRANSPORT_ERRORS = (*CONNECTION_ERRORS, aiormq.exceptions.AMQPError)
+_TRANSPORT_ERRORS = BROKER_FAILURES
 
 
 def _translate(what: str, exc: BaseException, host: str) -> BrokerError:
-    """406 (the exchange exists as another kind): ``TopologyMismatch``; else ``ConnectionLost``."""
-    if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed):
-        return TopologyMismatch(f"{what}: {exc}")
-    return ConnectionLost(f"{what}: {exc}", host=host)
+    """406 (exchange of another kind): ``TopologyMismatch``; lost link: ``ConnectionLost``."""
+    return translate(exc, what=what, host=host)
 
 
 async def declare_inbox_exchange(broker: Broker, exchange: str, *, timeout: float = 5.0) -> None:
@@ -165,7 +164,7 @@ class RpcInbox:
                 await channel.closed()
                 log.warning("rpc_inbox.channel_closed", queue=self.queue_name)
             self._channel = self._queue = None
-            delay = 0.2
+            backoff = Backoff(0.2, 10.0)
             while True:
                 try:
                     await self._broker.wait_connected()
@@ -177,8 +176,7 @@ class RpcInbox:
                     log.warning(
                         "rpc_inbox.resubscribe_failed", queue=self.queue_name, error=repr(exc)
                     )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await backoff.sleep()
 
     async def _on_request(self, message: AbstractIncomingMessage) -> None:
         headers: dict[str, Any] = {}

@@ -27,7 +27,7 @@ import msgspec
 from aiohttp import web
 from prometheus_client import Counter
 
-from spectacles.broker import Broker, BrokerSettings, RpcClient
+from spectacles.broker import Backoff, Broker, BrokerSettings, RpcClient
 from spectacles.broker.errors import BrokerError, BrokerUnavailable, PublishReturned
 from spectacles.broker.rpc_inbox import declare_inbox_exchange
 from spectacles.broker.settings import AmqpUrlError
@@ -149,7 +149,7 @@ class IngressOffer:
         The broker reconnects by itself; after each drop the exchange is declared again, so the
         proxy never publishes to an exchange nobody declared.
         """
-        delay = 0.5
+        backoff = Backoff(0.5, 15.0)
         while True:
             try:
                 broker = await Broker.connect(
@@ -158,20 +158,19 @@ class IngressOffer:
                 break
             except BrokerUnavailable as exc:
                 _log.warning("rest_proxy.interactions_broker_unreachable", error=str(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 15.0)
+            await backoff.sleep()
         self._broker, self._rpc = broker, RpcClient(broker)
         broker.on_connection_lost(self._on_connection_lost)
-        delay = 0.5
+        backoff.reset()
         while True:
             try:
                 await declare_inbox_exchange(broker, self.exchange_name)
             except BrokerError as exc:
                 _log.warning("rest_proxy.interactions_declare_failed", error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
+                await backoff.sleep()
                 continue
-            self._declared, delay = True, 0.5
+            self._declared = True
+            backoff.reset()
             _log.info("rest_proxy.interactions_offer_ready", exchange=self.exchange_name)
             await self._lost.wait()
             self._lost.clear()
