@@ -35,13 +35,8 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel
 
-from .broker import CONNECTION_ERRORS, Broker
-from .errors import (
-    ConnectionLost,
-    PublishNacked,
-    PublishReturned,
-    TopologyMismatch,
-)
+from ._translate import BROKER_FAILURES, translate
+from .broker import Broker
 from .publisher import Publisher
 from .topology import QueueType
 
@@ -141,18 +136,9 @@ async def publish_later(
     )
     async with _channel(target, timeout, name, confirms=True) as channel:
         await channel.declare_queue(name, durable=True, arguments=arguments)
-        try:
-            await channel.default_exchange.publish(
-                message, routing_key=name, mandatory=True, timeout=timeout
-            )
-        except aiormq.exceptions.PublishError as exc:
-            raise PublishReturned(
-                f"holding queue {name!r} did not take the message: {exc}", routing_key=name
-            ) from None
-        except aiormq.exceptions.DeliveryError as exc:
-            raise PublishNacked(
-                f"RabbitMQ nacked the message for {name!r}: {exc}", routing_key=name
-            ) from None
+        await channel.default_exchange.publish(
+            message, routing_key=name, mandatory=True, timeout=timeout
+        )
     return name
 
 
@@ -197,15 +183,11 @@ async def _channel(
     )
     try:
         yield channel
-    except aiormq.exceptions.ChannelPreconditionFailed as exc:
-        raise TopologyMismatch(
-            f"holding queue {name!r} exists with other arguments: {exc}", queue=name
-        ) from None
-    except (aiormq.exceptions.AMQPError, *CONNECTION_ERRORS) as exc:
-        raise ConnectionLost(
-            f"RabbitMQ at {broker.settings.host} failed on {name!r}: {exc}",
-            host=broker.settings.host,
-        ) from None
+    except BROKER_FAILURES as exc:
+        error = translate(exc, what=f"holding queue {name!r}", host=broker.settings.host)
+        if isinstance(error, TopologyMismatch):
+            error.queue = name
+        raise error from None
     finally:
         if not channel.is_closed:
             with contextlib.suppress(Exception):
