@@ -37,6 +37,7 @@ from aio_pika.abc import AbstractChannel
 
 from ._translate import BROKER_FAILURES, translate
 from .broker import Broker
+from .errors import TopologyMismatch
 from .publisher import Publisher
 from .topology import QueueType
 
