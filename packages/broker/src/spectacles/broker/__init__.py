@@ -6,6 +6,7 @@ its own distribution, ``spectacles-worker`` (``spectacles.worker``).
 
 from ._backoff import Backoff
 from ._translate import BROKER_FAILURES
+from .admin import BrokerAdmin
 from .broker import Broker
 from .commands import GatewayCommands, parse_command, shard_for_guild, validate_command
 from .consumer import Consumer, Handler, Outcome
@@ -36,6 +37,7 @@ __all__ = [
     "ERROR_HEADER",
     "Backoff",
     "Broker",
+    "BrokerAdmin",
     "BrokerError",
     "BrokerSettings",
     "BrokerUnavailable",
