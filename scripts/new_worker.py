@@ -23,7 +23,20 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "worker-template"
 COMPOSE_MARKER = "# new-worker services go above this line"
 COMPOSE_SNIPPET = "compose-service.yml"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-_RESERVED = frozenset({"gateway", "rest", "rabbit", "simulator", "broker", "models"})
+# Taken by the core: spectacles-<name> is already a distribution, or the name is a Compose service.
+_RESERVED = frozenset(
+    {
+        "gateway",
+        "rest",
+        "rabbit",
+        "simulator",
+        "broker",
+        "models",
+        "worker",
+        "interactions",
+        "observability",
+    }
+)
 
 
 class ScaffoldError(Exception):

@@ -25,6 +25,7 @@ import aio_pika
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from spectacles.broker.delayed import delay_queue_name
 from spectacles.gateway import GatewayConfig, GatewayService, parse_config
 from spectacles.simulator import Simulator, SimulatorConfig
 
@@ -351,7 +352,8 @@ def known_names(
     group: str, workers: tuple[str, ...], shards: int = 1
 ) -> tuple[list[str], list[str]]:
     """The queues and exchanges a stack of `group` declares (the wire contract's names)."""
-    queues = [f"{group}.raid-guard.restore-delay"]
+    # raid-guard's restore orders wait a quarter of RAID_COOLDOWN_SECONDS (30 s in the demo)
+    queues = [delay_queue_name(group, "raid-guard.restore", 30 / 4)]
     for worker in workers:
         queues += [f"{group}.{worker}", f"{group}.{worker}.dead"]
     for shard_id in range(shards):

@@ -104,6 +104,10 @@ def test_bad_or_taken_names_are_refused(tree: Path) -> None:
     assert bad.returncode == 2
     assert "invalid worker name" in bad.stderr
 
+    taken = scaffold(tree, "worker")  # spectacles-worker is the SDK's distribution
+    assert taken.returncode == 2
+    assert "taken by a core service" in taken.stderr
+
     assert scaffold(tree, "greeter").returncode == 0
     again = scaffold(tree, "greeter")
     assert again.returncode == 2

@@ -29,6 +29,7 @@ from aio_pika.abc import (
 )
 from stack_kit import RABBITMQCTL
 
+from spectacles.broker.delayed import delay_queue_arguments, delay_queue_name
 from spectacles.broker.topology import (
     OVERSIZE_QUEUE_ARGUMENTS,
     UNROUTED_QUEUE_ARGUMENTS,
@@ -185,9 +186,9 @@ async def test_each_role_can_do_its_job_and_a_worker_nothing_more(
     )
     queue = await channel.get_queue(declared.name, ensure=False)
     await channel.declare_queue(
-        f"{t.worker_queue('raid-guard')}.restore-delay",
+        delay_queue_name(group, "raid-guard.restore", 150),
         durable=True,
-        arguments={"x-dead-letter-exchange": group, "x-dead-letter-routing-key": "RESTORE"},
+        arguments=delay_queue_arguments(group, "raid-guard.restore", 150),
     )
     await channel.default_exchange.publish(aio_pika.Message(b"retry"), routing_key=queue.name)
     dlx = await channel.get_exchange(t.dlx, ensure=False)

@@ -19,9 +19,9 @@ from stack_kit import (
     sim_config,
 )
 
-from spectacles.broker.worker import WorkerSettings
 from spectacles.rest.proxy import ProxySettings, RestProxy
 from spectacles.simulator import Simulator
+from spectacles.worker import WorkerSettings
 from spectacles.workers.ping import PingConfig
 from spectacles.workers.ping.__main__ import build_worker
 

@@ -36,11 +36,11 @@ from stack_kit import (
 )
 
 from spectacles.broker.settings import BrokerSettings
-from spectacles.broker.worker import WorkerSettings
 from spectacles.gateway import GatewayConfig
 from spectacles.gateway.config import load_config
 from spectacles.rest.proxy import ProxySettings
 from spectacles.simulator import Simulator
+from spectacles.worker import WorkerSettings
 
 SUFFIX = secrets.token_hex(4)
 TOKEN = f"Tok3n-SecretScan-{SUFFIX}"

@@ -106,7 +106,7 @@ def _handler(layer: str, consumer_box: list[Consumer]) -> Any:
             pass
 
         return noop
-    from spectacles.broker.worker import Context, Worker
+    from spectacles.worker import Context, Worker
     from spectacles.models import MessageCreate
 
     worker = Worker("bench")

@@ -94,8 +94,8 @@ async def prefill(amqp_url: str, group: str, n: int) -> None:
 
 
 async def drain_worker(args: argparse.Namespace, *, sleep: float = 0.0) -> dict[str, Any]:
-    from spectacles.broker.worker import Context, Worker, WorkerSettings
     from spectacles.models import MessageCreate
+    from spectacles.worker import Context, Worker, WorkerSettings
 
     settings = WorkerSettings(
         discord_token="sim-token",

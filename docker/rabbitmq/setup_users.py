@@ -7,7 +7,8 @@ administrator (``RABBITMQ_USER``) that only this script and the operator use. Se
 * the gateway (``RABBITMQ_GATEWAY_USER``): the events, commands and dead-letter exchanges, its
   commands queues, saved sessions, identify locks, and the unrouted/fatal records;
 * the workers (``RABBITMQ_WORKER_USER``): their own queues ``{group}.{worker}`` (``.dead`` and one
-  helper queue such as ``.restore-delay``) -- never the gateway's queues above;
+  helper queue), the holding queues ``{group}.delayed.*`` of ``publish_later`` -- never the
+  gateway's queues above;
 * the REST proxy: nothing, it does not use RabbitMQ.
 
 Standard library only, so it runs on any Python image. ``python setup_users.py --print`` shows
@@ -41,6 +42,7 @@ RESERVED = (
     "fatal",
     "quota",
     "interactions",
+    "delayed",
 )
 
 
@@ -69,7 +71,8 @@ def permissions(group: str) -> dict[str, Permission]:
         r"|\.oversize|\.quota\..+"
     )
     reserved = "|".join(RESERVED)
-    worker_queues = rf"{g}\.(?!({reserved})(\.|$))[^.]+(\.[^.]+)?"
+    # ...and the holding queues of publish_later, {g}.delayed.{routing key}.{ms}ms
+    worker_queues = rf"{g}\.(?!({reserved})(\.|$))[^.]+(\.[^.]+)?|{g}\.delayed\..+"
     return {
         "gateway": Permission(
             # declares the exchanges, its queues, the exclusive identify locks

@@ -35,8 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from spectacles.broker.worker import Context, Worker, WorkerSettings
 from spectacles.models import MessageCreate
+from spectacles.worker import Context, Worker, WorkerSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
 from check_demo import (

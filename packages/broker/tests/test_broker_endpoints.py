@@ -24,8 +24,8 @@ from spectacles.broker.broker import Broker
 from spectacles.broker.errors import BrokerUnavailable, ConnectionLost
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import AmqpUrlError, BrokerSettings
-from spectacles.broker.worker import Context, Worker, WorkerConfigError, WorkerSettings
 from spectacles.models import MessageCreate
+from spectacles.worker import Context, Worker, WorkerConfigError, WorkerSettings
 
 from .conftest import eventually
 from .test_broker_publisher import _Proxy, _via

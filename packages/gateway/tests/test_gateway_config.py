@@ -189,3 +189,13 @@ def test_cli_check_config_prints_effective_config_redacted(tmp_path: Path) -> No
     assert printed["token"] == "[REDACTED]"
     assert printed["shards"]["ids"] == "0-1"
     assert secret not in result.stdout + result.stderr
+
+
+def test_cli_when_env_value_bad_prints_one_line_naming_variable_and_key(tmp_path: Path) -> None:
+    env = {"DISCORD_TOKEN": "t", "DISCORD_EVENTS": "READY", "DISCORD_SHARD_COUNT": "abc"}
+    result = run_cli("check-config", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "spectacles-gateway: configuration error: "
+        "DISCORD_SHARD_COUNT (shards.count): expected an integer, got 'abc'\n"
+    )

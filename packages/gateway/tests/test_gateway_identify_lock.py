@@ -338,8 +338,6 @@ def test_identify_lock_option() -> None:
     assert from_env.gateway.identify_lock == "local"
     with pytest.raises(ConfigError) as info:
         parse_config({**base, "gateway": {"identify_lock": "redis"}})
-    assert str(info.value) == (
-        "config key 'gateway.identify_lock': unknown value 'redis' (valid: amqp, local)"
-    )
+    assert str(info.value) == ("gateway.identify_lock: unknown value 'redis' (valid: amqp, local)")
     with pytest.raises(ConfigError, match=r"gateway\.identify_lock"):
         parse_config({**base, "gateway": {"identify_lock": True}})

@@ -11,11 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from spectacles.broker.worker import CommandContext, Worker, WorkerSettings
 from spectacles.interactions import InteractionsIngress
 from spectacles.models import Interaction
 from spectacles.rest.proxy import IngressOffer, ProxySettings, RestProxy
 from spectacles.simulator import Simulator, SimulatorConfig
+from spectacles.worker import CommandContext, Worker, WorkerSettings
 
 
 class Stack:

@@ -5,13 +5,20 @@ import json
 import time
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
 from aiohttp import web
 
+from spectacles.broker import Broker, BrokerSettings
 from spectacles.rest import RateLimiter, RestClient, Route
-from spectacles.rest.proxy import IngressOffer, ProxySettings, RestProxy, interactions_exchange
+from spectacles.rest.proxy import (
+    IngressOffer,
+    ProxySettings,
+    RestProxy,
+    interactions_exchange,
+    offer_from_env,
+)
+from spectacles.settings import SettingError
 
 
 async def held(request: Any) -> bool:
@@ -97,10 +104,29 @@ async def test_callback_nobody_waits_for_goes_upstream(
     finally:
         await proxy.stop()
         if broker == "running":
-            connection = await aio_pika.connect(amqp_url)
-            async with connection:
-                channel = await connection.channel()
+            async with Broker(BrokerSettings(amqp_url=amqp_url, group=unique_name)) as broker:
+                channel = await broker.channel()
                 await channel.exchange_delete(interactions_exchange(unique_name))
     assert [(m, p) for m, p, *_ in upstream.requests] == [
         ("POST", "/api/v10/interactions/11/tok/callback")
     ]
+
+
+def test_offer_settings_are_read_like_every_services_and_name_the_bad_key() -> None:
+    assert offer_from_env({}) is None
+    assert offer_from_env({"AMQP_URL": "  "}) is None
+    offer = offer_from_env(
+        {"AMQP_URL": "amqp://u:pw@h1/, amqp://u:pw@h2/", "AMQP_URL_ORDER": "in-order"}
+    )
+    assert offer is not None
+    assert offer.settings.url_order == "in-order"
+    assert offer.exchange_name == "gateway.interactions"
+    for env, key in (
+        ({"AMQP_URL": "http://u:secret-pw@h/"}, "AMQP_URL"),
+        ({"AMQP_URL": "amqp://h/", "AMQP_URL_ORDER": "random"}, "AMQP_URL_ORDER"),
+        ({"AMQP_URL": "amqp://h/", "BROKER_GROUP": "no spaces"}, "BROKER_GROUP"),
+    ):
+        with pytest.raises(SettingError, match=key) as caught:
+            offer_from_env(env)
+        assert caught.value.key == key
+        assert "secret-pw" not in str(caught.value)

@@ -207,7 +207,7 @@ def test_settings_from_env_validate_and_name_the_key() -> None:
     with pytest.raises(ValueError, match="host:port"):
         ProxySettings.from_env({"REST_PROXY_ADDRESS": "nowhere"})
     for bad in ("nan", "inf"):
-        with pytest.raises(ValueError, match="REST_PROXY_TIMEOUT must be a finite number"):
+        with pytest.raises(ValueError, match="REST_PROXY_TIMEOUT: expected a finite number"):
             ProxySettings.from_env({"REST_PROXY_TIMEOUT": bad})
     assert ProxySettings.from_env({}).max_tokens == 8
     assert ProxySettings.from_env({"REST_PROXY_MAX_TOKENS": "3"}).max_tokens == 3
@@ -376,3 +376,19 @@ def test_each_token_gets_its_own_limiter() -> None:
     proxy = RestProxy(ProxySettings(address="127.0.0.1:0"))
     assert proxy.limiter_for("Bot a") is proxy.limiter_for("Bot a")
     assert proxy.limiter_for("Bot a") is not proxy.limiter_for("Bot b")
+
+
+def test_entry_point_bad_setting_exits_2_with_one_line() -> None:
+    env = {"PATH": os.environ.get("PATH", ""), "REST_PROXY_TIMEOUT": "nan"}
+    done = subprocess.run(
+        [sys.executable, "-m", "spectacles.rest.proxy"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "spectacles-rest-proxy: configuration error: "
+        "REST_PROXY_TIMEOUT: expected a finite number, got 'nan'\n"
+    )

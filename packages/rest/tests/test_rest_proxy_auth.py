@@ -142,7 +142,7 @@ def test_default_body_limit_is_discords_upload_limit() -> None:
 
 
 def test_injecting_a_token_needs_a_credential_or_an_explicit_opt_out() -> None:
-    with pytest.raises(ValueError, match="REST_PROXY_AUTH is not set"):
+    with pytest.raises(ValueError, match="REST_PROXY_AUTH: is not set"):
         ProxySettings.from_env({"DISCORD_TOKEN": "tok"})
     with pytest.raises(ValueError, match="REST_PROXY_ALLOW_ANONYMOUS"):
         ProxySettings.from_env({"DISCORD_TOKEN": "tok", "REST_PROXY_ALLOW_ANONYMOUS": "maybe"})

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from spectacles.settings import SettingError
 from spectacles.simulator import SimulatorConfig, SimulatorConfigError, World
 from spectacles.simulator.__main__ import build_parser
 from spectacles.simulator._scenarios import parse_scenarios
@@ -60,3 +65,24 @@ async def test_public_url_is_advertised(make_sim, http):
     async with http.get(f"http://127.0.0.1:{sim.port}/api/v10/gateway") as response:
         assert (await response.json())["url"] == "ws://simulator:8000/gateway"
     assert sim.hub.resume_url == "ws://simulator:8000/resume"
+
+
+def test_cli_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(SettingError) as info:
+        build_parser({"SIM_PORT": "eighty"})
+    assert str(info.value) == "SIM_PORT: expected an integer, got 'eighty'"
+    with pytest.raises(SettingError, match="SIM_CHANNELS: must be >= 2, got 1"):
+        build_parser({"SIM_CHANNELS": "1"})
+    assert build_parser({"SIM_RATE_LIMITS": "off"}).parse_args([]).no_rate_limits
+
+
+def test_cli_bad_environment_value_exits_2_with_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "spectacles.simulator", "--port", "0"],
+        env={**os.environ, "SIM_GUILDS": "-1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr == "spectacles-sim: configuration error: SIM_GUILDS: must be >= 0, got -1\n"

@@ -8,15 +8,15 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
+from spectacles.broker.broker import Broker
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
-from spectacles.broker.worker import WorkerSettings
 from spectacles.simulator import Simulator, SimulatorConfig
+from spectacles.worker import WorkerSettings
 from spectacles.workers.ping import PingConfig
 from spectacles.workers.ping.__main__ import build_worker
 
@@ -38,18 +38,15 @@ async def settings(
         discord_api_url=sim.api_url,
         metrics_address="127.0.0.1:0",
     )
-    connection = await aio_pika.connect(amqp_url)
-    try:
+    async with Broker(BrokerSettings(amqp_url=amqp_url, group=unique_name)) as broker:
         for queue in (f"{unique_name}.ping", f"{unique_name}.ping.dead"):
-            channel = await connection.channel()
+            channel = await broker.channel()
             with contextlib.suppress(Exception):
                 await channel.queue_delete(queue)
         for exchange in (unique_name, f"{unique_name}.dlx"):
-            channel = await connection.channel()
+            channel = await broker.channel()
             with contextlib.suppress(Exception):
                 await channel.exchange_delete(exchange)
-    finally:
-        await connection.close()
 
 
 def handled() -> float:

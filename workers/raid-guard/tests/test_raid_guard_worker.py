@@ -10,18 +10,19 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
+from spectacles.broker import Broker, delay_queue_name, scheduled
+from spectacles.broker.dead_letters import DeadMessage, list_dead
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
-from spectacles.broker.worker import WorkerSettings
 from spectacles.rest import RestClient
 from spectacles.simulator import Simulator, SimulatorConfig
-from spectacles.workers.raid_guard import RaidAction, RaidConfig
-from spectacles.workers.raid_guard.__main__ import build_worker
+from spectacles.worker import WorkerSettings
+from spectacles.workers.raid_guard.config import RaidAction, RaidConfig
+from spectacles.workers.raid_guard.guard import RESTORE, build_worker
 
 CONFIG = RaidConfig(
     join_threshold=10,
@@ -30,6 +31,10 @@ CONFIG = RaidConfig(
     action=RaidAction.KICK,
     min_account_age_days=7,
 )
+# Every cooldown the tests use (the restore's holding queue waits a quarter of it), and the
+# retry delay: the holding queues to delete afterwards.
+FAILOVER_COOLDOWN = 5.0
+BUCKETS = (*(c / 4 for c in (1.0, 1.5, 2.0, 3.0, FAILOVER_COOLDOWN)), CONFIG.restore_retry_seconds)
 
 
 @dataclass
@@ -76,18 +81,13 @@ class Harness:
                 type="GUILD_MEMBER_ADD",
             )
 
-    async def first_dead_letter(self, amqp_url: str) -> aio_pika.abc.AbstractIncomingMessage:
+    async def first_dead_letter(self) -> DeadMessage:
         """The first message raid-guard dead-lettered (waits up to 10 s for one)."""
-        connection = await aio_pika.connect(amqp_url)
-        try:
-            channel = await connection.channel()
-            dead = await channel.get_queue(f"{self.settings.group}.raid-guard.dead")
+        async with await Broker.connect(self.settings.broker) as broker:
             async with asyncio.timeout(10):
-                while (message := await dead.get(no_ack=True, fail=False)) is None:
+                while not (dead := await list_dead(broker, "raid-guard", limit=1)):
                     await asyncio.sleep(0.05)
-            return message
-        finally:
-            await connection.close()
+            return dead[0]
 
     async def alerts(self, channel_id: str) -> list[dict[str, Any]]:
         messages = await self.control("GET", f"/channels/{channel_id}/messages")
@@ -114,22 +114,19 @@ async def open_harnesses(amqp_url: str, group: str, *, guilds: int) -> AsyncIter
             yield [Harness(sim, http, publisher, settings, g["id"]) for g in listed]
         finally:
             await publisher.close()
-            connection = await aio_pika.connect(amqp_url)
-            try:
+            async with await Broker.connect(BrokerSettings(amqp_url=amqp_url)) as broker:
                 for queue in (
                     f"{group}.raid-guard",
                     f"{group}.raid-guard.dead",
-                    f"{group}.raid-guard.restore-delay",
+                    *(delay_queue_name(group, RESTORE, d) for d in BUCKETS),
                 ):
-                    channel = await connection.channel()
+                    channel = await broker.channel()
                     with contextlib.suppress(Exception):
                         await channel.queue_delete(queue)
                 for exchange in (group, f"{group}.dlx"):
-                    channel = await connection.channel()
+                    channel = await broker.channel()
                     with contextlib.suppress(Exception):
                         await channel.exchange_delete(exchange)
-            finally:
-                await connection.close()
 
 
 @pytest.fixture
@@ -189,14 +186,14 @@ async def test_a_burst_of_joins_raises_one_alert_locks_down_and_kicks_young_acco
         assert len(alerts) == 1, alerts
         text = alerts[0]["content"]
         assert "10 members joined within" in text
-        assert "kicked (" in text
-        assert "Account ages: youngest" in text
+        assert "Action: kicked (" in text
+        assert "Newest accounts:" in text
 
         async def restored() -> bool:
             return (await harness.guild())["verification_level"] == level_before
 
         await until(restored, timeout=10)  # cooldown 1 s after the last join
-        await guard.wait_idle()
+        assert guard.detector.raid(int(harness.guild_id)) is None
         assert len(await harness.alerts(guild["mod_log_channel_id"])) == 1
 
 
@@ -248,8 +245,8 @@ async def test_malformed_join_is_dead_lettered(harness: Harness, amqp_url: str) 
     worker, _guard = build_worker(CONFIG, harness.settings)
     async with worker.running():
         await harness.publisher.publish("GUILD_MEMBER_ADD", b'{"guild_id": "x", "user": 5}')
-        message = await harness.first_dead_letter(amqp_url)
-    assert "malformed GUILD_MEMBER_ADD" in str(message.headers["x-error"])
+        message = await harness.first_dead_letter()
+    assert "malformed GUILD_MEMBER_ADD" in message.error
 
 
 async def test_a_failing_rest_call_is_reported_and_the_worker_carries_on(
@@ -285,16 +282,10 @@ def restore_outcomes(change: str) -> float:
     return value or 0.0
 
 
-async def delay_queue_depth(amqp_url: str, group: str) -> int:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(f"{group}.raid-guard.restore-delay", passive=True)
-        count = queue.declaration_result.message_count
-        assert count is not None
-        return count
-    finally:
-        await connection.close()
+async def parked_orders(amqp_url: str, group: str, cooldown: float) -> int:
+    """Restore orders waiting in their holding queue (looked at, left in place)."""
+    async with await Broker.connect(BrokerSettings(amqp_url=amqp_url, group=group)) as broker:
+        return len(await scheduled(broker, group, RESTORE, delay=cooldown / 4))
 
 
 async def test_the_restore_survives_the_replica_that_raised_the_level(
@@ -319,7 +310,6 @@ async def test_the_restore_survives_the_replica_that_raised_the_level(
     # Stopped mid-cooldown: it never ended the raid, so nothing in-process can restore the level.
     assert first_guard.detector.raid(gid) is not None
     assert (await harness.guild())["verification_level"] == 3
-    assert await delay_queue_depth(amqp_url, harness.settings.group) == 1
 
     restored_before = restore_outcomes("restored")
     fresh, fresh_guard = build_worker(config, harness.settings)
@@ -330,9 +320,9 @@ async def test_the_restore_survives_the_replica_that_raised_the_level(
 
         await until(restored)
         assert restore_outcomes("restored") == restored_before + 1
-        assert fresh_guard.detector.raiding_guilds() == []
+        assert fresh_guard.detector.raid(gid) is None
     assert len(await harness.alerts(guild["mod_log_channel_id"])) == 1
-    assert await delay_queue_depth(amqp_url, harness.settings.group) == 0
+    assert await parked_orders(amqp_url, harness.settings.group, config.cooldown_seconds) == 0
 
 
 async def test_the_restore_leaves_a_level_a_moderator_changed(harness: Harness) -> None:
@@ -356,7 +346,7 @@ async def test_the_restore_leaves_a_level_a_moderator_changed(harness: Harness) 
 
         await until(restore_ran)
         assert (await harness.guild())["verification_level"] == 4
-        await guard.wait_idle()
+        assert guard.detector.raid(int(harness.guild_id)) is None
 
 
 async def test_the_restore_waits_while_joins_keep_coming(harness: Harness) -> None:
@@ -391,8 +381,29 @@ async def test_a_malformed_restore_order_is_dead_lettered(harness: Harness, amqp
     worker, _guard = build_worker(CONFIG, harness.settings)
     async with worker.running():
         await harness.publisher.publish("raid-guard.restore", b'{"guild_id": 5}')
-        message = await harness.first_dead_letter(amqp_url)
-    assert "malformed raid-guard.restore" in str(message.headers["x-error"])
+        message = await harness.first_dead_letter()
+    assert "malformed raid-guard.restore" in message.error
+
+
+async def test_a_restore_discord_refuses_for_good_is_dead_lettered_not_retried(
+    harness: Harness,
+) -> None:
+    # A guild the bot is not in (404): parking the order again every retry period forever would
+    # never help, so the order goes to the dead letters with the reason, once.
+    worker, _guard = build_worker(CONFIG, harness.settings)
+    async with worker.running():
+        failures_before = restore_failures()
+        order = {"guild_id": "1", "raid_id": "r", "previous_level": 1, "last_join": 0.0}
+        await harness.publisher.publish("raid-guard.restore", json.dumps(order).encode())
+        message = await harness.first_dead_letter()
+    assert "restoring the verification level refused" in message.error
+    assert "404" in message.error
+    assert restore_failures() == failures_before + 1
+
+
+def restore_failures() -> float:
+    labels = {"operation": "restore"}
+    return REGISTRY.get_sample_value("spectacles_raid_guard_rest_failures_total", labels) or 0.0
 
 
 # -- failover during a raid: the parked restore order marks the raid in progress ------------------
@@ -405,11 +416,6 @@ def adopted() -> float:
 def lookup_failures() -> float:
     labels = {"operation": "find_restore"}
     return REGISTRY.get_sample_value("spectacles_raid_guard_rest_failures_total", labels) or 0.0
-
-
-# Long enough that the first replica's order is still parked when the second one sees the next
-# burst (the remaining race, see the README), short enough for a quick restore at the end.
-FAILOVER_COOLDOWN = 5.0
 
 
 async def test_a_raid_going_on_across_a_failover_alerts_once_and_still_kicks(
@@ -440,7 +446,6 @@ async def test_a_raid_going_on_across_a_failover_alerts_once_and_still_kicks(
 
         await until(first_burst_handled)
     # The active replica is gone mid-raid; only its parked restore order remembers the raid.
-    assert await delay_queue_depth(amqp_url, group) == 1
 
     adopted_before, restored_before = adopted(), restore_outcomes("restored")
     second, second_guard = build_worker(config, harness.settings)
@@ -461,16 +466,14 @@ async def test_a_raid_going_on_across_a_failover_alerts_once_and_still_kicks(
         await until(second_burst_kicked)
         assert (await harness.guild())["verification_level"] == 3
         assert len(await harness.alerts(guild["mod_log_channel_id"])) == 1
-        assert await delay_queue_depth(amqp_url, group) == 1, "no second restore order"
 
         async def restored() -> bool:
             return (await harness.guild())["verification_level"] == level_before
 
         await until(restored, timeout=20)
-        await second_guard.wait_idle()
         assert restore_outcomes("restored") == restored_before + 1
     assert len(await harness.alerts(guild["mod_log_channel_id"])) == 1
-    assert await delay_queue_depth(amqp_url, group) == 0
+    assert await parked_orders(amqp_url, group, FAILOVER_COOLDOWN) == 0, "no second order"
 
 
 async def test_a_raid_in_another_guild_after_a_failover_still_alerts(
@@ -479,7 +482,6 @@ async def test_a_raid_in_another_guild_after_a_failover_still_alerts(
     raided_first, raided_after = two_guilds
     first_guild, other_guild = await raided_first.guild(), await raided_after.guild()
     config = replace(CONFIG, action=RaidAction.ALERT, cooldown_seconds=FAILOVER_COOLDOWN)
-    group = raided_first.settings.group
     first_burst = await raided_first.new_members(12, age_days=400)
     other_burst = await raided_after.new_members(12, age_days=400)
 
@@ -491,10 +493,9 @@ async def test_a_raid_in_another_guild_after_a_failover_still_alerts(
             return len(await raided_first.alerts(first_guild["mod_log_channel_id"])) == 1
 
         await until(first_alerted)
-    assert await delay_queue_depth(amqp_url, group) == 1
 
     adopted_before = adopted()
-    second, second_guard = build_worker(config, raided_first.settings)
+    second, _second_guard = build_worker(config, raided_first.settings)
     async with second.running():
         await raided_after.publish_joins(other_burst, timedelta(milliseconds=100))
 
@@ -502,8 +503,7 @@ async def test_a_raid_in_another_guild_after_a_failover_still_alerts(
             return len(await raided_after.alerts(other_guild["mod_log_channel_id"])) == 1
 
         await until(other_alerted)
-        # The first guild's order was parked during the lookup (it still is): not this raid's.
-        assert await delay_queue_depth(amqp_url, group) == 2
+        # The first guild's order was seen by the lookup: it is not this raid's.
         assert adopted() == adopted_before
         assert (await raided_after.guild())["verification_level"] == 3
 
@@ -515,33 +515,37 @@ async def test_a_raid_in_another_guild_after_a_failover_still_alerts(
             ]
 
         await until(both_restored, timeout=20)
-        await second_guard.wait_idle()
     assert len(await raided_first.alerts(first_guild["mod_log_channel_id"])) == 1
     assert len(await raided_after.alerts(other_guild["mod_log_channel_id"])) == 1
 
 
-async def test_a_raid_still_alerts_when_the_delay_queue_cannot_be_searched(
+def park_failures() -> float:
+    labels = {"operation": "park_restore"}
+    return REGISTRY.get_sample_value("spectacles_raid_guard_rest_failures_total", labels) or 0.0
+
+
+async def test_a_raid_alerts_but_leaves_the_level_when_rabbitmq_cannot_hold_the_restore(
     harness: Harness, amqp_url: str
 ) -> None:
     guild = await harness.guild()
+    level_before = guild["verification_level"]
     joiners = await harness.new_members(10, age_days=400)
     config = replace(CONFIG, action=RaidAction.ALERT)
-    worker, guard = build_worker(config, harness.settings)
-    async with worker.running():
-        # An operator deleted the delay queue: the lookup fails (it never creates the queue).
-        connection = await aio_pika.connect(amqp_url)
-        try:
-            channel = await connection.channel()
-            await channel.queue_delete(f"{harness.settings.group}.raid-guard.restore-delay")
-        finally:
-            await connection.close()
-        failures_before = lookup_failures()
+    bucket = delay_queue_name(harness.settings.group, RESTORE, config.cooldown_seconds / 4)
+    worker, _guard = build_worker(config, harness.settings)
+    async with worker.running(), await Broker.connect(harness.settings.broker) as other:
+        # Another connection holds the holding queue's name exclusively: RabbitMQ refuses both
+        # the lookup and the restore order (405 RESOURCE_LOCKED).
+        channel = await other.channel()
+        await channel.declare_queue(bucket, exclusive=True)
+        lookups_before, parks_before = lookup_failures(), park_failures()
         await harness.publish_joins(joiners, timedelta(milliseconds=100))
 
         async def alerted() -> bool:
             return len(await harness.alerts(guild["mod_log_channel_id"])) == 1
 
         await until(alerted)
-        assert lookup_failures() == failures_before + 1
-        assert (await harness.guild())["verification_level"] == 3
-        await guard.wait_idle()
+        assert lookup_failures() == lookups_before + 1
+        assert park_failures() == parks_before + 1
+        # Never a raised level without an order that restores it.
+        assert (await harness.guild())["verification_level"] == level_before

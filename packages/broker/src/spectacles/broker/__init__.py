@@ -1,12 +1,16 @@
 """RabbitMQ client for Spectacles: topology, confirmed publishing, consuming, RPC, gateway commands.
 
-The wire contract these implement is in ``docs/wire-format.md``. The worker SDK lives in
-``spectacles.broker.worker`` (not imported here: it pulls in the REST client).
+The wire contract these implement is in ``docs/wire-format.md``. The worker SDK built on it is
+its own distribution, ``spectacles-worker`` (``spectacles.worker``).
 """
 
+from ._backoff import Backoff
+from ._translate import BROKER_FAILURES
+from .admin import BrokerAdmin
 from .broker import Broker
 from .commands import GatewayCommands, parse_command, shard_for_guild, validate_command
 from .consumer import Consumer, Handler, Outcome
+from .delayed import Scheduled, delay_queue_name, publish_later, scheduled
 from .delivery import ATTEMPTS_HEADER, ERROR_HEADER, Delivery
 from .errors import (
     BrokerError,
@@ -29,8 +33,11 @@ from .topology import QueueSpec, QueueType, Topology
 
 __all__ = [
     "ATTEMPTS_HEADER",
+    "BROKER_FAILURES",
     "ERROR_HEADER",
+    "Backoff",
     "Broker",
+    "BrokerAdmin",
     "BrokerError",
     "BrokerSettings",
     "BrokerUnavailable",
@@ -55,9 +62,13 @@ __all__ = [
     "RpcHandler",
     "RpcServer",
     "RpcTimeout",
+    "Scheduled",
     "Topology",
     "TopologyMismatch",
+    "delay_queue_name",
     "parse_command",
+    "publish_later",
+    "scheduled",
     "shard_for_guild",
     "validate_command",
 ]

@@ -13,15 +13,17 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from spectacles.observability import get_logger
 
+from ._url import AmqpUrl, AmqpUrlError, redact_url
 from .errors import BrokerUnavailable
 
 __all__ = [
     "ORDERS",
     "AmqpEndpoints",
+    "AmqpUrl",
     "AmqpUrlError",
     "UrlOrder",
     "address_of",
@@ -37,34 +39,9 @@ ORDERS: Final[tuple[UrlOrder, ...]] = ("shuffle", "in-order")
 _T = TypeVar("_T")
 
 
-class AmqpUrlError(ValueError):
-    """A URL list or order setting is invalid; the text starts with ``key`` (the setting)."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key} {problem}")
-        self.key = key
-        self.problem = problem
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe to log or put in an error."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparsable URL>"
-    if password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
-
-
 def address_of(url: str) -> str:
     """``host:port`` of an AMQP URL (never credentials), for logs and errors."""
-    parts = urlsplit(url)
-    default_port = 5671 if parts.scheme == "amqps" else 5672
-    return f"{parts.hostname}:{parts.port or default_port}"
+    return AmqpUrl.parse(url).address
 
 
 def _check_url(key: str, url: str, position: int, count: int) -> str:
@@ -72,19 +49,7 @@ def _check_url(key: str, url: str, position: int, count: int) -> str:
     text = url.strip()
     if not text:
         raise AmqpUrlError(key, f"{where} is empty; remove the stray comma".lstrip())
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError on a non-numeric or out-of-range port
-    except ValueError as exc:
-        raise AmqpUrlError(
-            key, f"{where} {redact_url(text)!r} is not a valid URL ({exc})".lstrip()
-        ) from None
-    if parts.scheme not in {"amqp", "amqps"} or not parts.hostname:
-        raise AmqpUrlError(
-            key,
-            f"{where} {redact_url(text)!r} is not an AMQP URL; "
-            "expected e.g. amqp://user:password@host:5672/vhost".lstrip(),
-        )
+    AmqpUrl.parse(text, key=key, where=where)
     return text
 
 
@@ -115,6 +80,7 @@ class AmqpEndpoints:
 
     urls: tuple[str, ...]
     order: UrlOrder = "shuffle"
+    key: str = "AMQP_URL"
 
     @classmethod
     def parse(
@@ -126,18 +92,26 @@ class AmqpEndpoints:
         order_key: str = "AMQP_URL_ORDER",
     ) -> AmqpEndpoints:
         """Validate ``value`` and ``order`` (errors name ``key`` / ``order_key``)."""
-        return cls(parse_urls(value, key=key), parse_order(order, key=order_key))
+        return cls(parse_urls(value, key=key), parse_order(order, key=order_key), key)
+
+    def node(self, url: str) -> AmqpUrl:
+        """The parsed form of one of :attr:`urls` (parsed and checked once, then cached)."""
+        return AmqpUrl.parse(url, key=self.key)
 
     @property
     def addresses(self) -> str:
         """``host:port[,host:port...]``, for messages (never credentials)."""
-        return ",".join(address_of(url) for url in self.urls)
+        return ",".join(self.node(url).address for url in self.urls)
 
     @property
     def passwords(self) -> tuple[str, ...]:
         """Every password in the URLs (to scrub them from logs; never log them)."""
-        found = (urlsplit(url).password for url in self.urls)
-        return tuple(dict.fromkeys(p for p in found if p))
+        found: list[str] = []
+        for url in self.urls:
+            raw = urlsplit(url).password  # as written (escaped), and as sent (unescaped)
+            if raw:
+                found += [raw, unquote(raw)]
+        return tuple(dict.fromkeys(found))
 
     def attempt_order(self, *, last_lost: str | None = None) -> list[str]:
         """The URLs for one round of attempts; the node just lost goes last (it is likely down)."""

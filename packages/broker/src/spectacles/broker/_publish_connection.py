@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import ssl
 import struct
 from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
-from urllib.parse import unquote, urlsplit
 
 from pamqp import commands
 from pamqp import frame as pamqp_frame
@@ -34,6 +32,7 @@ from spectacles.broker._frames import (
     PROTOCOL_HEADER,
     encode_publish_method,
 )
+from spectacles.broker._url import AmqpUrl
 from spectacles.broker.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -102,26 +101,12 @@ class ChannelClosed(BrokerError):
         self.reply_code = reply_code
 
 
-class AmqpEndpoint:
-    """Where and as whom to connect, parsed once from an AMQP URL."""
+def AmqpEndpoint(url: str) -> AmqpUrl:
+    """Where and as whom to connect: ``url`` parsed and checked by ``_url`` (cached).
 
-    __slots__ = ("host", "password", "port", "ssl", "username", "virtual_host")
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        secure = parts.scheme == "amqps"
-        self.host = parts.hostname or "localhost"
-        self.port = parts.port or (5671 if secure else 5672)
-        self.username = unquote(parts.username or "guest")
-        self.password = unquote(parts.password or "guest")
-        path = parts.path
-        self.virtual_host = unquote(path[1:]) if len(path) > 1 else "/"
-        self.ssl: ssl.SSLContext | None = ssl.create_default_context() if secure else None
-
-    @property
-    def address(self) -> str:
-        """``host:port`` (never credentials), for errors and logs."""
-        return f"{self.host}:{self.port}"
+    A function under the old class name, so callers of ``AmqpEndpoint(url)`` keep working.
+    """
+    return AmqpUrl.parse(url)
 
 
 class ConnectionListener(Protocol):
@@ -207,7 +192,7 @@ class PublishConnection(asyncio.Protocol):
     @classmethod
     async def open(
         cls,
-        endpoint: AmqpEndpoint,
+        endpoint: AmqpUrl,
         listener: ConnectionListener,
         *,
         heartbeat: int,
@@ -219,10 +204,18 @@ class PublishConnection(asyncio.Protocol):
     ) -> PublishConnection:
         """Connect, authenticate, open the confirm channel; ``BrokerUnavailable`` on failure.
 
-        ``exchanges`` (read when needed, so the owner may add to it later) are declared again
-        when a publish finds one of them deleted.
+        The URL's ``heartbeat``, ``connection_timeout`` and ``name`` win over ``heartbeat``,
+        ``timeout`` and ``client_properties["connection_name"]``. ``exchanges`` (read when
+        needed, so the owner may add to it later) are declared again when a publish finds one
+        of them deleted.
         """
         loop = asyncio.get_running_loop()
+        if endpoint.heartbeat is not None:
+            heartbeat = endpoint.heartbeat
+        timeout = endpoint.connection_timeout or timeout
+        if endpoint.name is not None:
+            client_properties = {**client_properties, "connection_name": endpoint.name}
+        tls = endpoint.ssl_context()
         connection = cls(
             listener,
             heartbeat=heartbeat,
@@ -232,8 +225,13 @@ class PublishConnection(asyncio.Protocol):
         )
         try:
             async with asyncio.timeout(timeout):
+                # SNI and the certificate check use the host unless server_hostname is set.
                 await loop.create_connection(
-                    lambda: connection, endpoint.host, endpoint.port, ssl=endpoint.ssl
+                    lambda: connection,
+                    endpoint.host,
+                    endpoint.port,
+                    ssl=tls,
+                    server_hostname=endpoint.server_hostname,
                 )
                 await connection._handshake(endpoint, client_properties)
                 await connection._open_publish_channel()
@@ -251,23 +249,28 @@ class PublishConnection(asyncio.Protocol):
             raise
         return connection
 
-    async def _handshake(
-        self, endpoint: AmqpEndpoint, client_properties: Mapping[str, Any]
-    ) -> None:
+    async def _handshake(self, endpoint: AmqpUrl, client_properties: Mapping[str, Any]) -> None:
         start = await self._expect(0, PROTOCOL_HEADER)
         if not isinstance(start, commands.Connection.Start):
             raise BrokerError(f"unexpected {start.name} instead of Connection.Start")
+        mechanism, response = endpoint.sasl()
         mechanisms = start.mechanisms.split()
-        if "PLAIN" not in mechanisms:
-            raise BrokerError(f"server offers no PLAIN authentication (offers {mechanisms})")
+        if mechanism not in mechanisms:
+            hint = (
+                " (enable the rabbitmq_auth_mechanism_ssl plugin)"
+                if endpoint.auth == "external"
+                else ""
+            )
+            raise BrokerError(
+                f"RabbitMQ does not offer {mechanism} authentication{hint}; it offers "
+                f"{', '.join(mechanisms)}"
+            )
         properties = dict(client_properties)
         properties["capabilities"] = _CAPABILITIES
         tune = await self._call(
             0,
             commands.Connection.StartOk(
-                client_properties=properties,
-                mechanism="PLAIN",
-                response=f"\0{endpoint.username}\0{endpoint.password}",
+                client_properties=properties, mechanism=mechanism, response=response
             ),
         )
         if not isinstance(tune, commands.Connection.Tune):

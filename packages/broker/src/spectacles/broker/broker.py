@@ -10,39 +10,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import socket
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self, cast
 
 import aio_pika
-import aiormq
-import pamqp.exceptions
-from aio_pika.abc import AbstractChannel, AbstractConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, ConnectionParameter
 
 from spectacles.observability import get_logger, register_secret
 
-from ._endpoints import address_of, connect_first
+from ._backoff import Backoff
+from ._endpoints import connect_first
+from ._translate import LINK_ERRORS, describe
+from ._url import AmqpUrl
 from .errors import BrokerUnavailable, ConnectionLost
 from .settings import BrokerSettings
 from .topology import Topology
 
-__all__ = ["CONNECTION_ERRORS", "Broker", "default_connection_name"]
+__all__ = ["CONNECTION_ERRORS", "Broker", "default_connection_name", "open_aio_pika"]
 
 log = get_logger(__name__)
 
-#: Errors that mean "the connection (or channel) is gone or unreachable", as opposed to a
-#: protocol error in what we asked for (those are raised to the caller).
-CONNECTION_ERRORS: Final = (
-    aiormq.exceptions.AMQPConnectionError,
-    aiormq.exceptions.ChannelInvalidStateError,
-    aiormq.exceptions.ConnectionClosed,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-    pamqp.exceptions.PAMQPException,
-)
+#: Kept for callers that imported it from here; the definition is ``_translate.LINK_ERRORS``.
+CONNECTION_ERRORS: Final = LINK_ERRORS
 
 ConnectionListener = Callable[[], Awaitable[None] | None]
 
@@ -50,6 +41,34 @@ ConnectionListener = Callable[[], Awaitable[None] | None]
 def default_connection_name(role: str = "broker") -> str:
     """Name shown in RabbitMQ's management UI / ``rabbitmqctl list_connections``."""
     return f"spectacles:{role}:{socket.gethostname()}:{os.getpid()}"
+
+
+class _SniConnection(aio_pika.Connection):
+    """aio-pika passes only the keyword arguments it declares to the socket; add SNI."""
+
+    PARAMETERS = (
+        *aio_pika.Connection.PARAMETERS,
+        ConnectionParameter(name="server_hostname", parser=str, is_kwarg=True),
+    )
+
+
+async def open_aio_pika(node: AmqpUrl, *, name: str, timeout: float) -> AbstractConnection:
+    """An aio-pika connection to ``node`` with every option of its URL (see ``_url``).
+
+    The URL's ``name`` and ``connection_timeout`` win over ``name`` and ``timeout``.
+    """
+    options: dict[str, Any] = {}
+    if node.server_hostname is not None:
+        options["server_hostname"] = node.server_hostname
+    connection = await aio_pika.connect(
+        node.aiormq_url(),
+        ssl_context=node.ssl_context(),
+        timeout=node.connection_timeout or timeout,
+        client_properties={"connection_name": node.name or name},
+        connection_class=_SniConnection,
+        **options,
+    )
+    return cast(AbstractConnection, connection)
 
 
 class Broker:
@@ -205,7 +224,7 @@ class Broker:
     @property
     def node(self) -> str | None:
         """``host:port`` of the node the connection goes (or last went) to."""
-        return address_of(self._node) if self._node is not None else None
+        return self.settings.endpoints.node(self._node).address if self._node else None
 
     async def _open(self) -> AbstractConnection:
         """Connect to the first node that answers, the node just lost last (cluster failover)."""
@@ -215,11 +234,8 @@ class Broker:
         return connection
 
     async def _open_node(self, url: str) -> AbstractConnection:
-        return await aio_pika.connect(
-            url,
-            timeout=self._connect_timeout,
-            client_properties={"connection_name": self.connection_name},
-        )
+        node = self.settings.endpoints.node(url)
+        return await open_aio_pika(node, name=self.connection_name, timeout=self._connect_timeout)
 
     def _adopt(self, connection: AbstractConnection) -> None:
         self._connection = connection
@@ -235,7 +251,7 @@ class Broker:
             "broker.connection_lost",
             host=self.settings.host,
             connection=self.connection_name,
-            error=_describe(exc),
+            error=describe(exc),
         )
 
     async def _keep_alive(self) -> None:
@@ -259,11 +275,12 @@ class Broker:
         if old is not None:
             with contextlib.suppress(Exception):  # closing a dead connection may fail oddly
                 await asyncio.wait_for(old.close(), timeout=1.0)
-        attempt = 0
+        backoff = Backoff(
+            self._reconnect_delay, max(self._reconnect_delay, self._max_reconnect_delay)
+        )
         while not self._closing:
-            delay = min(self._max_reconnect_delay, self._reconnect_delay * 2**attempt)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            attempt += 1
+            await backoff.sleep()
+            attempt = backoff.attempts
             try:
                 connection = await self._open()
             except Exception as exc:  # one odd error must not end reconnecting
@@ -271,7 +288,7 @@ class Broker:
                     "broker.reconnect_failed",
                     host=self.settings.host,
                     attempt=attempt,
-                    error=_describe(exc),
+                    error=describe(exc),
                 )
                 continue
             self.reconnects += 1
@@ -280,7 +297,7 @@ class Broker:
             return
 
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
-        detail = _describe(exc)
+        detail = describe(exc)
         for password in self.settings.passwords:
             detail = detail.replace(password, "***")
         return BrokerUnavailable(
@@ -288,10 +305,3 @@ class Broker:
             "and that RabbitMQ is running (`docker compose up -d rabbit`)",
             host=self.settings.host,
         )
-
-
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "closed"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

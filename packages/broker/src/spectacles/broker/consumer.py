@@ -30,6 +30,7 @@ from pamqp import commands
 
 from spectacles.observability import get_logger, redact
 
+from ._backoff import Backoff
 from ._consume_channel import ConsumeChannel
 from ._endpoints import connect_first
 from ._frames import encode_content
@@ -323,17 +324,16 @@ class Consumer:
                 return  # the broker was closed under us: nothing left to consume from
 
     async def _resubscribe(self) -> _Subscription | None:
-        attempt = 0
+        backoff = Backoff(0.2, _RESUBSCRIBE_MAX_DELAY)
         while True:
-            delay = min(_RESUBSCRIBE_MAX_DELAY, 0.2 * 2**attempt)
-            attempt += 1
+            attempt = backoff.attempts + 1
             try:
                 await self._broker.wait_connected()
                 sub = await self._subscribe()
             except BrokerUnavailable:
                 if self._broker.is_closed:
                     return None
-                await asyncio.sleep(delay)
+                await backoff.sleep()
             except Exception as exc:
                 log.warning(
                     "consumer.resubscribe_failed",
@@ -341,7 +341,7 @@ class Consumer:
                     attempt=attempt,
                     error=f"{type(exc).__name__}: {exc}",
                 )
-                await asyncio.sleep(delay)
+                await backoff.sleep()
             else:
                 log.info("consumer.resumed", queue=self.queue_name, attempt=attempt)
                 return sub

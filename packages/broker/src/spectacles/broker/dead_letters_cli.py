@@ -7,6 +7,8 @@ import asyncio
 import dataclasses
 import sys
 
+from spectacles.settings import SettingError, exit_config_error
+
 from .broker import Broker
 from .dead_letters import list_dead, purge_dead, replay_dead
 from .errors import BrokerError
@@ -58,6 +60,8 @@ def main() -> None:
     except AmqpUrlError as exc:  # a bad AMQP_URL / AMQP_URL_ORDER: a config error
         print(f"spectacles-dead-letters: {exc}", file=sys.stderr)
         code = 2
+    except SettingError as exc:  # a bad BROKER_GROUP
+        exit_config_error("spectacles-dead-letters", exc)
     except BrokerError as exc:
         print(f"spectacles-dead-letters: {exc}", file=sys.stderr)
         code = 1

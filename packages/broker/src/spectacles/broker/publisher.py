@@ -19,12 +19,12 @@ import asyncio
 import contextlib
 import datetime
 import os
-import random
 from collections import Counter, deque
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
+from spectacles.broker._backoff import Backoff
 from spectacles.broker._confirm import ConfirmListener
 from spectacles.broker._endpoints import connect_first
 from spectacles.broker._frames import (
@@ -36,7 +36,6 @@ from spectacles.broker._frames import (
 from spectacles.broker._publish_connection import (
     PUBLISH_CHANNEL,
     RETURN_TAG_HEADER,
-    AmqpEndpoint,
     PublishConnection,
 )
 from spectacles.broker.errors import BrokerUnavailable
@@ -104,7 +103,7 @@ class Publisher:
         self._settings = settings
         self._endpoints = settings.endpoints
         # The node in use (or last used); its address names the broker in errors.
-        self._endpoint = AmqpEndpoint(self._endpoints.urls[0])
+        self._endpoint = self._endpoints.node(self._endpoints.urls[0])
         self._node_url: str | None = None
         self._max_in_flight = max_in_flight
         self._publish_timeout = publish_timeout
@@ -569,12 +568,12 @@ class Publisher:
         self._node_url, connection = await connect_first(
             self._endpoints, self._open_node, last_lost=self._node_url
         )
-        self._endpoint = AmqpEndpoint(self._node_url)
+        self._endpoint = self._endpoints.node(self._node_url)
         return connection
 
     async def _open_node(self, url: str) -> PublishConnection:
         return await PublishConnection.open(
-            AmqpEndpoint(url),
+            self._endpoints.node(url),
             self._listener,
             heartbeat=self._heartbeat,
             timeout=self._connect_timeout,
@@ -639,11 +638,12 @@ class Publisher:
             self._drained.set()
 
     async def _reconnect(self) -> None:
-        delay = self._reconnect_delay
-        attempt = 0
+        backoff = Backoff(
+            self._reconnect_delay, max(self._reconnect_delay, self._max_reconnect_delay)
+        )
         while not self._closed:
-            attempt += 1
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            await backoff.sleep()
+            attempt = backoff.attempts
             if self._closed:
                 return
             try:
@@ -655,9 +655,8 @@ class Publisher:
                     "RabbitMQ still unreachable",
                     attempt=attempt,
                     error=str(error) if isinstance(error, BrokerUnavailable) else repr(error),
-                    retry_in=delay,
+                    retry_in=backoff.ceiling(attempt),
                 )
-                delay = min(delay * 2, self._max_reconnect_delay)
                 continue
             if self._closed:
                 await connection.close(1.0)

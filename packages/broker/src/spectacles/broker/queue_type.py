@@ -17,7 +17,8 @@ import aiormq
 
 from spectacles.observability import get_logger
 
-from .broker import CONNECTION_ERRORS, Broker
+from ._translate import LINK_ERRORS
+from .broker import Broker
 from .topology import QueueSpec, QueueType
 
 __all__ = ["declarable_spec_type", "declarable_type"]
@@ -49,7 +50,7 @@ async def declarable_type(
         return wanted  # a new queue: it gets the type asked for
     finally:
         if not channel.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS):
+            with contextlib.suppress(*LINK_ERRORS):
                 await channel.close()
     channel = await broker.channel(timeout=_TIMEOUT)
     try:
@@ -69,6 +70,6 @@ async def declarable_type(
         return existing
     finally:
         if not channel.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS):
+            with contextlib.suppress(*LINK_ERRORS):
                 await channel.close()
     return wanted

@@ -22,7 +22,9 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from spectacles.observability import get_logger, redact
 
-from .broker import CONNECTION_ERRORS, Broker
+from ._backoff import Backoff
+from ._translate import BROKER_FAILURES, LINK_ERRORS
+from .broker import Broker
 from .delivery import ERROR_HEADER, ERROR_HEADER_MAX_CHARS
 from .errors import (
     BrokerUnavailable,
@@ -108,7 +110,7 @@ class RpcClient:
                         exchange=exchange,
                         routing_key=routing_key,
                     ) from None
-                except CONNECTION_ERRORS as exc:
+                except LINK_ERRORS as exc:
                     raise ConnectionLost(
                         f"connection lost while sending RPC request for {routing_key!r}: {exc}",
                         host=self._broker.settings.host,
@@ -139,7 +141,7 @@ class RpcClient:
         channel, self._channel = self._channel, None
         self._fail_pending(channel)
         if channel is not None and not channel.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 await channel.close()
 
     async def _ready_channel(self) -> AbstractChannel:
@@ -227,14 +229,14 @@ class RpcServer:
         self._channel = self._queue = self._consumer_tag = None
         alive = channel is not None and not channel.is_closed
         if alive and queue is not None and tag is not None:
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 await asyncio.wait_for(queue.cancel(tag), 5.0)
         if self._in_flight:
             _, pending = await asyncio.wait(set(self._in_flight), timeout=self._stop_timeout)
             for task in pending:
                 task.cancel()
         if channel is not None and not channel.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 await asyncio.wait_for(channel.close(), 5.0)
 
     async def _subscribe(self) -> None:
@@ -253,7 +255,7 @@ class RpcServer:
                     return
                 log.warning("rpc_server.channel_closed", queue=self.queue_name)
             self._channel = None
-            delay = 0.2
+            backoff = Backoff(0.2, 10.0)
             while not self._stopping:
                 try:
                     await self._broker.wait_connected()
@@ -266,8 +268,7 @@ class RpcServer:
                     log.warning(
                         "rpc_server.resubscribe_failed", queue=self.queue_name, error=repr(exc)
                     )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await backoff.sleep()
 
     async def _on_request(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
@@ -303,5 +304,5 @@ class RpcServer:
             else:
                 log.warning("rpc_server.no_reply_to", queue=self.queue_name)
             await message.ack()
-        except CONNECTION_ERRORS:
+        except LINK_ERRORS:
             pass  # the request was not acked; RabbitMQ redelivers it to another server

@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from spectacles.settings import SettingError, SettingsReader, string
+
 from ._endpoints import ORDERS, AmqpEndpoints, AmqpUrlError, redact_url
 
 __all__ = [
@@ -42,9 +44,10 @@ class BrokerSettings:
     def __post_init__(self) -> None:
         self.endpoints  # noqa: B018 - raises AmqpUrlError naming AMQP_URL(_ORDER) and the position
         if not _GROUP_RE.match(self.group):
-            raise ValueError(
-                f"BROKER_GROUP {self.group!r} is invalid; use letters, digits and . _ : - "
-                "(it names the events exchange and prefixes every queue)"
+            raise SettingError(
+                "BROKER_GROUP",
+                f"{self.group!r} is invalid; use letters, digits and . _ : - "
+                "(it names the events exchange and prefixes every queue)",
             )
 
     @property
@@ -76,11 +79,11 @@ class BrokerSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BrokerSettings:
         """Read ``AMQP_URL``, ``AMQP_URL_ORDER``, ``BROKER_GROUP`` (empty means the default)."""
-        env = os.environ if environ is None else environ
+        env = SettingsReader(os.environ if environ is None else environ)
         return cls(
-            amqp_url=env.get("AMQP_URL") or DEFAULT_AMQP_URL,
-            group=env.get("BROKER_GROUP") or DEFAULT_GROUP,
-            url_order=env.get("AMQP_URL_ORDER") or "shuffle",
+            amqp_url=env.var("AMQP_URL", string(), DEFAULT_AMQP_URL),
+            group=env.var("BROKER_GROUP", string(), DEFAULT_GROUP),
+            url_order=env.var("AMQP_URL_ORDER", string(), "shuffle"),
         )
 
     def __repr__(self) -> str:

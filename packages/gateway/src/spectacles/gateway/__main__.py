@@ -22,6 +22,7 @@ from spectacles.broker.broker import Broker
 from spectacles.broker.errors import BrokerError
 from spectacles.broker.settings import BrokerSettings
 from spectacles.observability import configure_logging, get_logger, register_secret
+from spectacles.settings import exit_config_error
 
 from .config import GatewayConfig, load_config
 from .errors import ConfigError
@@ -64,12 +65,11 @@ def _config_path(given: Path | None) -> Path | None:
     return default if default.exists() else None
 
 
-def _load(path: Path | None, env: Mapping[str, str]) -> GatewayConfig | None:
+def _load(path: Path | None, env: Mapping[str, str]) -> GatewayConfig:
     try:
         return load_config(path, env)
     except ConfigError as exc:
-        print(f"spectacles-gateway: configuration error: {exc}", file=sys.stderr)
-        return None
+        exit_config_error("spectacles-gateway", exc)
 
 
 def _run(config: GatewayConfig) -> int:
@@ -111,8 +111,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     env = dict(os.environ)
     config = _load(_config_path(args.config), env)
-    if config is None:
-        raise SystemExit(EXIT_CONFIG)
     register_secret(config.token)
     for url in config.amqp_url.split(","):
         register_secret(urlsplit(url).password)

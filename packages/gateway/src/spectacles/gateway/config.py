@@ -8,23 +8,38 @@ choices). Things that are legal but probably wrong (an event the intents cannot 
 
 from __future__ import annotations
 
-import difflib
-import math
 import re
-import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, cast
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Final, Literal, cast
+from urllib.parse import urlsplit
 
-from spectacles.broker.settings import ORDERS, AmqpEndpoints, AmqpUrlError
+from spectacles.broker.settings import ORDERS, AmqpEndpoints, AmqpUrlError, redact_url
 from spectacles.models import (
     ALL_INTENTS,
     DISPATCH_EVENTS,
     Intents,
     UnknownIntentError,
     intents_for_event,
+)
+from spectacles.observability import LOG_FORMATS, LOG_LEVELS
+from spectacles.rest import DEFAULT_API_URL
+from spectacles.settings import (
+    Invalid,
+    Parser,
+    Secret,
+    SettingsReader,
+    boolean,
+    choice,
+    integer,
+    listing,
+    path,
+    read_toml,
+    seconds,
+    secret,
+    string,
+    suggest,
 )
 
 from .errors import ConfigError
@@ -56,9 +71,6 @@ IDENTIFY_LOCKS: Final[tuple[str, ...]] = ("amqp", "local")
 CommandsQueueType = Literal["quorum", "classic"]
 COMMANDS_QUEUE_TYPES: Final[tuple[str, ...]] = ("quorum", "classic")
 STATUSES: Final[tuple[str, ...]] = ("online", "dnd", "idle", "invisible", "offline")
-LOG_FORMATS: Final[tuple[str, ...]] = ("auto", "json", "console")
-LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-DEFAULT_API_URL: Final = "https://discord.com/api/v10"
 DEFAULT_AMQP_URL: Final = "amqp://guest:guest@localhost:5672/"
 # Discord's largest documented shard count is in the thousands; a typo like "0-99999999" must
 # not allocate a huge tuple.
@@ -70,26 +82,6 @@ MIN_MAX_EVENT_SIZE: Final = 4096
 
 # What RabbitMQ names (exchange, queue prefixes) accept safely; the broker package agrees.
 GROUP_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
-
-# Environment variable -> the config key it overrides (named in errors).
-ENV_KEYS: Final[Mapping[str, str]] = {
-    "DISCORD_TOKEN": "token",
-    "DISCORD_EVENTS": "events",
-    "DISCORD_INTENTS": "intents",
-    "DISCORD_SHARD_COUNT": "shards.count",
-    "DISCORD_SHARD_IDS": "shards.ids",
-    "DISCORD_API_URL": "gateway.api_url",
-    "DISCORD_GATEWAY_URL": "gateway.url",
-    "GATEWAY_IDENTIFY_LOCK": "gateway.identify_lock",
-    "GATEWAY_COMMANDS_QUEUE_TYPE": "gateway.commands_queue_type",
-    "GATEWAY_MAX_EVENT_SIZE": "gateway.max_event_size",
-    "GATEWAY_CLEAR_FATAL_BLOCK": "gateway.clear_fatal_block",
-    "AMQP_URL": "amqp.url",
-    "AMQP_URL_ORDER": "amqp.url_order",
-    "BROKER_GROUP": "broker.group",
-    "LOG_LEVEL": "log.level",
-    "LOG_FORMAT": "log.format",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,18 +249,6 @@ class GatewayConfig:
         }
 
 
-def redact_url(url: str) -> str:
-    """`url` with its password replaced, safe to print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:[REDACTED]@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def parse_shard_ids(spec: str | Iterable[int], key: str = "shards.ids") -> tuple[int, ...]:
     """Parse `"0-3,8"` (or a list of ints) into sorted unique shard ids."""
     ids: set[int] = set()
@@ -313,248 +293,128 @@ def format_shard_ids(ids: Iterable[int]) -> str:
     return ",".join(ranges)
 
 
-_T = TypeVar("_T")
-
-
-class _Section:
-    """A TOML table being read: takes known keys, then rejects leftovers by name."""
-
-    def __init__(self, data: Any, prefix: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(prefix.rstrip("."), "must be a table")
-        self._data: dict[str, Any] = dict(data)
-        self._prefix = prefix
-        self._known: list[str] = []
-
-    def key(self, name: str) -> str:
-        return f"{self._prefix}{name}"
-
-    def take(self, name: str, kind: Callable[[str, Any], _T], default: _T) -> _T:
-        self._known.append(name)
-        if name not in self._data:
-            return default
-        return kind(self.key(name), self._data.pop(name))
-
-    def section(self, name: str) -> _Section:
-        self._known.append(name)
-        return _Section(self._data.pop(name, {}), f"{self._prefix}{name}.")
-
-    def finish(self) -> None:
-        if self._data:
-            unknown = sorted(self._data)[0]
-            raise ConfigError(self.key(unknown), "unknown key", self._known)
-
-
-def _str(key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(key, f"expected a string, got {type(value).__name__}")
-    return value
-
-
-def _bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(key, f"expected true or false, got {value!r}")
-    return value
-
-
-def _flag(key: str, value: Any) -> bool:
-    """A boolean from TOML, or from the environment as 1/0, true/false, yes/no."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("1", "true", "yes"):
-            return True
-        if text in ("0", "false", "no"):
-            return False
-        raise ConfigError(key, f"expected true or false (1/0), got {value!r}")
-    return _bool(key, value)
-
-
-def _int(key: str, value: Any, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(key, f"expected an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(key, f"must be >= {minimum}, got {value}")
-    return value
-
-
-def _positive_int(key: str, value: Any) -> int:
-    return _int(key, value, minimum=1)
-
-
 # A size bound below this would refuse ordinary gateway payloads (READY alone can be larger).
 MIN_SIZE_BOUND: Final = 64 * 1024
 
-
-def _size_bound(key: str, value: Any) -> int:
-    return _int(key, value, minimum=MIN_SIZE_BOUND)
+_NAMES: Final = listing(string(upper=True))
 
 
-def _seconds(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(key, f"expected a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(key, f"must be a finite number >= 0, got {value}")
-    return float(value)
-
-
-def _choice(choices: tuple[str, ...], *, upper: bool = False) -> Callable[[str, Any], str]:
-    def check(key: str, value: Any) -> str:
-        text = _str(key, value)
-        text = text.upper() if upper else text.lower()
-        if text not in choices:
-            raise ConfigError(key, f"unknown value {value!r}", choices)
-        return text
-
-    return check
-
-
-def _names(key: str, value: Any) -> list[str]:
-    """A list of names, from a TOML array or a comma-separated string (environment)."""
-    if isinstance(value, str):
-        return [n.strip().upper() for n in value.split(",") if n.strip()]
-    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
-        raise ConfigError(key, "expected a list of names")
-    return [n.strip().upper() for n in value]
-
-
-def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """A typo's likely intent, so the fix is in the first line of the error, not the list."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.75)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _events(key: str, value: Any) -> frozenset[str]:
-    names = _names(key, value)
+def _events(value: object) -> frozenset[str]:
+    names = _NAMES(value)
     unknown = [n for n in names if n not in DISPATCH_EVENTS]
     if unknown:
-        raise ConfigError(
-            key,
-            f"unknown event {unknown[0]!r}{_did_you_mean(unknown[0], DISPATCH_EVENTS)}",
+        raise Invalid(
+            f"unknown event {unknown[0]!r}{suggest(unknown[0], DISPATCH_EVENTS)}",
             sorted(DISPATCH_EVENTS),
         )
     if not names:
-        raise ConfigError(key, "no events configured: nothing would be relayed")
+        raise Invalid("no events configured: nothing would be relayed")
     return frozenset(names)
 
 
-def _intents(key: str, value: Any) -> Intents:
+def _intents(value: object) -> Intents:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0 or value & ~int(ALL_INTENTS):
-            raise ConfigError(key, f"intent bits {value} include undefined bits")
+            raise Invalid(f"intent bits {value} include undefined bits")
         return Intents(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return _intents(key, int(value.strip()))
     try:
-        return Intents.from_names(_names(key, value))
+        return Intents.from_names(_NAMES(value))
     except UnknownIntentError as exc:
         bad = exc.unknown[0] if exc.unknown else f"bits {exc.unknown_bits}"
         names = [i.name for i in Intents if i.name]
-        hint = _did_you_mean(str(bad).upper(), names)
-        raise ConfigError(key, f"unknown intent {bad!r}{hint}", names) from None
+        raise Invalid(f"unknown intent {bad!r}{suggest(str(bad).upper(), names)}", names) from None
 
 
-def _delay_range(key: str, value: Any) -> tuple[float, float]:
+def _delay_range(value: object) -> tuple[float, float]:
     if not isinstance(value, list) or len(value) != 2:
-        raise ConfigError(key, f"expected [min, max] seconds, got {value!r}")
-    low, high = _seconds(key, value[0]), _seconds(key, value[1])
+        raise Invalid(f"expected [min, max] seconds, got {value!r}")
+    low, high = seconds()(value[0]), seconds()(value[1])
     if high < low:
-        raise ConfigError(key, f"max {high} < min {low}")
+        raise Invalid(f"max {high} < min {low}")
     return low, high
 
 
-def _url(schemes: tuple[str, ...]) -> Callable[[str, Any], str]:
-    def check(key: str, value: Any) -> str:
-        text = _str(key, value).strip()
+def _url(*schemes: str) -> Parser[str]:
+    def check(value: object) -> str:
+        text = string()(value)
         if urlsplit(text).scheme not in schemes or not urlsplit(text).netloc:
-            raise ConfigError(key, "not a valid URL", [f"{s}://..." for s in schemes])
+            raise Invalid("not a valid URL", [f"{s}://..." for s in schemes])
         return text
 
     return check
 
 
-def _optional_url(schemes: tuple[str, ...]) -> Callable[[str, Any], str | None]:
-    check = _url(schemes)
+def _optional_url(*schemes: str) -> Parser[str | None]:
+    check = _url(*schemes)
 
-    def optional(key: str, value: Any) -> str | None:
-        return check(key, value) if _str(key, value).strip() else None
+    def optional(value: object) -> str | None:
+        return check(value) if string()(value) else None
 
     return optional
 
 
-def _shard_count(key: str, value: Any) -> int | None:
-    if isinstance(value, str):
-        try:
-            value = int(value)
-        except ValueError:
-            raise ConfigError(key, f"expected an integer, got {value!r}") from None
-    count = _int(key, value)
-    return count or None
-
-
-def _shard_ids(key: str, value: Any) -> tuple[int, ...] | None:
+def _shard_ids(value: object) -> tuple[int, ...] | None:
     if isinstance(value, str) and value.strip().lower() in ("", "all"):
         return None
     if not isinstance(value, str | list):
-        raise ConfigError(key, f"expected a spec like '0-3,8' or a list of ids, got {value!r}")
-    return parse_shard_ids(value, key)
+        raise Invalid(f"expected a spec like '0-3,8' or a list of ids, got {value!r}")
+    try:
+        return parse_shard_ids(value)
+    except ConfigError as exc:
+        raise Invalid(exc.problem) from None
 
 
-def _amqp_urls(amqp: _Section) -> str:
+def _str_list(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise Invalid('expected a list of URLs, e.g. ["amqp://rabbit-1//"]')
+    return cast(list[str], value)
+
+
+def _address(value: object) -> str:
+    text = string()(value)
+    _host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise Invalid(f"expected 'host:port', got {value!r}")
+    return text
+
+
+def _amqp_urls(amqp: SettingsReader, env: Mapping[str, str]) -> str:
     """The broker nodes, comma-joined and validated.
 
     `amqp.url` holds one URL or several comma-separated (AMQP_URL lands there), `amqp.urls` a list
     of a cluster's nodes; `amqp.url` wins when both are set.
     """
     listed = amqp.take("urls", _str_list, None)
-    single = amqp.take("url", _str, None)
+    single = amqp.take("url", string(), None, env="AMQP_URL")
     key, value = "amqp.url", cast(str | list[str], single or DEFAULT_AMQP_URL)
     if listed is not None and single is None:
         key, value = "amqp.urls", listed
     try:
         return ",".join(AmqpEndpoints.parse(value, key=key).urls)
     except AmqpUrlError as exc:
-        raise ConfigError(exc.key, exc.problem) from None
-
-
-def _str_list(key: str, value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(key, 'expected a list of URLs, e.g. ["amqp://rabbit-1//"]')
-    return cast(list[str], value)
-
-
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """Overlay the environment variables onto the file's data (environment wins)."""
-    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    for variable, dotted in ENV_KEYS.items():
-        value = env.get(variable)
-        if value is None or value == "":
-            continue
-        table, _, name = dotted.rpartition(".")
-        target = merged
-        if table:
-            existing = merged.get(table)
-            target = dict(existing) if isinstance(existing, dict) else {}
-            merged[table] = target
-        target[name] = value
-    return merged
+        from_env = "AMQP_URL" if key == "amqp.url" and env.get("AMQP_URL") else None
+        raise ConfigError(exc.key, exc.problem, env=from_env) from None
 
 
 def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> GatewayConfig:
     """Validate already-parsed TOML `data` with `env` overrides into a `GatewayConfig`."""
-    root = _Section(_apply_env(dict(data), env or {}), "")
-    token = root.take("token", _str, "").strip()
+    env = env or {}
+    root = SettingsReader(env, data, error=ConfigError)
+    token = root.take("token", secret(), Secret(""), env="DISCORD_TOKEN").reveal()
     if token.lower().startswith("bot "):
         token = token[4:].strip()
     if not token:
         raise ConfigError("token", "missing: set `token` in gateway.toml or DISCORD_TOKEN")
-    events: frozenset[str] = root.take("events", _events, frozenset())
+    events: frozenset[str] = root.take("events", _events, frozenset(), env="DISCORD_EVENTS")
     if not events:
         raise ConfigError("events", 'missing: list the dispatch names to relay, e.g. ["READY"]')
-    intents = root.take("intents", _intents, Intents(0))
+    intents = root.take("intents", _intents, Intents(0), env="DISCORD_INTENTS")
 
     broker = root.section("broker")
-    broker.take("type", _choice(("amqp",)), "amqp")
-    group = broker.take("group", _str, "gateway").strip()
+    broker.take("type", choice("amqp"), "amqp")
+    group = broker.take("group", string(), "gateway", env="BROKER_GROUP")
     if not GROUP_PATTERN.match(group):
         raise ConfigError(
             "broker.group",
@@ -564,14 +424,14 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     broker.finish()
 
     amqp = root.section("amqp")
-    amqp_url = _amqp_urls(amqp)
-    amqp_url_order = amqp.take("url_order", _choice(ORDERS), "shuffle")
+    amqp_url = _amqp_urls(amqp, env)
+    amqp_url_order = amqp.take("url_order", choice(*ORDERS), "shuffle", env="AMQP_URL_ORDER")
     amqp.finish()
 
     shards_section = root.section("shards")
     shards = ShardSettings(
-        count=shards_section.take("count", _shard_count, None),
-        ids=shards_section.take("ids", _shard_ids, None),
+        count=shards_section.take("count", integer(ge=0), 0, env="DISCORD_SHARD_COUNT") or None,
+        ids=shards_section.take("ids", _shard_ids, None, env="DISCORD_SHARD_IDS"),
     )
     shards_section.finish()
     if shards.count is not None and shards.ids is not None:
@@ -581,69 +441,82 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
 
     gw = root.section("gateway")
     defaults = GatewaySettings()
+    size_bound = integer(ge=MIN_SIZE_BOUND)
+    api_url = gw.take("api_url", _url("http", "https"), DEFAULT_API_URL, env="DISCORD_API_URL")
     gateway = GatewaySettings(
-        url=gw.take("url", _optional_url(("ws", "wss")), None),
-        api_url=gw.take("api_url", _url(("http", "https")), DEFAULT_API_URL).rstrip("/"),
-        compress=cast(Compression, gw.take("compress", _choice(COMPRESSIONS), "zlib-stream")),
-        large_threshold=gw.take("large_threshold", _int, defaults.large_threshold),
-        identify_interval=gw.take("identify_interval", _seconds, defaults.identify_interval),
-        identify_lock=cast(IdentifyLock, gw.take("identify_lock", _choice(IDENTIFY_LOCKS), "amqp")),
+        url=gw.take("url", _optional_url("ws", "wss"), None, env="DISCORD_GATEWAY_URL"),
+        api_url=api_url.rstrip("/"),
+        compress=cast(Compression, gw.take("compress", choice(*COMPRESSIONS), "zlib-stream")),
+        large_threshold=gw.take(
+            "large_threshold", integer(ge=50, le=250), defaults.large_threshold
+        ),
+        identify_interval=gw.take("identify_interval", seconds(), defaults.identify_interval),
+        identify_lock=cast(
+            IdentifyLock,
+            gw.take("identify_lock", choice(*IDENTIFY_LOCKS), "amqp", env="GATEWAY_IDENTIFY_LOCK"),
+        ),
         commands_queue_type=cast(
             CommandsQueueType,
-            gw.take("commands_queue_type", _choice(COMMANDS_QUEUE_TYPES), "quorum"),
+            gw.take(
+                "commands_queue_type",
+                choice(*COMMANDS_QUEUE_TYPES),
+                "quorum",
+                env="GATEWAY_COMMANDS_QUEUE_TYPE",
+            ),
         ),
-        identify_reserve=gw.take("identify_reserve", _positive_int, defaults.identify_reserve),
-        fatal_block=gw.take("fatal_block", _seconds, defaults.fatal_block),
-        clear_fatal_block=gw.take("clear_fatal_block", _flag, False),
+        identify_reserve=gw.take("identify_reserve", integer(ge=1), defaults.identify_reserve),
+        fatal_block=gw.take("fatal_block", seconds(), defaults.fatal_block),
+        clear_fatal_block=gw.take(
+            "clear_fatal_block", boolean(), False, env="GATEWAY_CLEAR_FATAL_BLOCK"
+        ),
         invalid_session_delay=gw.take(
             "invalid_session_delay", _delay_range, defaults.invalid_session_delay
         ),
-        backoff_base=gw.take("backoff_base", _seconds, defaults.backoff_base),
-        backoff_max=gw.take("backoff_max", _seconds, defaults.backoff_max),
-        max_in_flight=gw.take("max_in_flight", _positive_int, defaults.max_in_flight),
-        max_message_size=gw.take("max_message_size", _size_bound, defaults.max_message_size),
-        max_payload_size=gw.take("max_payload_size", _size_bound, defaults.max_payload_size),
-        max_event_size=gw.take("max_event_size", _int, defaults.max_event_size),
+        backoff_base=gw.take("backoff_base", seconds(), defaults.backoff_base),
+        backoff_max=gw.take("backoff_max", seconds(), defaults.backoff_max),
+        max_in_flight=gw.take("max_in_flight", integer(ge=1), defaults.max_in_flight),
+        max_message_size=gw.take("max_message_size", size_bound, defaults.max_message_size),
+        max_payload_size=gw.take("max_payload_size", size_bound, defaults.max_payload_size),
+        # Bytes, e.g. 16777216.
+        max_event_size=gw.take(
+            "max_event_size",
+            integer(ge=MIN_MAX_EVENT_SIZE),
+            defaults.max_event_size,
+            env="GATEWAY_MAX_EVENT_SIZE",
+        ),
     )
     gw.finish()
-    if gateway.max_event_size < MIN_MAX_EVENT_SIZE:
-        raise ConfigError(
-            "gateway.max_event_size",
-            f"must be at least {MIN_MAX_EVENT_SIZE} bytes (it is a size in bytes, e.g. 16777216)",
-        )
-    if not 50 <= gateway.large_threshold <= 250:
-        raise ConfigError("gateway.large_threshold", "must be between 50 and 250")
 
     metrics_section = root.section("metrics")
     metrics = MetricsSettings(
         address=metrics_section.take("address", _address, "0.0.0.0:8080"),
-        enabled=metrics_section.take("enabled", _bool, True),
+        enabled=metrics_section.take("enabled", boolean(), True),
     )
     metrics_section.finish()
 
     store_section = root.section("session_store")
     store_defaults = SessionStoreSettings()
     session_store = SessionStoreSettings(
-        type=cast(SessionStoreType, store_section.take("type", _choice(SESSION_STORES), "amqp")),
-        ttl=store_section.take("ttl", _seconds, store_defaults.ttl),
-        save_interval=store_section.take("save_interval", _seconds, store_defaults.save_interval),
-        path=store_section.take("path", _str, store_defaults.path),
+        type=cast(SessionStoreType, store_section.take("type", choice(*SESSION_STORES), "amqp")),
+        ttl=store_section.take("ttl", seconds(), store_defaults.ttl),
+        save_interval=store_section.take("save_interval", seconds(), store_defaults.save_interval),
+        path=str(store_section.take("path", path(), Path(store_defaults.path))),
     )
     store_section.finish()
 
     presence_section = root.section("presence")
     presence = PresenceSettings(
-        status=presence_section.take("status", _choice(STATUSES), "online"),
-        afk=presence_section.take("afk", _bool, False),
-        activity_name=presence_section.take("activity_name", _str, "") or None,
-        activity_type=presence_section.take("activity_type", _int, 0),
+        status=presence_section.take("status", choice(*STATUSES), "online"),
+        afk=presence_section.take("afk", boolean(), False),
+        activity_name=presence_section.take("activity_name", string(), "") or None,
+        activity_type=presence_section.take("activity_type", integer(ge=0), 0),
     )
     presence_section.finish()
 
     log_section = root.section("log")
     log = LogSettings(
-        level=log_section.take("level", _choice(LOG_LEVELS, upper=True), "INFO"),
-        format=log_section.take("format", _choice(LOG_FORMATS), "auto"),
+        level=log_section.take("level", choice(*LOG_LEVELS), "INFO", env="LOG_LEVEL"),
+        format=log_section.take("format", choice(*LOG_FORMATS), "auto", env="LOG_FORMAT"),
     )
     log_section.finish()
     root.finish()
@@ -665,14 +538,6 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     )
 
 
-def _address(key: str, value: Any) -> str:
-    text = _str(key, value).strip()
-    _host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(key, f"expected 'host:port', got {value!r}")
-    return text
-
-
 def _warnings(events: frozenset[str], intents: Intents) -> list[str]:
     """Legal settings that are probably mistakes: events the intents cannot deliver."""
     found = []
@@ -692,13 +557,4 @@ def _warnings(events: frozenset[str], intents: Intents) -> list[str]:
 
 def load_config(path: Path | None, env: Mapping[str, str]) -> GatewayConfig:
     """Read `path` (optional when the environment carries everything) and validate it."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with path.open("rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError("--config", f"file {str(path)!r} not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
-    return parse_config(data, env)
+    return parse_config(read_toml(path, "--config", ConfigError), env)

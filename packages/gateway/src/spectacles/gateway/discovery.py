@@ -6,12 +6,12 @@ client: it is the only REST call a gateway makes, once, at start-up.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Final
 
 import aiohttp
 import msgspec
 
+from spectacles.broker import Backoff
 from spectacles.models import GatewayBot
 
 from .errors import GatewayUnreachable
@@ -31,10 +31,11 @@ async def fetch_gateway_bot(api_url: str, token: str, *, retry_delay: float = 1.
     url = f"{api_url.rstrip('/')}/gateway/bot"
     last = "no attempt"
     timeout = aiohttp.ClientTimeout(total=TIMEOUT)
+    backoff = Backoff(retry_delay, retry_delay * 2 ** (ATTEMPTS - 2))
     async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
         for attempt in range(ATTEMPTS):
             if attempt:
-                await asyncio.sleep(retry_delay * 2 ** (attempt - 1))
+                await backoff.sleep()
             try:
                 async with session.get(url) as response:
                     body = await response.read()

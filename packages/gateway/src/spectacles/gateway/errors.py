@@ -14,9 +14,8 @@ Hierarchy (code branches on these types, never on message text)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from spectacles.models import ClosePolicy
+from spectacles.settings import SettingError
 
 __all__ = [
     "ConfigError",
@@ -34,17 +33,11 @@ class GatewayError(Exception):
     """Base class of every error the gateway raises on purpose."""
 
 
-class ConfigError(GatewayError):
-    """A configuration value is missing or invalid; `key` names where it came from."""
+class ConfigError(GatewayError, SettingError):
+    """A configuration value is missing or invalid; `key` names it, `env` the variable it came from.
 
-    def __init__(self, key: str, problem: str, choices: Iterable[str] | None = None) -> None:
-        self.key = key
-        self.problem = problem
-        self.choices: tuple[str, ...] = tuple(choices) if choices is not None else ()
-        message = f"config key '{key}': {problem}"
-        if self.choices:
-            message += f" (valid: {', '.join(self.choices)})"
-        super().__init__(message)
+    The text is the one format of every service: ``DISCORD_SHARD_COUNT (shards.count): ...``.
+    """
 
 
 class IdentifyRefused(GatewayError):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,8 +34,8 @@ import aiormq
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from spectacles.broker.broker import CONNECTION_ERRORS, Broker
-from spectacles.broker.errors import BrokerError
+from spectacles.broker import BROKER_FAILURES, Backoff
+from spectacles.broker.broker import Broker
 from spectacles.observability import get_logger
 
 from . import metrics
@@ -56,15 +55,17 @@ __all__ = [
 log = get_logger("spectacles.gateway.identify_lock")
 
 # Between two declares while another process owns the bucket (jittered, so waiters spread out).
-RETRY_DELAY: Final = (0.1, 0.25)
+RETRY_DELAY: Final = 0.25
 # How long one attempt waits for a live RabbitMQ connection before it counts as a failure.
 CONNECT_WAIT: Final = 1.0
-# After a failure (RabbitMQ down, refused): the next attempt, and at most one warning this often.
-FAILURE_DELAY: Final = (0.5, 1.0)
+# After a failure (RabbitMQ down, refused): the next attempt (doubling up to FAILURE_MAX_DELAY),
+# and at most one warning this often.
+FAILURE_DELAY: Final = 1.0
+FAILURE_MAX_DELAY: Final = 5.0
 WARN_EVERY: Final = 5.0
 RELEASE_TIMEOUT: Final = 5.0
 # The errors that make an attempt fail without telling whether someone else owns the bucket.
-_FAILURES: Final = (BrokerError, aiormq.exceptions.AMQPError, RuntimeError, *CONNECTION_ERRORS)
+_FAILURES: Final = (*BROKER_FAILURES, RuntimeError)
 
 
 def identify_lock_name(group: str, max_concurrency: int, bucket: int) -> str:
@@ -143,6 +144,8 @@ class AmqpBucketLock:
         name = self.name(bucket)
         started = time.monotonic()
         announced = False
+        held = Backoff(RETRY_DELAY, RETRY_DELAY)
+        failures = Backoff(FAILURE_DELAY, FAILURE_MAX_DELAY)
         while True:
             await self._settle(bucket)
             attempt = asyncio.create_task(self._declare(name), name=f"identify-lock:{name}")
@@ -158,11 +161,11 @@ class AmqpBucketLock:
                 if not announced:
                     log.debug("identify bucket held by another gateway; waiting", lock=name)
                     announced = True
-                await asyncio.sleep(random.uniform(*RETRY_DELAY))
+                await held.sleep()
                 continue
             except _FAILURES as exc:
                 self._warn(name, exc)
-                await asyncio.sleep(random.uniform(*FAILURE_DELAY))
+                await failures.sleep()
                 continue
             waited = time.monotonic() - started
             metrics.IDENTIFY_LOCK_WAIT.observe(waited)
@@ -284,6 +287,7 @@ class AmqpQuotaLedger:
 
     async def spend(self, budget: IdentifyBudget) -> None:
         """Take one IDENTIFY from the shared count, or raise `IdentifyLimitExceeded`."""
+        failures = Backoff(FAILURE_DELAY, FAILURE_MAX_DELAY)
         while True:
             local = await budget.current()
             if local is None:
@@ -304,7 +308,7 @@ class AmqpQuotaLedger:
                     return
             except _FAILURES as exc:
                 self._warn(exc)
-                await asyncio.sleep(random.uniform(*FAILURE_DELAY))
+                await failures.sleep()
 
     async def _read(self) -> _QuotaRecord | None:
         raw = await self._value.read()

@@ -14,10 +14,10 @@ import contextlib
 from typing import Final
 
 import aio_pika
-import aiormq
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
-from spectacles.broker.broker import CONNECTION_ERRORS, Broker
+from spectacles.broker import BROKER_FAILURES
+from spectacles.broker.broker import Broker
 
 __all__ = ["LastValueQueue"]
 
@@ -89,5 +89,5 @@ class LastValueQueue:
         """Close the channel (the connection belongs to the broker)."""
         channel, self._channel, self._queue = self._channel, None, None
         if channel is not None and not channel.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 await channel.close()

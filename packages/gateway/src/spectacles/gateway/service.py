@@ -19,9 +19,8 @@ import time
 from collections import Counter
 from typing import Any, Final
 
-import aiormq
-
-from spectacles.broker.broker import CONNECTION_ERRORS, Broker
+from spectacles.broker import BROKER_FAILURES, Backoff
+from spectacles.broker.broker import Broker
 from spectacles.broker.errors import BrokerError
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
@@ -59,7 +58,7 @@ FATAL_RECORD_ATTEMPTS: Final = 3
 # An unchanged session is saved again once this fraction of the store's TTL has passed, so the
 # saved entry of a quiet shard never expires while the shard runs.
 SESSION_REFRESH_FRACTION: Final = 1 / 3
-_STORE_ERRORS: Final = (*CONNECTION_ERRORS, aiormq.exceptions.AMQPError, BrokerError, OSError)
+_STORE_ERRORS: Final = BROKER_FAILURES
 
 log = get_logger("spectacles.gateway")
 
@@ -388,6 +387,7 @@ class GatewayService:
     async def _store_call(self, call: Any) -> Any:
         """`call()` on RabbitMQ, retried until it answers: the block is never skipped unread."""
         warned = False
+        backoff = Backoff(1.0, FATAL_BLOCK_RECHECK)
         while True:
             try:
                 return await asyncio.wait_for(call(), STORE_TIMEOUT)
@@ -395,7 +395,7 @@ class GatewayService:
                 if not warned:
                     warned = True
                     log.warning("cannot read the fatal-close block; waiting", error=repr(exc))
-                await asyncio.sleep(1.0)
+                await backoff.sleep()
 
     def _on_fatal_close(self, shard: Shard) -> None:
         """Stop this process' IDENTIFYs and put the close on record for every restart."""
@@ -414,12 +414,13 @@ class GatewayService:
 
     async def _record_fatal(self, code: int, shard_id: int) -> None:
         assert self._fatal is not None
+        backoff = Backoff(1.0, FATAL_BLOCK_RECHECK)
         for attempt in range(FATAL_RECORD_ATTEMPTS):
             try:
                 await asyncio.wait_for(self._fatal.record(code, shard_id), STORE_TIMEOUT)
             except _STORE_ERRORS as exc:
                 log.warning("could not record the fatal close", attempt=attempt, error=repr(exc))
-                await asyncio.sleep(1.0)
+                await backoff.sleep()
                 continue
             log.info(
                 "fatal close recorded: this token will not IDENTIFY again before the block ends",
@@ -439,7 +440,7 @@ class GatewayService:
                 state = await asyncio.wait_for(
                     self._store.load(shard_id, plan.count), STORE_TIMEOUT
                 )
-            except (*CONNECTION_ERRORS, aiormq.exceptions.AMQPError, BrokerError, OSError) as exc:
+            except _STORE_ERRORS as exc:
                 log.warning("could not load a saved session", shard_id=shard_id, error=repr(exc))
                 continue
             if state is not None:

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 import aio_pika
-import aiormq
 import msgspec
 from aio_pika.abc import AbstractChannel
 
-from spectacles.broker.broker import CONNECTION_ERRORS, Broker
+from spectacles.broker import BROKER_FAILURES
+from spectacles.broker.broker import Broker
 from spectacles.broker.queue_type import declarable_type
 from spectacles.broker.topology import QueueType
 from spectacles.observability import get_logger
@@ -244,7 +244,7 @@ class AmqpSessionStore:
         """Close the store's channel."""
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+            with contextlib.suppress(*BROKER_FAILURES):
                 await channel.close()
 
 

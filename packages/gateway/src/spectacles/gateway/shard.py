@@ -25,6 +25,7 @@ from typing import Annotated, Any, Final, Protocol
 
 import msgspec
 
+from spectacles.broker import Backoff
 from spectacles.broker.errors import BrokerError, BrokerUnavailable, PublishError, PublishTooLarge
 from spectacles.broker.publisher import ConfirmListener, PreparedPublish
 from spectacles.broker.topology import Topology
@@ -398,8 +399,9 @@ class Shard:
     def _backoff_delay(self, failures: int) -> float:
         if failures <= 0:
             return 0.0
-        base: float = self._settings.backoff_base * 2.0 ** (failures - 1)
-        return min(self._settings.backoff_max, base) * random.uniform(0.5, 1.0)
+        settings = self._settings
+        cap = max(settings.backoff_base, settings.backoff_max)
+        return Backoff(settings.backoff_base, cap).delay(failures - 1)
 
     async def _keep_alive(self) -> None:
         failures = 0

@@ -17,13 +17,11 @@ import os
 import time
 from typing import Any, Final
 
-import aiormq
 import msgspec
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from spectacles.broker import Broker, Publisher, shard_for_guild
-from spectacles.broker.errors import BrokerError
+from spectacles.broker import BROKER_FAILURES, Broker, Publisher, shard_for_guild
 from spectacles.models import InteractionCallbackType, InteractionType
 from spectacles.observability import get_logger, parse_address
 
@@ -196,7 +194,7 @@ class InteractionsIngress:
                 _log.info("interactions.deferred", interaction_id=head.id)
                 return _json(_DEFERRED)
             callback = answer.result()  # taken in the very iteration the deadline fired
-        except (BrokerError, aiormq.exceptions.AMQPError, ConnectionError) as exc:
+        except BROKER_FAILURES as exc:
             _REQUESTS.labels("failed").inc()
             _log.error("interactions.not_published", interaction_id=head.id, error=str(exc))
             return web.json_response({"message": "cannot reach the bot's workers"}, status=503)

@@ -1,9 +1,9 @@
 """Interactions waiting for a worker's answer, reachable through RabbitMQ by their id.
 
-The ingress owns one exclusive queue bound to ``{group}.interactions``; while an interaction
-waits, the queue is bound with its id as routing key, so the REST proxy's offer of the worker's
-callback reaches this process (and only this one). Unbound again once answered or given up, an
-offer for it is unroutable and the proxy sends it to Discord instead.
+The ingress owns one exclusive queue bound to ``{group}.interactions`` (a broker ``RpcInbox``);
+while an interaction waits, the queue is bound with its id as routing key, so the REST proxy's
+offer of the worker's callback reaches this process (and only this one). Unbound again once
+answered or given up, an offer for it is unroutable and the proxy sends it to Discord instead.
 """
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ import asyncio
 import contextlib
 import os
 import uuid
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
-import aio_pika
-import aiormq
 import msgspec
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from spectacles.broker import Broker
-from spectacles.broker.errors import BrokerUnavailable
+from spectacles.broker.errors import BrokerError
+from spectacles.broker.rpc_inbox import RpcInbox
 from spectacles.observability import get_logger
 from spectacles.rest.proxy import TOKEN_HEADER, OfferReply, interactions_exchange
 
@@ -43,44 +42,31 @@ class PendingAnswers:
     """``expect`` an interaction's answer, ``wait`` for it, ``forget`` it."""
 
     def __init__(self, broker: Broker) -> None:
-        self._broker = broker
         self.exchange = interactions_exchange(broker.settings.group)
         self.queue_name = f"{self.exchange}.ingress.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         self._waiters: dict[str, _Waiter] = {}
-        self._channel: AbstractChannel | None = None
-        self._queue: AbstractQueue | None = None
-        self._supervisor: asyncio.Task[None] | None = None
+        self._inbox = RpcInbox(
+            broker, exchange=self.exchange, queue=self.queue_name, handler=self._on_offer
+        )
 
     @property
     def ready(self) -> bool:
         """Whether answers can reach this process now."""
-        return self._channel is not None and not self._channel.is_closed
+        return self._inbox.ready
 
     async def start(self) -> None:
         """Declare the exchange and this process's queue, and consume offers."""
-        await self._subscribe()
-        self._supervisor = asyncio.create_task(self._supervise(), name="interactions-pending")
+        await self._inbox.start()
 
     async def stop(self) -> None:
         """Stop consuming; the exclusive queue goes away with the channel."""
-        task, self._supervisor = self._supervisor, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        channel, self._channel, self._queue = self._channel, None, None
-        if channel is not None and not channel.is_closed:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(channel.close(), 5.0)
+        await self._inbox.stop()
 
     async def expect(self, interaction_id: str, token: str) -> asyncio.Future[bytes]:
         """Route offers for ``interaction_id`` here (before the event is published)."""
         waiter = self._waiters[interaction_id] = _Waiter(token)
-        queue = self._queue
-        if queue is None:
-            raise BrokerUnavailable("not subscribed to interaction answers", host="")
         try:
-            await queue.bind(self.exchange, routing_key=interaction_id)
+            await self._inbox.bind(interaction_id)
         except BaseException:
             self._waiters.pop(interaction_id, None)
             raise
@@ -89,60 +75,19 @@ class PendingAnswers:
     async def forget(self, interaction_id: str) -> None:
         """Stop waiting: from now on an offer is answered "not taken" (then unroutable)."""
         self._waiters.pop(interaction_id, None)
-        queue = self._queue
-        if queue is not None:
-            with contextlib.suppress(Exception):
-                await queue.unbind(self.exchange, routing_key=interaction_id)
+        with contextlib.suppress(BrokerError):
+            await self._inbox.unbind(interaction_id)
 
-    async def _subscribe(self) -> None:
-        channel = await self._broker.channel()
-        await channel.set_qos(prefetch_count=64)
-        await channel.declare_exchange(self.exchange, aio_pika.ExchangeType.DIRECT, durable=True)
-        queue = await channel.declare_queue(self.queue_name, exclusive=True, auto_delete=True)
-        for interaction_id in list(self._waiters):
-            await queue.bind(self.exchange, routing_key=interaction_id)
-        await queue.consume(self._on_offer)
-        self._channel, self._queue = channel, queue
-
-    async def _supervise(self) -> None:
-        while True:
-            channel = self._channel
-            if channel is not None:
-                await channel.closed()
-                _log.warning("interactions.answers_channel_closed")
-            self._channel = self._queue = None
-            delay = 0.2
-            while True:
-                try:
-                    await self._broker.wait_connected()
-                    await self._subscribe()
-                    break
-                except Exception as exc:
-                    if self._broker.is_closed:
-                        return
-                    _log.warning("interactions.resubscribe_failed", error=repr(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-    async def _on_offer(self, message: AbstractIncomingMessage) -> None:
-        interaction_id = message.routing_key or ""
+    async def _on_offer(
+        self, interaction_id: str, body: bytes, headers: Mapping[str, Any]
+    ) -> bytes:
         waiter = self._waiters.get(interaction_id)
-        token = (message.headers or {}).get(TOKEN_HEADER)
+        token = headers.get(TOKEN_HEADER)
         if isinstance(token, bytes):
             token = token.decode()
-        taken = waiter is not None and token == waiter.token and not waiter.future.done()
-        if taken:
-            assert waiter is not None
-            waiter.future.set_result(bytes(message.body))
-            self._waiters.pop(interaction_id, None)
-        if message.reply_to and self._channel is not None:
-            reply = aio_pika.Message(
-                _TAKEN if taken else _NOT_TAKEN,
-                correlation_id=message.correlation_id,
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
-            )
-            with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError):
-                await self._channel.default_exchange.publish(reply, routing_key=message.reply_to)
-        with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError):
-            await message.ack()
+        if waiter is None or token != waiter.token or waiter.future.done():
+            _log.debug("interactions.offer_not_taken", interaction_id=interaction_id)
+            return _NOT_TAKEN
+        waiter.future.set_result(body)
+        self._waiters.pop(interaction_id, None)
+        return _TAKEN

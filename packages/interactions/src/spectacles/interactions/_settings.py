@@ -14,6 +14,7 @@ from spectacles.broker.settings import (
     BrokerSettings,
 )
 from spectacles.observability import parse_address
+from spectacles.settings import SettingError, SettingsReader, integer, seconds, string, validate
 
 from ._signature import public_key_from_hex
 
@@ -23,14 +24,17 @@ DEFAULT_ADDRESS: Final = "0.0.0.0:8090"
 #: Discord fails an interaction not answered within 3 s; the deferred answer must leave in time.
 DEFAULT_RESPONSE_TIMEOUT: Final = 2.5
 DEFAULT_MAX_AGE: Final = 300.0
+DEFAULT_METRICS_ADDRESS: Final = "0.0.0.0:8080"
 
 
-class ConfigError(ValueError):
+# Discord fails an interaction not answered within 3 s.
+_RESPONSE_TIMEOUT: Final = seconds(gt=0, lt=3)
+_MAX_AGE: Final = seconds(gt=0)
+_SHARD_COUNT: Final = integer(ge=1)
+
+
+class ConfigError(SettingError):
     """A setting is missing or invalid; ``key`` names the environment variable."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class IngressSettings:
     response_timeout: float = DEFAULT_RESPONSE_TIMEOUT
     max_age: float = DEFAULT_MAX_AGE
     shard_count: int = 1
+    metrics_address: str = DEFAULT_METRICS_ADDRESS
 
     def __post_init__(self) -> None:
         try:
@@ -56,21 +61,20 @@ class IngressSettings:
         except ValueError as exc:
             raise ConfigError("INTERACTIONS_ADDRESS", str(exc)) from None
         try:
+            parse_address(self.metrics_address)
+        except ValueError as exc:
+            raise ConfigError("METRICS_ADDRESS", str(exc)) from None
+        try:
             self.broker  # noqa: B018 - validates AMQP_URL and BROKER_GROUP
         except AmqpUrlError as exc:
             raise ConfigError(exc.key, exc.problem) from None
-        except ValueError as exc:
-            key = "BROKER_GROUP" if str(exc).startswith("BROKER_GROUP") else "AMQP_URL"
-            raise ConfigError(key, str(exc).split(" ", 1)[1]) from None
-        if not 0 < self.response_timeout < 3:
-            raise ConfigError(
-                "INTERACTIONS_RESPONSE_TIMEOUT",
-                f"{self.response_timeout} must be between 0 and 3 seconds (Discord's limit)",
-            )
-        if self.max_age <= 0:
-            raise ConfigError("INTERACTIONS_MAX_AGE", f"{self.max_age} must be > 0 seconds")
-        if self.shard_count < 1:
-            raise ConfigError("DISCORD_SHARD_COUNT", f"{self.shard_count} must be >= 1")
+        except SettingError as exc:
+            raise ConfigError(exc.key, exc.problem) from None
+        validate(
+            "INTERACTIONS_RESPONSE_TIMEOUT", _RESPONSE_TIMEOUT, self.response_timeout, ConfigError
+        )
+        validate("INTERACTIONS_MAX_AGE", _MAX_AGE, self.max_age, ConfigError)
+        validate("DISCORD_SHARD_COUNT", _SHARD_COUNT, self.shard_count, ConfigError)
 
     @property
     def broker(self) -> BrokerSettings:
@@ -82,8 +86,8 @@ class IngressSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngressSettings:
         """Every setting from ``environ`` (default ``os.environ``); empty means default."""
-        env = os.environ if environ is None else environ
-        key = (env.get("DISCORD_PUBLIC_KEY") or "").strip()
+        env = SettingsReader(os.environ if environ is None else environ, error=ConfigError)
+        key = env.var("DISCORD_PUBLIC_KEY", string(), "")
         if not key:
             raise ConfigError(
                 "DISCORD_PUBLIC_KEY",
@@ -91,23 +95,14 @@ class IngressSettings:
             )
         return cls(
             public_key=key,
-            address=env.get("INTERACTIONS_ADDRESS") or DEFAULT_ADDRESS,
-            amqp_url=env.get("AMQP_URL") or DEFAULT_AMQP_URL,
-            group=env.get("BROKER_GROUP") or DEFAULT_GROUP,
-            amqp_url_order=env.get("AMQP_URL_ORDER") or "shuffle",
-            response_timeout=_number(
-                env, "INTERACTIONS_RESPONSE_TIMEOUT", DEFAULT_RESPONSE_TIMEOUT
+            address=env.var("INTERACTIONS_ADDRESS", string(), DEFAULT_ADDRESS),
+            amqp_url=env.var("AMQP_URL", string(), DEFAULT_AMQP_URL),
+            group=env.var("BROKER_GROUP", string(), DEFAULT_GROUP),
+            amqp_url_order=env.var("AMQP_URL_ORDER", string(), "shuffle"),
+            response_timeout=env.var(
+                "INTERACTIONS_RESPONSE_TIMEOUT", _RESPONSE_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT
             ),
-            max_age=_number(env, "INTERACTIONS_MAX_AGE", DEFAULT_MAX_AGE),
-            shard_count=int(_number(env, "DISCORD_SHARD_COUNT", 1)),
+            max_age=env.var("INTERACTIONS_MAX_AGE", _MAX_AGE, DEFAULT_MAX_AGE),
+            shard_count=env.var("DISCORD_SHARD_COUNT", _SHARD_COUNT, 1),
+            metrics_address=env.var("METRICS_ADDRESS", string(), DEFAULT_METRICS_ADDRESS),
         )
-
-
-def _number(env: Mapping[str, str], key: str, default: float) -> float:
-    raw = (env.get(key) or "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(key, f"{raw!r} is not a number") from None

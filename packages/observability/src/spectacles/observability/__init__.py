@@ -2,6 +2,8 @@
 
 from spectacles.observability._health import HealthServer, ReadyCheck, parse_address
 from spectacles.observability._logging import (
+    LOG_FORMATS,
+    LOG_LEVELS,
     REDACTED,
     configure_logging,
     get_logger,
@@ -10,6 +12,8 @@ from spectacles.observability._logging import (
 )
 
 __all__ = [
+    "LOG_FORMATS",
+    "LOG_LEVELS",
     "REDACTED",
     "HealthServer",
     "ReadyCheck",

@@ -11,13 +11,27 @@ import os
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
-__all__ = ["REDACTED", "configure_logging", "get_logger", "redact", "register_secret"]
+from spectacles.settings import SettingsReader, choice, validate
+
+__all__ = [
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "REDACTED",
+    "configure_logging",
+    "get_logger",
+    "redact",
+    "register_secret",
+]
 
 REDACTED = "[REDACTED]"
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS: Final = ("auto", "json", "console")
+_LEVEL: Final = choice(*LOG_LEVELS)
+_FORMAT: Final = choice(*LOG_FORMATS)
 
 _SECRET_KEYS = frozenset({"token", "password", "authorization", "secret", "amqp_password"})
 # Userinfo of URLs (amqp://user:password@host) — the password part is replaced.
@@ -86,17 +100,13 @@ def configure_logging(
     JSON is chosen when ``fmt`` (or ``LOG_FORMAT``) is ``json`` or stderr is not a terminal,
     which is what containers and log shippers want; ``console`` forces the human format.
     """
-    level_name = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
-    numeric = logging.getLevelName(level_name)
-    if not isinstance(numeric, int):
-        raise ValueError(
-            f"LOG_LEVEL: unknown level {level_name!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL"
-        )
-    fmt = (fmt or os.environ.get("LOG_FORMAT") or "").lower()
+    env = SettingsReader(os.environ)
+    level_name = env.var("LOG_LEVEL", _LEVEL, "INFO") if level is None else level
+    numeric: int = logging.getLevelName(validate("LOG_LEVEL", _LEVEL, level_name))
+    fmt = env.var("LOG_FORMAT", _FORMAT, "") if fmt is None else fmt
+    fmt = validate("LOG_FORMAT", _FORMAT, fmt) if fmt else ""
     if fmt == "auto":  # the gateway's documented spelling of "decide by the terminal"
         fmt = ""
-    if fmt not in ("", "json", "console"):
-        raise ValueError(f"LOG_FORMAT: unknown format {fmt!r}; use auto, json or console")
     as_json = fmt == "json" or (fmt == "" and not sys.stderr.isatty())
 
     shared: list[Any] = [

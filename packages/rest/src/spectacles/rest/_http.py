@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from spectacles.broker import Backoff
 from spectacles.models import encode
 from spectacles.observability import get_logger, register_secret
 
@@ -304,8 +304,9 @@ class HTTPClient:
             )
 
     async def _backoff(self, reason: str, route: Route, failures: int, **details: Any) -> None:
-        delay = min(self._backoff_base * 2 ** (failures - 1), self._backoff_max)
-        delay *= random.uniform(0.5, 1.0)  # jitter: replicas must not retry in lockstep
+        # Jittered (replicas must not retry in lockstep), doubling from base up to max.
+        cap = max(self._backoff_base, self._backoff_max)
+        delay = Backoff(self._backoff_base, cap).delay(failures - 1)
         RETRIES.labels(reason).inc()
         _log.warning(
             "rest.retrying",

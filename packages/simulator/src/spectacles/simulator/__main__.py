@@ -11,9 +11,23 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
-from spectacles.simulator._config import SimulatorConfig, SimulatorConfigError
+from spectacles.settings import (
+    Parser,
+    Secret,
+    SettingError,
+    SettingsReader,
+    boolean,
+    exit_config_error,
+    integer,
+    number,
+    seconds,
+    secret,
+    string,
+)
+from spectacles.simulator._config import SimulatorConfig
 from spectacles.simulator._scenarios import (
     SCENARIOS,
     ScenarioSettings,
@@ -25,102 +39,114 @@ from spectacles.simulator._webhook_out import EndpointVerificationError
 
 __all__ = ["build_parser", "main"]
 
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"SIM_{name}", default)
+T = TypeVar("T")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The CLI; defaults come from SIM_* environment variables."""
+def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The CLI; defaults come from SIM_* environment variables (a bad one: `SettingError`)."""
+    read = SettingsReader(os.environ if env is None else env)
+
+    def sim(name: str, parse: Parser[T], default: T) -> T:
+        return read.var(f"SIM_{name}", parse, default)
+
+    count, positive = integer(ge=0), integer(ge=1)
     p = argparse.ArgumentParser(
         prog="spectacles-sim",
         description="A local Discord (gateway, REST, control API, live view) on one port.",
     )
-    p.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="bind address [SIM_HOST]")
-    p.add_argument("--port", type=int, default=int(_env("PORT", "8000")), help="[SIM_PORT]")
     p.add_argument(
-        "--token", default=_env("TOKEN", "sim-token"), help="the bot token to accept [SIM_TOKEN]"
+        "--host", default=sim("HOST", string(), "127.0.0.1"), help="bind address [SIM_HOST]"
     )
-    p.add_argument("--guilds", type=int, default=int(_env("GUILDS", "2")), help="[SIM_GUILDS]")
     p.add_argument(
-        "--members", type=int, default=int(_env("MEMBERS", "20")), help="per guild [SIM_MEMBERS]"
+        "--port", type=int, default=sim("PORT", integer(ge=0, le=65535), 8000), help="[SIM_PORT]"
+    )
+    p.add_argument(
+        "--token",
+        default=sim("TOKEN", secret(), Secret("sim-token")).reveal(),
+        help="the bot token to accept [SIM_TOKEN]",
+    )
+    p.add_argument("--guilds", type=int, default=sim("GUILDS", count, 2), help="[SIM_GUILDS]")
+    p.add_argument(
+        "--members", type=int, default=sim("MEMBERS", count, 20), help="per guild [SIM_MEMBERS]"
     )
     p.add_argument(
         "--channels",
         type=int,
-        default=int(_env("CHANNELS", "3")),
+        default=sim("CHANNELS", integer(ge=2), 3),
         help="text channels per guild, at least 2 [SIM_CHANNELS]",
     )
     p.add_argument(
         "--shards",
         type=int,
-        default=int(_env("SHARDS", "1")),
+        default=sim("SHARDS", positive, 1),
         help="recommended shard count reported by /gateway/bot [SIM_SHARDS]",
     )
     p.add_argument(
         "--max-concurrency",
         type=int,
-        default=int(_env("MAX_CONCURRENCY", "1")),
+        default=sim("MAX_CONCURRENCY", positive, 1),
         help="identify buckets [SIM_MAX_CONCURRENCY]",
     )
     p.add_argument(
         "--identify-interval",
         type=float,
-        default=float(_env("IDENTIFY_INTERVAL", "5.0")),
+        default=sim("IDENTIFY_INTERVAL", seconds(), 5.0),
         help="seconds between IDENTIFYs per bucket [SIM_IDENTIFY_INTERVAL]",
     )
     p.add_argument(
         "--heartbeat-interval-ms",
         type=int,
-        default=int(_env("HEARTBEAT_INTERVAL_MS", "41250")),
+        default=sim("HEARTBEAT_INTERVAL_MS", positive, 41250),
         help="[SIM_HEARTBEAT_INTERVAL_MS]",
     )
     p.add_argument(
         "--session-ttl",
         type=float,
-        default=float(_env("SESSION_TTL", "180")),
+        default=sim("SESSION_TTL", seconds(), 180.0),
         help="seconds a disconnected session stays resumable [SIM_SESSION_TTL]",
     )
     p.add_argument(
         "--scenario",
-        default=_env("SCENARIO", "idle"),
+        default=sim("SCENARIO", string(), "idle"),
         help=f"comma-separated: {', '.join(SCENARIOS)} [SIM_SCENARIO]",
     )
-    p.add_argument("--seed", type=int, default=int(_env("SEED", "1")), help="[SIM_SEED]")
+    p.add_argument("--seed", type=int, default=sim("SEED", integer(), 1), help="[SIM_SEED]")
     p.add_argument(
         "--public-url",
-        default=_env("PUBLIC_URL", "") or None,
+        default=sim("PUBLIC_URL", string(), "") or None,
         help="URL clients reach this simulator at, e.g. http://simulator:8000 [SIM_PUBLIC_URL]",
     )
     p.add_argument(
         "--interactions-url",
-        default=_env("INTERACTIONS_URL", "") or None,
+        default=sim("INTERACTIONS_URL", string(), "") or None,
         help="POST interactions (Ed25519-signed) to this URL instead of the gateway "
         "[SIM_INTERACTIONS_URL]",
     )
     p.add_argument(
         "--no-rate-limits",
         action="store_true",
-        default=_env("RATE_LIMITS", "on").lower() in ("off", "0", "false", "no"),
+        default=not sim("RATE_LIMITS", boolean(), True),
         help="disable REST rate limits [SIM_RATE_LIMITS=off]",
     )
     p.add_argument(
         "--global-rate-limit",
         type=int,
-        default=int(_env("GLOBAL_RATE_LIMIT", "50")),
+        default=sim("GLOBAL_RATE_LIMIT", positive, 50),
         help="REST requests per second per bot [SIM_GLOBAL_RATE_LIMIT]",
     )
     p.add_argument(
-        "--chat-interval", type=float, default=float(_env("CHAT_INTERVAL", "4")), help="seconds"
+        "--chat-interval", type=float, default=sim("CHAT_INTERVAL", seconds(), 4.0), help="seconds"
     )
     p.add_argument(
-        "--raid-every", type=float, default=float(_env("RAID_EVERY", "60")), help="seconds"
+        "--raid-every", type=float, default=sim("RAID_EVERY", seconds(), 60.0), help="seconds"
     )
-    p.add_argument("--raid-size", type=int, default=int(_env("RAID_SIZE", "25")))
+    p.add_argument("--raid-size", type=int, default=sim("RAID_SIZE", positive, 25))
     p.add_argument(
-        "--flood-rate", type=float, default=float(_env("FLOOD_RATE", "1000")), help="events/s"
+        "--flood-rate", type=float, default=sim("FLOOD_RATE", number(gt=0), 1000.0), help="events/s"
     )
-    p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL"), help="[LOG_LEVEL]")
+    p.add_argument(
+        "--log-level", default=read.var("LOG_LEVEL", string(), "") or None, help="[LOG_LEVEL]"
+    )
     return p
 
 
@@ -175,8 +201,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `spectacles-sim`."""
     try:
         args = build_parser().parse_args(argv)
-    except ValueError as error:  # a SIM_* variable that is not a number
-        sys.exit(f"spectacles-sim: bad environment value: {error}")
+    except SettingError as error:  # a bad SIM_* variable
+        exit_config_error("spectacles-sim", error)
     try:
         scenarios = parse_scenarios(args.scenario)
         config = SimulatorConfig(
@@ -195,9 +221,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             public_url=args.public_url,
             interactions_url=args.interactions_url,
         )
-    except (SimulatorConfigError, ValueError) as error:
-        sys.exit(f"spectacles-sim: {error}")
-    _configure_logging(args.log_level, config.token)
+        _configure_logging(args.log_level, config.token)
+    except SettingError as error:
+        exit_config_error("spectacles-sim", error)
+    except ValueError as error:  # an unknown scenario
+        exit_config_error("spectacles-sim", SettingError("SIM_SCENARIO", str(error)))
     try:
         asyncio.run(_serve(args, config, scenarios))
     except EndpointVerificationError as error:

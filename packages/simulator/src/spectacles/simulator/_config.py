@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Final
 
 from spectacles.models import PRIVILEGED_INTENTS, Intents
+from spectacles.settings import SettingError
 
 __all__ = [
     "DEFAULT_ROUTE_LIMITS",
@@ -17,14 +18,13 @@ __all__ = [
 ]
 
 
-class SimulatorConfigError(ValueError):
+class SimulatorConfigError(SettingError):
     """A configuration value is out of range; `key` names it and the message says how to fix it."""
 
     def __init__(self, key: str, value: object, fix: str) -> None:
-        self.key = key
         self.value = value
         self.fix = fix
-        super().__init__(f"invalid simulator setting {key}={value!r}: {fix}")
+        super().__init__(key, f"{fix}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ def main() -> None:
         signal.signal(sig, _exit_during_startup)
     # Only now the imports that take a second (aiohttp, prometheus, structlog).
     from spectacles.observability import configure_logging
+    from spectacles.settings import SettingError, exit_config_error
 
     from ._config import ProxySettings
     from ._interactions import offer_from_env
@@ -43,9 +44,8 @@ def main() -> None:
         configure_logging(service="rest-proxy")  # LOG_LEVEL / LOG_FORMAT
         settings = ProxySettings.from_env()
         ingress = offer_from_env()
-    except ValueError as exc:
-        print(f"spectacles-rest-proxy: bad configuration: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except SettingError as exc:
+        exit_config_error("spectacles-rest-proxy", exc)
     asyncio.run(_run(settings, ingress))
 
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
 from spectacles.observability import parse_address
+from spectacles.settings import (
+    Secret,
+    SettingError,
+    SettingsReader,
+    boolean,
+    integer,
+    seconds,
+    secret,
+    string,
+    validate,
+)
 
 from .._http import API_URL_ENV, DEFAULT_API_URL, PROXY_AUTH_ENV, resolve_base_url
 
@@ -19,8 +29,9 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_PROXY_ADDRESS", "ProxySettings"]
 DEFAULT_PROXY_ADDRESS: Final = "127.0.0.1:8081"
 #: Discord's own upload limit for most bots; a bigger body is refused (413) before upstream.
 DEFAULT_MAX_BODY_BYTES: Final = 25 * 1024 * 1024
-_TRUE: Final = ("1", "true", "yes", "on")
-_FALSE: Final = ("", "0", "false", "no", "off")
+_AT_LEAST_ONE: Final = integer(ge=1)
+_RETRIES: Final = integer(ge=0)
+_TIMEOUT: Final = seconds(gt=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,79 +63,53 @@ class ProxySettings:
     max_tokens: int = 8
 
     def __post_init__(self) -> None:
-        parse_address(self.address)  # raises a ValueError naming the expected form
-        object.__setattr__(self, "upstream", resolve_base_url(self.upstream))
-        if self.global_limit < 1:
-            raise ValueError(f"REST_PROXY_GLOBAL_LIMIT must be >= 1, got {self.global_limit}")
-        if self.max_retries < 0:
-            raise ValueError(f"REST_PROXY_MAX_RETRIES must be >= 0, got {self.max_retries}")
-        if self.invalid_request_threshold < 1:
-            raise ValueError(
-                "REST_PROXY_INVALID_REQUEST_THRESHOLD must be >= 1, "
-                f"got {self.invalid_request_threshold}"
-            )
-        if self.max_tokens < 1:
-            raise ValueError(f"REST_PROXY_MAX_TOKENS must be >= 1, got {self.max_tokens}")
-        if self.request_timeout <= 0:
-            raise ValueError(f"REST_PROXY_TIMEOUT must be > 0, got {self.request_timeout}")
-        if self.max_body_bytes < 1:
-            raise ValueError(f"REST_PROXY_MAX_BODY_BYTES must be >= 1, got {self.max_body_bytes}")
+        try:
+            parse_address(self.address)
+        except ValueError as exc:
+            raise SettingError("REST_PROXY_ADDRESS", str(exc)) from None
+        try:
+            object.__setattr__(self, "upstream", resolve_base_url(self.upstream))
+        except ValueError:
+            raise SettingError(
+                API_URL_ENV, f"expected an http(s) URL such as {DEFAULT_API_URL!r}"
+            ) from None
+        validate("REST_PROXY_GLOBAL_LIMIT", _AT_LEAST_ONE, self.global_limit)
+        validate("REST_PROXY_MAX_RETRIES", _RETRIES, self.max_retries)
+        validate(
+            "REST_PROXY_INVALID_REQUEST_THRESHOLD", _AT_LEAST_ONE, self.invalid_request_threshold
+        )
+        validate("REST_PROXY_MAX_TOKENS", _AT_LEAST_ONE, self.max_tokens)
+        validate("REST_PROXY_TIMEOUT", _TIMEOUT, self.request_timeout)
+        validate("REST_PROXY_MAX_BODY_BYTES", _AT_LEAST_ONE, self.max_body_bytes)
         if self.auth is not None and not self.auth.strip():
             object.__setattr__(self, "auth", None)
         if self.token and self.auth is None and not self.allow_anonymous:
-            raise ValueError(
-                f"{PROXY_AUTH_ENV} is not set: with DISCORD_TOKEN the proxy answers as the bot "
-                "to anyone who can reach it. Set REST_PROXY_AUTH to a shared secret (and give it "
-                "to every worker), or REST_PROXY_ALLOW_ANONYMOUS=1 to accept that risk"
+            raise SettingError(
+                PROXY_AUTH_ENV,
+                "is not set; with DISCORD_TOKEN the proxy answers as the bot to anyone who can "
+                "reach it. Set REST_PROXY_AUTH to a shared secret (and give it to every worker), "
+                "or REST_PROXY_ALLOW_ANONYMOUS=1 to accept that risk",
             )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProxySettings:
         """Build settings from ``REST_PROXY_*``, ``DISCORD_API_URL`` and ``DISCORD_TOKEN``."""
-        env = os.environ if env is None else env
-        token = env.get("DISCORD_TOKEN", "").strip().removeprefix("Bot ").strip() or None
+        read = SettingsReader(os.environ if env is None else env)
+        token = read.var("DISCORD_TOKEN", secret(), Secret("")).reveal()
         return cls(
-            address=env.get("REST_PROXY_ADDRESS") or DEFAULT_PROXY_ADDRESS,
-            upstream=env.get(API_URL_ENV) or DEFAULT_API_URL,
-            token=token,
-            auth=env.get(PROXY_AUTH_ENV, "").strip() or None,
-            allow_anonymous=_bool(env, "REST_PROXY_ALLOW_ANONYMOUS"),
-            max_body_bytes=_int(env, "REST_PROXY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-            global_limit=_int(env, "REST_PROXY_GLOBAL_LIMIT", 50),
-            max_retries=_int(env, "REST_PROXY_MAX_RETRIES", 3),
-            invalid_request_threshold=_int(env, "REST_PROXY_INVALID_REQUEST_THRESHOLD", 9_000),
-            request_timeout=_float(env, "REST_PROXY_TIMEOUT", 30.0),
-            max_tokens=_int(env, "REST_PROXY_MAX_TOKENS", 8),
+            address=read.var("REST_PROXY_ADDRESS", string(), DEFAULT_PROXY_ADDRESS),
+            upstream=read.var(API_URL_ENV, string(), DEFAULT_API_URL),
+            token=token.removeprefix("Bot ").strip() or None,
+            auth=read.var(PROXY_AUTH_ENV, secret(), Secret("")).reveal() or None,
+            allow_anonymous=read.var("REST_PROXY_ALLOW_ANONYMOUS", boolean(), False),
+            max_body_bytes=read.var(
+                "REST_PROXY_MAX_BODY_BYTES", _AT_LEAST_ONE, DEFAULT_MAX_BODY_BYTES
+            ),
+            global_limit=read.var("REST_PROXY_GLOBAL_LIMIT", _AT_LEAST_ONE, 50),
+            max_retries=read.var("REST_PROXY_MAX_RETRIES", _RETRIES, 3),
+            invalid_request_threshold=read.var(
+                "REST_PROXY_INVALID_REQUEST_THRESHOLD", _AT_LEAST_ONE, 9_000
+            ),
+            request_timeout=read.var("REST_PROXY_TIMEOUT", _TIMEOUT, 30.0),
+            max_tokens=read.var("REST_PROXY_MAX_TOKENS", _AT_LEAST_ONE, 8),
         )
-
-
-def _bool(env: Mapping[str, str], key: str) -> bool:
-    raw = env.get(key, "").strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ValueError(f"{key} must be 1 or 0 (true/false, yes/no), got {raw!r}")
-
-
-def _int(env: Mapping[str, str], key: str, default: int) -> int:
-    raw = env.get(key, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{key} must be an integer, got {raw!r}") from None
-
-
-def _float(env: Mapping[str, str], key: str, default: float) -> float:
-    raw = env.get(key, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{key} must be a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{key} must be a finite number of seconds, got {raw!r}")
-    return value

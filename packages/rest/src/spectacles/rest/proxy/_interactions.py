@@ -9,6 +9,9 @@ ingress waiting for that interaction has bound its queue with that key; it repli
 ``{"taken": false}`` reply (the ingress already deferred), no reply in time or no RabbitMQ:
 the callback goes to Discord as it would without an ingress. Workers get Discord's own answer
 to a callback either way (204 when taken).
+
+RabbitMQ is ``spectacles.broker``'s: the offer is an ``RpcClient`` call (direct reply-to), the
+ingress an ``RpcInbox``; node choice, reconnects and error translation are the broker's.
 """
 
 from __future__ import annotations
@@ -16,25 +19,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import re
-import uuid
 from collections.abc import Mapping
 from typing import Final
 
-import aio_pika
-import aiormq
 import msgspec
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aiohttp import web
 from prometheus_client import Counter
-from yarl import URL
 
-from spectacles.observability import get_logger, register_secret
+from spectacles.broker import Backoff, Broker, BrokerSettings, RpcClient
+from spectacles.broker.errors import BrokerError, BrokerUnavailable, PublishReturned
+from spectacles.broker.rpc_inbox import declare_inbox_exchange
+from spectacles.broker.settings import AmqpUrlError
+from spectacles.observability import get_logger
+from spectacles.settings import SettingError, SettingsReader, string
 
 __all__ = [
     "INTERACTIONS_EXCHANGE_SUFFIX",
-    "REPLY_TO",
     "TOKEN_HEADER",
     "IngressOffer",
     "OfferReply",
@@ -48,7 +49,6 @@ _log = get_logger("spectacles.rest.proxy.interactions")
 INTERACTIONS_EXCHANGE_SUFFIX: Final = ".interactions"
 #: The interaction token of the callback path: the ingress takes only the matching answer.
 TOKEN_HEADER: Final = "interaction_token"
-REPLY_TO: Final = "amq.rabbitmq.reply-to"
 _CALLBACK: Final = re.compile(r"^/interactions/(\d{1,20})/([^/]+)/callback$")
 
 _OFFERS = Counter(
@@ -70,20 +70,19 @@ def interactions_exchange(group: str) -> str:
 
 
 def offer_from_env(env: Mapping[str, str] | None = None) -> IngressOffer | None:
-    """``AMQP_URL`` set: offer interaction callbacks to an ingress (``BROKER_GROUP``'s)."""
+    """``AMQP_URL`` set: offer interaction callbacks to an ingress (``BROKER_GROUP``'s).
+
+    ``AMQP_URL`` (one URL or a cluster's comma-separated nodes), ``AMQP_URL_ORDER`` and
+    ``BROKER_GROUP`` are read as every other service reads them (``BrokerSettings``); a bad value
+    raises ``SettingError`` naming the variable.
+    """
     env = os.environ if env is None else env
-    url = (env.get("AMQP_URL") or "").strip()
-    if not url:
+    if not SettingsReader(env).var("AMQP_URL", string(), ""):
         return None
-    # Several comma-separated URLs (a cluster's nodes) are tried in turn, shuffled unless
-    # AMQP_URL_ORDER=in-order (spectacles.broker._endpoints validates the same settings for every
-    # other service; this package cannot import spectacles.broker, which depends on it).
-    for position, item in enumerate(url.split(","), 1):
-        if not item.strip().startswith(("amqp://", "amqps://")):
-            raise ValueError(f"AMQP_URL (URL {position}) must be an amqp:// or amqps:// URL")
-    group = (env.get("BROKER_GROUP") or "gateway").strip()
-    in_order = (env.get("AMQP_URL_ORDER") or "").strip().lower() == "in-order"
-    return IngressOffer(url, group, shuffle=not in_order)
+    try:
+        return IngressOffer.from_settings(BrokerSettings.from_env(env))
+    except AmqpUrlError as exc:
+        raise SettingError(exc.key, exc.problem) from None
 
 
 class IngressOffer:
@@ -98,99 +97,88 @@ class IngressOffer:
         connection_name: str | None = None,
         shuffle: bool = True,
     ) -> None:
-        self._amqp_urls = [item.strip() for item in amqp_url.split(",") if item.strip()]
-        self._shuffle = shuffle
+        self.settings = BrokerSettings(
+            amqp_url=amqp_url, group=group, url_order="shuffle" if shuffle else "in-order"
+        )
         self.connection_name = connection_name or f"rest-proxy-{os.getpid()}"
         self.exchange_name = interactions_exchange(group)
         self._timeout = timeout
-        self._connection: AbstractConnection | None = None
-        self._channel: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
-        self._pending: dict[str, asyncio.Future[bytes]] = {}
-        self._connect_task: asyncio.Task[None] | None = None
-        for url in self._amqp_urls:
-            register_secret(URL(url).password)
+        self._broker: Broker | None = None
+        self._rpc: RpcClient | None = None
+        self._declared = False  # the exchange, on the current connection
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: BrokerSettings, *, timeout: float = 1.0) -> IngressOffer:
+        """An offer to the ingresses of ``settings.group``, through ``settings``' nodes."""
+        return cls(
+            settings.amqp_url,
+            settings.group,
+            timeout=timeout,
+            shuffle=settings.url_order != "in-order",
+        )
 
     @property
     def ready(self) -> bool:
         """Whether offers can be made now (else callbacks simply go upstream)."""
-        return (
-            self._exchange is not None
-            and self._channel is not None
-            and (not self._channel.is_closed)
-        )
+        broker = self._broker
+        return broker is not None and broker.is_connected and self._declared
 
     async def start(self) -> None:
         """Connect in the background: the proxy serves (forwarding everything) meanwhile."""
-        self._connect_task = asyncio.create_task(self._connect(), name="interactions-offer")
+        self._task = asyncio.create_task(self._run(), name="interactions-offer")
 
     async def stop(self) -> None:
-        """Close the RabbitMQ connection; pending offers resolve as "not taken"."""
-        task, self._connect_task = self._connect_task, None
+        """Close the RabbitMQ connection; offers in flight fail, so their callbacks go upstream."""
+        task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        connection, self._connection = self._connection, None
-        self._channel = self._exchange = None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), 5.0)
+        rpc, broker, self._rpc, self._broker = self._rpc, self._broker, None, None
+        self._declared = False
+        if rpc is not None:
+            await rpc.close()
+        if broker is not None:
+            await broker.close()
 
-    async def _connect(self) -> None:
-        """Keep one connection with a confirm channel consuming direct reply-to, forever."""
-        delay = 0.5
+    async def _run(self) -> None:
+        """Connect (retrying until RabbitMQ answers), then declare the exchange on each connection.
+
+        The broker reconnects by itself; after each drop the exchange is declared again, so the
+        proxy never publishes to an exchange nobody declared.
+        """
+        backoff = Backoff(0.5, 15.0)
         while True:
-            connection: AbstractConnection | None = None
             try:
-                connection = await self._connect_any()
-                self._connection = connection
-                lost = asyncio.Event()
-                connection.close_callbacks.add(lambda *_, lost=lost: lost.set())
-                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                exchange = await channel.declare_exchange(
-                    self.exchange_name, aio_pika.ExchangeType.DIRECT, durable=True
+                broker = await Broker.connect(
+                    self.settings, connection_name=self.connection_name, reconnect_delay=0.5
                 )
-                underlay = await channel.get_underlay_channel()
-                await underlay.basic_consume(REPLY_TO, self._on_reply, no_ack=True)
-                self._channel, self._exchange = channel, exchange
-                _log.info("rest_proxy.interactions_offer_ready", exchange=self.exchange_name)
-                delay = 0.5
-                await lost.wait()  # a remote close does not resolve connection.closed()
-                _log.warning("rest_proxy.interactions_broker_lost")
-            except (OSError, ConnectionError, aiormq.exceptions.AMQPError) as exc:
-                _log.warning("rest_proxy.interactions_broker_unreachable", error=repr(exc))
-            finally:
-                self._channel = self._exchange = None
-                for future in self._pending.values():
-                    if not future.done():
-                        future.set_exception(ConnectionError("RabbitMQ connection lost"))
-                if connection is not None and not connection.is_closed:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(connection.close(), 5.0)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 15.0)
-
-    async def _connect_any(self) -> AbstractConnection:
-        """The first node that answers (each in turn, shuffled unless in-order)."""
-        urls = list(self._amqp_urls)
-        if self._shuffle:
-            random.shuffle(urls)
-        for url in urls[:-1]:
+                break
+            except BrokerUnavailable as exc:
+                _log.warning("rest_proxy.interactions_broker_unreachable", error=str(exc))
+            await backoff.sleep()
+        self._broker, self._rpc = broker, RpcClient(broker)
+        broker.on_connection_lost(self._on_connection_lost)
+        backoff.reset()
+        while True:
             try:
-                return await aio_pika.connect(
-                    url, client_properties={"connection_name": self.connection_name}
-                )
-            except (OSError, ConnectionError, aiormq.exceptions.AMQPError) as exc:
-                _log.warning("rest_proxy.interactions_node_unreachable", error=repr(exc))
-        return await aio_pika.connect(
-            urls[-1], client_properties={"connection_name": self.connection_name}
-        )
+                await declare_inbox_exchange(broker, self.exchange_name)
+            except BrokerError as exc:
+                _log.warning("rest_proxy.interactions_declare_failed", error=str(exc))
+                await backoff.sleep()
+                continue
+            self._declared = True
+            backoff.reset()
+            _log.info("rest_proxy.interactions_offer_ready", exchange=self.exchange_name)
+            await self._lost.wait()
+            self._lost.clear()
 
-    async def _on_reply(self, message: aiormq.abc.DeliveredMessage) -> None:
-        future = self._pending.get(message.header.properties.correlation_id or "")
-        if future is not None and not future.done():
-            future.set_result(bytes(message.body))
+    def _on_connection_lost(self) -> None:
+        self._declared = False
+        self._lost.set()
+        _log.warning("rest_proxy.interactions_broker_lost")
 
     async def offer(
         self, method: str, api_path: str, headers: Mapping[str, str], body: bytes
@@ -201,44 +189,27 @@ class IngressOffer:
             return None
         if not headers.get("Content-Type", "").startswith("application/json"):
             return None  # attachments (multipart) cannot ride an HTTP interaction answer
-        exchange = self._exchange
-        if exchange is None or not self.ready:
+        rpc = self._rpc
+        if rpc is None or not self.ready:
             _OFFERS.labels("no_broker").inc()
             return None
         interaction_id, token = match.groups()
-        correlation_id = uuid.uuid4().hex
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._pending[correlation_id] = future
         try:
-            async with asyncio.timeout(self._timeout):
-                await exchange.publish(
-                    aio_pika.Message(
-                        body,
-                        content_type="application/json",
-                        headers={TOKEN_HEADER: token},
-                        correlation_id=correlation_id,
-                        reply_to=REPLY_TO,
-                        expiration=self._timeout,
-                        delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
-                    ),
-                    routing_key=interaction_id,
-                    mandatory=True,
-                )
-                reply = msgspec.json.decode(await future, type=OfferReply)
-        except aiormq.exceptions.PublishError:
+            answer = await rpc.call(
+                interaction_id,
+                body,
+                exchange=self.exchange_name,
+                timeout=self._timeout,
+                headers={TOKEN_HEADER: token},
+            )
+            reply = msgspec.json.decode(answer, type=OfferReply)
+        except PublishReturned:
             _OFFERS.labels("no_ingress").inc()  # unroutable: no ingress waits for it
             return None
-        except (
-            TimeoutError,
-            ConnectionError,
-            msgspec.DecodeError,
-            aiormq.exceptions.AMQPError,
-        ) as exc:
+        except Exception as exc:  # any failure of the offer: the callback goes to Discord
             _OFFERS.labels("failed").inc()
             _log.warning("rest_proxy.interaction_offer_failed", error=repr(exc))
             return None
-        finally:
-            self._pending.pop(correlation_id, None)
         if not reply.taken:
             _OFFERS.labels("too_late").inc()
             return None

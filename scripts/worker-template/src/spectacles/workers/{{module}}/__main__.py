@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from spectacles.broker.worker import Context, Worker, WorkerSettings
 from spectacles.models import MessageCreate
+from spectacles.worker import Context, Worker, WorkerSettings
 from spectacles.workers.{{module}}.handlers import answer
 
 __all__ = ["build_worker", "main"]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
-from spectacles.broker.worker import CommandContext, Context, Worker, WorkerSettings
 from spectacles.models import Interaction, MessageCreate
+from spectacles.settings import SettingError, exit_config_error
+from spectacles.worker import CommandContext, Context, Worker, WorkerSettings
 from spectacles.workers.ping.handlers import (
     PING_OPTIONS,
     PingConfig,
@@ -39,9 +38,8 @@ def main() -> None:
     """Console script ``spectacles-ping``."""
     try:
         config = PingConfig.from_env()
-    except ValueError as exc:
-        print(f"spectacles-ping: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except SettingError as exc:
+        exit_config_error("spectacles-ping", exc)
     build_worker(config).run()
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from spectacles.broker.worker import CommandContext
 from spectacles.models import (
     AllowedMentions,
     ApplicationCommandOption,
@@ -22,6 +21,8 @@ from spectacles.models import (
     Snowflake,
 )
 from spectacles.rest import RestClient
+from spectacles.settings import SettingError, SettingsReader, string
+from spectacles.worker import CommandContext
 
 __all__ = [
     "PING_OPTIONS",
@@ -54,16 +55,14 @@ class PingConfig:
 
     def __post_init__(self) -> None:
         if not self.command.strip():
-            raise ValueError("PING_COMMAND must not be empty (default: !ping)")
+            raise SettingError("PING_COMMAND", "must not be empty (default: !ping)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PingConfig:
         """``PING_COMMAND`` (whole command) wins; else ``PING_PREFIX`` + ``ping``."""
-        env = os.environ if environ is None else environ
-        command = env.get("PING_COMMAND") or (
-            (env.get("PING_PREFIX") or DEFAULT_PREFIX) + DEFAULT_COMMAND
-        )
-        return cls(command=command.strip())
+        env = SettingsReader(os.environ if environ is None else environ)
+        prefix = env.var("PING_PREFIX", string(), DEFAULT_PREFIX)
+        return cls(command=env.var("PING_COMMAND", string(), prefix + DEFAULT_COMMAND))
 
 
 def is_ping(message: MessageCreate, config: PingConfig) -> bool:

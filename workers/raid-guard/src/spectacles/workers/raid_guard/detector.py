@@ -8,10 +8,9 @@ must not look like a raid when the joins themselves were spread out.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+import operator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-__all__ = ["Joiner", "Raid", "RaidContinues", "RaidDetector", "RaidStarted", "Verdict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +31,12 @@ class Joiner:
 
 @dataclass(slots=True)
 class Raid:
-    """An ongoing raid in one guild: who joined, and when the last join was seen."""
+    """An ongoing raid in one guild: the burst that started it, and when a join was last seen."""
 
     guild_id: int
     joiners: list[Joiner]
     last_seen: float
-    """Monotonic time of the last join we saw; the raid ends ``cooldown`` after it."""
-    total_joins: int = 0
-    """Joins seen since the raid started, the triggering burst included."""
+    """When (the caller's clock) the last join was seen; the raid ends a cooldown after it."""
 
     @property
     def span(self) -> timedelta:
@@ -54,63 +51,40 @@ class RaidStarted:
     raid: Raid
 
 
-@dataclass(frozen=True, slots=True)
-class RaidContinues:
-    """Another join during an ongoing raid: act on ``joiner`` only, no new alert."""
-
-    raid: Raid
-    joiner: Joiner
-
-
-Verdict = RaidStarted | RaidContinues | None
-
-
-@dataclass(slots=True)
-class _GuildWindow:
-    joins: list[Joiner] = field(default_factory=list)  # sorted by joined_at
-    raid: Raid | None = None
+_JOINED_AT = operator.attrgetter("joined_at")
 
 
 class RaidDetector:
-    """Counts joins per guild in a sliding window; reports a raid once until it is ended."""
+    """Counts joins per guild in a sliding window; reports a raid once, until it is ended."""
 
     def __init__(self, *, threshold: int, window: timedelta) -> None:
-        self.threshold = threshold
-        self.window = window
-        self._guilds: dict[int, _GuildWindow] = {}
+        self.threshold, self.window = threshold, window
+        self._joins: dict[int, list[Joiner]] = {}  # per guild, sorted by joined_at
+        self._raids: dict[int, Raid] = {}
 
-    def observe(self, joiner: Joiner, now: float) -> Verdict:
-        """Record a join (``now`` = monotonic seconds) and say whether it starts or feeds a raid.
+    def observe(self, joiner: Joiner, now: float) -> RaidStarted | Raid | None:
+        """Record a join seen at ``now``: a raid starts, goes on (its ``Raid``), or None.
 
-        A join already in the window (a redelivery or a gateway replay) is not counted twice.
+        A join already in the window (a redelivery, a gateway replay) is not counted twice.
         """
-        state = self._guilds.setdefault(joiner.guild_id, _GuildWindow())
-        if any(j.user_id == joiner.user_id for j in state.joins):
+        joins = self._joins.setdefault(joiner.guild_id, [])
+        if any(j.user_id == joiner.user_id for j in joins):
             return None
-        bisect.insort(state.joins, joiner, key=lambda j: j.joined_at)
-        newest = state.joins[-1].joined_at
-        cut = bisect.bisect_left(state.joins, newest - self.window, key=lambda j: j.joined_at)
-        del state.joins[:cut]
-        if state.raid is not None:
-            state.raid.last_seen = now
-            state.raid.total_joins += 1
-            return RaidContinues(state.raid, joiner)
-        if len(state.joins) >= self.threshold:
-            burst = list(state.joins)
-            state.raid = Raid(joiner.guild_id, burst, last_seen=now, total_joins=len(burst))
-            return RaidStarted(state.raid)
-        return None
+        bisect.insort(joins, joiner, key=_JOINED_AT)
+        del joins[: bisect.bisect_left(joins, joins[-1].joined_at - self.window, key=_JOINED_AT)]
+        if (raid := self._raids.get(joiner.guild_id)) is not None:
+            raid.last_seen = now
+            return raid
+        if len(joins) < self.threshold:
+            return None
+        raid = self._raids[joiner.guild_id] = Raid(joiner.guild_id, list(joins), now)
+        return RaidStarted(raid)
 
     def raid(self, guild_id: int) -> Raid | None:
         """The ongoing raid of ``guild_id``, if any."""
-        state = self._guilds.get(guild_id)
-        return state.raid if state is not None else None
-
-    def raiding_guilds(self) -> list[int]:
-        """Guilds with an ongoing raid."""
-        return [guild_id for guild_id, state in self._guilds.items() if state.raid is not None]
+        return self._raids.get(guild_id)
 
     def end(self, guild_id: int) -> Raid | None:
-        """End the guild's raid (after its cooldown); the window starts afresh."""
-        state = self._guilds.pop(guild_id, None)
-        return state.raid if state is not None else None
+        """End the guild's raid; its window starts afresh."""
+        self._joins.pop(guild_id, None)
+        return self._raids.pop(guild_id, None)

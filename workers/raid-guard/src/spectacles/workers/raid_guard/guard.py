@@ -1,458 +1,243 @@
-"""Raid-guard's reactions: lock the guild down, alert the moderators, act on young accounts.
+"""Raid-guard's reactions, and the one way a raid ends: a restore order delivered later.
 
-Detection is the pure ``RaidDetector``; this module adds the Discord side effects and the end
-of a raid: a durable ``RestoreOrder`` parked in RabbitMQ (see ``restore.py``), or, when RabbitMQ
-cannot take it, an in-process timer. A REST call that still fails after the client's own retries
-is logged and counted, never raised: re-running the handler would only repeat the actions that
-did succeed (the restore is the exception: it is parked again and retried).
+Detection is the pure ``RaidDetector``. At a raid this module reads the verification level, parks
+a ``RestoreOrder`` with ``publish_later`` (durable, so it outlives this replica), then raises the
+level, alerts and acts on young accounts. The order comes back every ``tick`` to whichever replica
+is active then; once the guild has been quiet for the cooldown it ends the raid and restores the
+level. A REST call that still fails after the client's retries is logged and counted, never raised:
+re-running the handler would repeat the actions that did succeed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, TypeVar
+from typing import Any, Final
 
 import msgspec
-import structlog
+from prometheus_client import Counter
 
-from spectacles.broker import DeadLetter
-from spectacles.models import (
-    AllowedMentions,
-    Channel,
-    DecodeError,
-    Guild,
-    GuildMemberAdd,
-    Snowflake,
-    decode_model,
-)
-from spectacles.observability import get_logger
-from spectacles.rest import RestClient, RestError, Route
-from spectacles.workers.raid_guard import metrics
-from spectacles.workers.raid_guard.alert import VERIFICATION_NAMES, raid_alert
+from spectacles.broker import BrokerError, DeadLetter, publish_later, scheduled
+from spectacles.models import AllowedMentions, Channel, GuildMemberAdd, Snowflake, decode_model
+from spectacles.rest import Forbidden, NotFound, RestError, Route
+from spectacles.worker import Context, Worker, WorkerSettings
 from spectacles.workers.raid_guard.config import RaidAction, RaidConfig
-from spectacles.workers.raid_guard.detector import (
-    Joiner,
-    Raid,
-    RaidContinues,
-    RaidDetector,
-    RaidStarted,
-)
-from spectacles.workers.raid_guard.restore import (
-    RestoreLookupFailed,
-    RestoreNotScheduled,
-    RestoreOrder,
-    RestoreScheduler,
-)
-
-__all__ = ["HIGH", "RaidGuard", "joiner_from_event"]
-
-T = TypeVar("T")
+from spectacles.workers.raid_guard.detector import Joiner, Raid, RaidDetector, RaidStarted
 
 HIGH: Final = 3
 """Verification level HIGH: members must be registered for 10 minutes before talking."""
-GUILD_TEXT: Final = 0
-MAX_RESTORE_TRIES: Final = 5
-"""A restore still failing at Discord after this many tries is dead-lettered (and logged)."""
+LEVELS: Final = {0: "NONE", 1: "LOW", 2: "MEDIUM", 3: "HIGH", 4: "VERY_HIGH"}
+RESTORE: Final = "raid-guard.restore"
+"""Routing key (on the events exchange) of restore orders; the worker's queue is bound to it."""
+MAX_LISTED: Final = 15
+"""Joiners named in an alert: it stays under Discord's 2,000 characters however big the raid."""
+VERBS: Final = {"alert": "alert only", "kick": "kicked", "ban": "banned"}
+_P: Final = "spectacles_raid_guard"
+RAIDS: Final = Counter(f"{_P}_raids_detected_total", "Raids detected (alerted).")
+ADOPTED: Final = Counter(f"{_P}_raids_adopted_total", "Raids taken over after a failover.")
+LEVEL: Final = Counter(f"{_P}_verification_changes_total", "raised|restored|left", ("change",))
+FAILED: Final = Counter(f"{_P}_rest_failures_total", "Failed after retries.", ("operation",))
 
 
-def joiner_from_event(member: GuildMemberAdd, received_at: datetime | None = None) -> Joiner:
-    """A ``Joiner`` from GUILD_MEMBER_ADD; the account's creation time comes from its id."""
-    user = member.user
-    joined_at = member.joined_at or received_at or datetime.now(UTC)
-    if joined_at.tzinfo is None:
-        joined_at = joined_at.replace(tzinfo=UTC)
-    return Joiner(
-        guild_id=int(member.guild_id),
-        user_id=int(user.id),
-        joined_at=joined_at,
-        account_created_at=Snowflake(user.id).created_at,
-        name=user.global_name or user.username,
-    )
+class RestoreOrder(msgspec.Struct, frozen=True):
+    """End ``guild_id``'s raid once it was quiet for the cooldown after ``last_join``.
 
-
-class RaidGuard:
-    """Per-process raid state and reactions; one instance per worker process.
-
-    Exactly one process may hold it for a given guild at a time — the worker runs on a
-    single-active-consumer queue for that reason (see the README).
+    ``previous_level`` is restored if the level is still HIGH (ours); None when raid-guard did
+    not raise it. ``last_join`` is wall-clock time, so any replica can judge it.
     """
 
-    def __init__(
-        self,
-        config: RaidConfig,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        log: structlog.stdlib.BoundLogger | None = None,
-    ) -> None:
-        self.config = config
-        self.detector = RaidDetector(
-            threshold=config.join_threshold, window=timedelta(seconds=config.window_seconds)
-        )
-        self._clock = clock
-        self._log = log or get_logger("spectacles.raid_guard")
-        self._scheduler: RestoreScheduler | None = None
-        # Only for raids whose end could not be parked in RabbitMQ (the in-process fallback).
-        self._previous_level: dict[int, int] = {}
-        self._watchers: dict[int, asyncio.Task[None]] = {}
+    guild_id: str
+    raid_id: str
+    previous_level: int | None
+    last_join: float = 0.0  # orders parked by earlier versions have none: restored at once
 
-    def attach(self, scheduler: RestoreScheduler) -> None:
-        """Park raid ends in RabbitMQ from now on (called at worker start, once connected)."""
-        self._scheduler = scheduler
 
-    async def on_member_add(
-        self,
-        member: GuildMemberAdd,
-        rest: RestClient,
-        log: structlog.stdlib.BoundLogger | None = None,
-    ) -> None:
-        """Feed one join to the detector and react to what it says."""
-        log = log or self._log
-        joiner = joiner_from_event(member)
-        verdict = self.detector.observe(joiner, self._clock())
-        if isinstance(verdict, RaidStarted):
-            if await self._adopted(verdict.raid, log):
-                await asyncio.gather(
-                    *(self._act(j, rest, log) for j in verdict.raid.joiners if self.is_young(j))
-                )
-            else:
-                await self._start_raid(verdict.raid, rest, log)
-        elif isinstance(verdict, RaidContinues) and self.is_young(joiner):
-            await self._act(joiner, rest, log)
+def build_worker(config: RaidConfig, settings: WorkerSettings | None) -> tuple[Worker, RaidGuard]:
+    """The raid-guard worker: single active consumer, so a guild's joins are never split."""
+    worker = Worker("raid-guard", settings=settings, single_active_consumer=True)
+    guard = RaidGuard(config, worker)
+    worker.on("GUILD_MEMBER_ADD")(guard.on_member_add)
+    worker.on(RESTORE, custom=True, model=RestoreOrder)(guard.on_restore)
+    return worker, guard
+
+
+def joiner_from_event(member: GuildMemberAdd) -> Joiner:
+    """A ``Joiner`` from GUILD_MEMBER_ADD; the account's creation time comes from its id."""
+    joined, user = member.joined_at or datetime.now(UTC), member.user
+    joined = joined if joined.tzinfo else joined.replace(tzinfo=UTC)
+    created, name = Snowflake(user.id).created_at, user.global_name or user.username
+    return Joiner(int(member.guild_id), int(user.id), joined, created, name)
+
+
+def format_age(age: timedelta) -> str:
+    """``3 h``, ``412 d``: precise for young accounts, short for old ones."""
+    return f"{age.total_seconds() / 3600:.0f} h" if age.days < 2 else f"{age.days} d"
+
+
+def raid_alert(raid: Raid, config: RaidConfig, *, verification: str, young: list[Joiner]) -> str:
+    """The alert: join count and window, what was done, and the joiners' account ages."""
+    joiners, span = sorted(raid.joiners, key=lambda j: j.account_age), raid.span.total_seconds()
+    verb = VERBS.get(config.action, f"timed out for {config.timeout_minutes} min")
+    listed = [f"- <@{j.user_id}> {j.name}: {format_age(j.account_age)} old" for j in joiners]
+    more = [f"... and {len(joiners) - MAX_LISTED} more"] if len(joiners) > MAX_LISTED else []
+    window = f"threshold: {config.join_threshold} in {config.window_seconds:g} s"
+    head = f"\N{POLICE CARS REVOLVING LIGHT} **Raid detected**: {len(joiners)} members joined"
+    head += f" within {span:.1f} s ({window})."
+    action = f"Action: {verb} ({len(young)} of {len(joiners)} accounts younger than"
+    action += f" {config.min_account_age_days:g} days so far; later joiners of this raid too)."
+    return "\n".join([head, verification, action, "Newest accounts:", *listed[:MAX_LISTED], *more])
+
+
+@dataclass
+class RaidGuard:
+    """Per-process raid state; the worker's queue is single-active-consumer (see the README)."""
+
+    config: RaidConfig
+    worker: Worker
+
+    def __post_init__(self) -> None:
+        window = timedelta(seconds=self.config.window_seconds)
+        self.detector = RaidDetector(threshold=self.config.join_threshold, window=window)
+        # How often a parked order comes back to see whether the raid is over: the level is
+        # restored between 1 and 1.25 cooldowns after the last join.
+        self.tick = self.config.cooldown_seconds / 4
 
     def is_young(self, joiner: Joiner) -> bool:
-        """Is the account younger than the configured minimum age (at join time)?"""
+        """Was the account younger than the configured minimum age when it joined?"""
         return joiner.account_age < timedelta(days=self.config.min_account_age_days)
 
-    async def on_restore(
-        self,
-        order: RestoreOrder,
-        rest: RestClient,
-        log: structlog.stdlib.BoundLogger | None = None,
-    ) -> None:
-        """A parked order came back: end the raid, or park it again while joins still arrive.
+    async def on_member_add(self, member: GuildMemberAdd, ctx: Context) -> None:
+        """Feed one join to the detector; react to a raid starting or going on."""
+        joiner = joiner_from_event(member)
+        verdict = self.detector.observe(joiner, time.time())
+        young = [joiner] if verdict and self.is_young(joiner) else []
+        if isinstance(verdict, RaidStarted):
+            young = [j for j in verdict.raid.joiners if self.is_young(j)]
+            if not await self._adopted(verdict.raid, ctx):
+                await self._start(verdict.raid, young, ctx)
+        if self.config.action is not RaidAction.ALERT:
+            await asyncio.gather(*(self._act(j, ctx) for j in young))
 
-        The level is restored only if it is still the one raid-guard set (HIGH): a moderator who
-        changed it since then had the last word. Any replica can run this, the one that raised
-        the level or the standby that took over.
-        """
-        log = (log or self._log).bind(guild_id=order.guild_id, raid_id=order.raid_id)
-        guild_id = int(order.guild_id)
-        raid = self.detector.raid(guild_id)
-        if raid is not None:
-            remaining = raid.last_seen + self.config.cooldown_seconds - self._clock()
-            if remaining > 0:
-                await self._parked().schedule(order, remaining)
-                log.debug("raid goes on: restore postponed", in_s=round(remaining, 3))
-                return
-            self._end_raid(guild_id, log)
+    async def on_restore(self, order: RestoreOrder, ctx: Context) -> None:
+        """A parked order came back: park it again while joins go on, else end the raid."""
+        raid = self.detector.raid(int(order.guild_id))
+        last_join = max(order.last_join, raid.last_seen if raid else 0.0)
+        if time.time() - last_join < self.config.cooldown_seconds:
+            await self._park(msgspec.structs.replace(order, last_join=last_join), self.tick)
+            return
+        if self.detector.end(int(order.guild_id)) is not None:
+            ctx.log.info("raid over", raid_id=order.raid_id)
         if order.previous_level is not None:
-            await self._restore(order, guild_id, rest, log)
+            await self._restore(order, ctx)
 
-    async def close(self) -> None:
-        """Stop the fallback timers (on shutdown); their levels stay raised — see the README."""
-        watchers, self._watchers = list(self._watchers.values()), {}
-        for task in watchers:
-            task.cancel()
-        for task in watchers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for guild_id, level in self._previous_level.items():
-            self._log.warning(
-                "shutting down during a raid: verification level stays raised",
-                guild_id=str(guild_id),
-                restore_to=VERIFICATION_NAMES.get(level, level),
-            )
-
-    async def wait_idle(self) -> None:
-        """Wait until every ongoing raid has ended (tests, drain)."""
-        while self._watchers or self.detector.raiding_guilds():
-            if self._watchers:
-                await asyncio.gather(*self._watchers.values(), return_exceptions=True)
-            else:
-                await asyncio.sleep(0.05)
-
-    # -- a raid -------------------------------------------------------------------------------
-
-    async def _adopted(self, raid: Raid, log: structlog.stdlib.BoundLogger) -> bool:
-        """Is this "new" raid one another replica started (its restore order still parked)?
-
-        After a failover this replica's window is empty; the next burst of the same raid must
-        not alert, raise or park again. The parked order marks the raid: found, the raid is
-        taken over as it is (the detector already holds it) and that order ends it. When the
-        delay queue cannot be searched, the raid is treated as new: a duplicate alert is better
-        than a missed raid.
-        """
-        if self._scheduler is None:
-            return False
-        log = log.bind(guild_id=str(raid.guild_id))
+    async def _adopted(self, raid: Raid, ctx: Context) -> bool:
+        """Did another replica start this raid before a failover (its order is still parked)?"""
+        exchange = self.worker.broker.topology.events_exchange
         try:
-            order = await self._scheduler.pending(str(raid.guild_id))
-        except RestoreLookupFailed as exc:
-            metrics.REST_FAILURES.labels("find_restore").inc()
-            log.warning(
-                "could not check for a raid already in progress: treating it as a new raid "
-                "(a second alert is possible)",
-                error=str(exc),
-            )
+            waiting = await scheduled(self.worker.broker, exchange, RESTORE, delay=self.tick)
+        except BrokerError as exc:  # a second alert is better than a missed raid
+            FAILED.labels("find_restore").inc()
+            ctx.log.warning("could not look for a raid in progress", error=str(exc))
             return False
-        if order is None:
-            return False
-        metrics.RAIDS_ADOPTED.inc()
-        metrics.ACTIVE_RAIDS.inc()
-        log.warning(
-            "raid already in progress (started before a failover): taken over, no new alert",
-            raid_id=order.raid_id,
-            joins=len(raid.joiners),
-        )
-        return True
+        if found := any(o.headers.get("guild_id") == str(raid.guild_id) for o in waiting):
+            ADOPTED.inc()
+            ctx.log.warning("raid in progress since before a failover: taken over, no new alert")
+        return found
 
-    async def _start_raid(
-        self, raid: Raid, rest: RestClient, log: structlog.stdlib.BoundLogger
-    ) -> None:
-        guild_id = raid.guild_id
-        metrics.RAIDS_DETECTED.inc()
-        metrics.ACTIVE_RAIDS.inc()
-        log = log.bind(guild_id=str(guild_id))
-        log.warning("raid detected", joins=len(raid.joiners), span_s=raid.span.total_seconds())
-        guild = await self._call("get_guild", rest.get_guild(guild_id), log)
+    async def _start(self, raid: Raid, young: list[Joiner], ctx: Context) -> None:
+        RAIDS.inc()
+        ctx.log.warning("raid detected", joins=len(raid.joiners), span=str(raid.span))
+        guild = await self._call("get_guild", ctx.rest.get_guild(raid.guild_id), ctx)
         level = guild.verification_level if guild else None
-        # The end is parked *before* the level is raised: a crash in between leaves an order
-        # that finds the level not ours and does nothing, never a raised level without an order.
-        order = RestoreOrder(
-            guild_id=str(guild_id),
-            raid_id=uuid.uuid4().hex,
-            previous_level=level if level is not None and level < HIGH else None,
-            set_level=HIGH,
-        )
-        parked = await self._park_end(order, log)
-        if not parked:
-            self._watchers[guild_id] = asyncio.create_task(
-                self._end_after_cooldown(guild_id, rest, log), name=f"raid-cooldown:{guild_id}"
-            )
-        verification = await self._lock_down(guild_id, level, rest, log, remember=not parked)
-        young = [j for j in raid.joiners if self.is_young(j)]
-        channel_id = await self._alert_channel(guild_id, guild, rest, log)
-        if channel_id is None:
-            metrics.REST_FAILURES.labels("alert_no_channel").inc()
-            log.error(
-                "raid alert has no channel: set RAID_MODLOG_CHANNEL_ID or RAID_MODLOG_CHANNELS, "
-                "create a #mod-log channel, or give the guild a system channel"
-            )
-        else:
-            text = raid_alert(raid, self.config, verification=verification, young=young)
-            await self._call(
-                "create_message",
-                rest.create_message(channel_id, text, allowed_mentions=AllowedMentions()),
-                log,
-            )
-        await asyncio.gather(*(self._act(j, rest, log) for j in young))
-
-    async def _alert_channel(
-        self,
-        guild_id: int,
-        guild: Guild | None,
-        rest: RestClient,
-        log: structlog.stdlib.BoundLogger,
-    ) -> int | None:
-        """Configured channel, else the guild's #mod-log, else its system channel."""
-        configured = self.config.modlog_channel_for(guild_id)
-        if configured is not None:
-            return configured
-        route = Route("GET", "/guilds/{guild_id}/channels", guild_id=guild_id)
-        raw = await self._call("get_guild_channels", rest.request(route), log)
-        if raw is not None:
-            try:
-                channels = decode_model(list[Channel], raw)
-            except DecodeError as exc:
-                log.error("unexpected channel list from Discord", error=str(exc))
-            else:
-                for channel in channels:
-                    if (
-                        channel.type == GUILD_TEXT
-                        and channel.name == self.config.modlog_channel_name
-                    ):
-                        return int(channel.id)
-        return int(guild.system_channel_id) if guild and guild.system_channel_id else None
-
-    async def _park_end(self, order: RestoreOrder, log: structlog.stdlib.BoundLogger) -> bool:
-        """Park the raid's end in RabbitMQ; False means the in-process timer must do it."""
-        if self._scheduler is None:
-            return False
+        ours = level if level is not None and level < HIGH else None
+        order = RestoreOrder(str(raid.guild_id), uuid.uuid4().hex, ours, raid.last_seen)
+        # Parked before the level is raised: never a raised level without an order to restore it.
         try:
-            await self._scheduler.schedule(order, self.config.cooldown_seconds)
-        except RestoreNotScheduled as exc:
-            metrics.REST_FAILURES.labels("park_restore").inc()
-            log.error(
-                "could not park the restore in RabbitMQ: an in-process timer restores instead "
-                "(lost if this replica stops during the raid)",
-                error=str(exc),
-            )
-            return False
-        return True
-
-    def _parked(self) -> RestoreScheduler:
-        if self._scheduler is None:
-            raise RuntimeError("a restore order arrived before RaidGuard.attach(scheduler)")
-        return self._scheduler
-
-    def _end_raid(self, guild_id: int, log: structlog.stdlib.BoundLogger) -> None:
-        ended = self.detector.end(guild_id)
-        if ended is not None:
-            metrics.ACTIVE_RAIDS.dec()
-            log.info("raid over", total_joins=ended.total_joins)
-
-    async def _restore(
-        self,
-        order: RestoreOrder,
-        guild_id: int,
-        rest: RestClient,
-        log: structlog.stdlib.BoundLogger,
-    ) -> None:
-        assert order.previous_level is not None
-        try:
-            guild = await rest.get_guild(guild_id)
-            if guild.verification_level != order.set_level:
-                metrics.VERIFICATION_CHANGES.labels("left").inc()
-                log.info(
-                    "verification level changed since the raid: left as is",
-                    level=VERIFICATION_NAMES.get(guild.verification_level),
-                    not_restored_to=VERIFICATION_NAMES.get(order.previous_level),
-                )
-                return
-            await rest.modify_guild(
-                guild_id, verification_level=order.previous_level, reason="raid-guard: raid over"
-            )
-        except RestError as exc:
-            metrics.REST_FAILURES.labels("restore").inc()
-            tries = order.failures + 1
-            if tries >= MAX_RESTORE_TRIES:
-                log.error("giving up restoring the verification level", tries=tries, error=str(exc))
-                raise DeadLetter(
-                    f"restoring verification of guild {guild_id} to {order.previous_level} "
-                    f"failed {tries} times: {exc}"
-                ) from exc
-            log.warning(
-                "restoring the verification level failed; will retry",
-                error=str(exc),
-                tries=tries,
-                retry_in_s=self.config.restore_retry_seconds,
-            )
-            retry = msgspec.structs.replace(order, failures=tries)
-            await self._parked().schedule(retry, self.config.restore_retry_seconds)
+            await self._park(order, self.tick)
+        except BrokerError as exc:
+            FAILED.labels("park_restore").inc()
+            ctx.log.error("could not park the restore: level left as is", error=str(exc))
+            self.detector.end(raid.guild_id)
+            level = None
+        verification = await self._lock_down(raid.guild_id, level, ctx)
+        configured = self.config.modlog_channels.get(raid.guild_id, self.config.modlog_channel_id)
+        channel = configured or await self._by_name(raid, ctx)
+        channel = channel or (int(guild.system_channel_id or 0) if guild else None)
+        if not channel:
+            FAILED.labels("alert_no_channel").inc()
+            ctx.log.error("raid alert has no channel: set RAID_MODLOG_CHANNEL_ID or add #mod-log")
             return
-        metrics.VERIFICATION_CHANGES.labels("restored").inc()
-        log.info("verification level restored", to=VERIFICATION_NAMES.get(order.previous_level))
+        text = raid_alert(raid, self.config, verification=verification, young=young)
+        post = ctx.rest.create_message(channel, text, allowed_mentions=AllowedMentions())
+        await self._call("create_message", post, ctx)  # mentions listed, nobody pinged
 
-    async def _lock_down(
-        self,
-        guild_id: int,
-        level: int | None,
-        rest: RestClient,
-        log: structlog.stdlib.BoundLogger,
-        *,
-        remember: bool,
-    ) -> str:
+    async def _by_name(self, raid: Raid, ctx: Context) -> int | None:
+        """The guild's text channel called ``RAID_MODLOG_CHANNEL_NAME``, if there is one."""
+        route = Route("GET", "/guilds/{guild_id}/channels", guild_id=raid.guild_id)
+        raw = await self._call("get_guild_channels", ctx.rest.request(route), ctx)
+        channels = decode_model(list[Channel], raw) if raw is not None else []
+        name = self.config.modlog_channel_name
+        return next((int(c.id) for c in channels if c.type == 0 and c.name == name), None)
+
+    async def _lock_down(self, guild_id: int, level: int | None, ctx: Context) -> str:
         """Raise verification to HIGH; returns the alert's line about it."""
-        if level is None:
-            return "Could not read the verification level (see the worker's logs)."
-        name = VERIFICATION_NAMES.get(level, str(level))
-        if level >= HIGH:
-            return f"Verification level is already {name}; left as is."
-        changed = await self._call(
-            "modify_guild",
-            rest.modify_guild(
-                guild_id, verification_level=HIGH, reason="raid-guard: raid detected"
-            ),
-            log,
-        )
-        if changed is None:
+        name = LEVELS.get(level, str(level)) if level is not None else "unknown"
+        if level is None or level >= HIGH:
+            return f"Verification level left as is ({name})."
+        reason = "raid-guard: raid detected"
+        call = ctx.rest.modify_guild(guild_id, verification_level=HIGH, reason=reason)
+        if await self._call("modify_guild", call, ctx) is None:
             return f"Could not raise the verification level (still {name}; see the logs)."
-        if remember:
-            self._previous_level[guild_id] = level
-        metrics.VERIFICATION_CHANGES.labels("raised").inc()
-        return (
-            f"Verification level raised to HIGH (was {name}); restored after "
-            f"{self.config.cooldown_seconds:g} s without new joins."
-        )
+        LEVEL.labels("raised").inc()
+        return f"Verification level raised to HIGH (was {name}) until the raid is over."
 
-    async def _end_after_cooldown(
-        self, guild_id: int, rest: RestClient, log: structlog.stdlib.BoundLogger
-    ) -> None:
+    async def _restore(self, order: RestoreOrder, ctx: Context) -> None:
+        """Set the previous level back if it is still ours: a moderator's change wins."""
+        guild_id, level = int(order.guild_id), order.previous_level
         try:
-            while (raid := self.detector.raid(guild_id)) is not None:
-                remaining = raid.last_seen + self.config.cooldown_seconds - self._clock()
-                if remaining <= 0:
-                    break
-                await asyncio.sleep(remaining)
-            ended = self.detector.end(guild_id)
-            if ended is not None:
-                metrics.ACTIVE_RAIDS.dec()
-            level = self._previous_level.pop(guild_id, None)
-            if level is not None:
-                restored = await self._call(
-                    "modify_guild",
-                    rest.modify_guild(
-                        guild_id, verification_level=level, reason="raid-guard: raid over"
-                    ),
-                    log,
-                )
-                if restored is not None:
-                    metrics.VERIFICATION_CHANGES.labels("restored").inc()
-            log.info(
-                "raid over",
-                total_joins=ended.total_joins if ended else None,
-                restored_to=VERIFICATION_NAMES.get(level, level) if level is not None else None,
-            )
-        finally:
-            self._watchers.pop(guild_id, None)
-
-    async def _act(
-        self, joiner: Joiner, rest: RestClient, log: structlog.stdlib.BoundLogger
-    ) -> None:
-        action = self.config.action
-        if action is RaidAction.ALERT:
+            if (await ctx.rest.get_guild(guild_id)).verification_level != HIGH:
+                LEVEL.labels("left").inc()
+                ctx.log.info("verification level changed since the raid: left as is")
+                return
+            reason = "raid-guard: raid over"
+            await ctx.rest.modify_guild(guild_id, verification_level=level, reason=reason)
+        except RestError as exc:  # tried again until Discord takes it, or the level is not ours
+            FAILED.labels("restore").inc()
+            if isinstance(exc, Forbidden | NotFound):  # retrying cannot help: a moderator's turn
+                raise DeadLetter(f"restoring the verification level refused: {exc}") from None
+            ctx.log.warning("restoring the verification level failed; will retry", error=str(exc))
+            await self._park(order, self.config.restore_retry_seconds)
             return
-        reason = (
-            f"raid-guard: joined during a raid with an account "
-            f"{joiner.account_age.total_seconds() / 86400:.1f} days old"
-        )
+        LEVEL.labels("restored").inc()
+        ctx.log.info("verification level restored", to=LEVELS.get(level or 0))
+
+    async def _park(self, order: RestoreOrder, delay: float) -> None:
+        broker, body = self.worker.broker, msgspec.json.encode(order)
+        exchange, headers = broker.topology.events_exchange, {"guild_id": order.guild_id}
+        await publish_later(broker, exchange, RESTORE, body, delay=delay, headers=headers)
+
+    async def _act(self, joiner: Joiner, ctx: Context) -> None:
+        action, guild_id, user_id = self.config.action, joiner.guild_id, joiner.user_id
+        days = joiner.account_age.total_seconds() / 86400
+        reason = f"raid-guard: joined during a raid with an account {days:.1f} days old"
         call: Awaitable[object]
         if action is RaidAction.TIMEOUT:
             until = datetime.now(UTC) + timedelta(minutes=self.config.timeout_minutes)
-            call = rest.timeout_member(joiner.guild_id, joiner.user_id, until, reason=reason)
-        elif action is RaidAction.KICK:
-            call = rest.kick_member(joiner.guild_id, joiner.user_id, reason=reason)
+            call = ctx.rest.timeout_member(guild_id, user_id, until, reason=reason)
         else:
-            call = rest.ban_member(joiner.guild_id, joiner.user_id, reason=reason)
-        done = await self._call(
-            action.value, _succeeded(call), log.bind(user_id=str(joiner.user_id))
-        )
-        metrics.ACTIONS.labels(action.value, "done" if done else "failed").inc()
+            kick_or_ban = ctx.rest.kick_member if action is RaidAction.KICK else ctx.rest.ban_member
+            call = kick_or_ban(guild_id, user_id, reason=reason)
+        await self._call(action.value, call, ctx)
 
-    async def _call(
-        self, operation: str, call: Awaitable[T], log: structlog.stdlib.BoundLogger
-    ) -> T | None:
-        """Await a REST call; report a failure (log + metric) and return None instead of raising."""
+    async def _call(self, operation: str, call: Awaitable[Any], ctx: Context) -> Any:
+        """Await a REST call; a failure is logged and counted, and gives None instead of raising."""
         try:
             return await call
         except RestError as exc:
-            metrics.REST_FAILURES.labels(operation).inc()
-            log.error(
-                "REST call failed after retries",
-                operation=operation,
-                error=str(exc),
-                status=getattr(exc, "status", None),
-                code=getattr(exc, "code", None),
-            )
+            FAILED.labels(operation).inc()
+            ctx.log.error("REST call failed after retries", operation=operation, error=str(exc))
             return None
-
-
-async def _succeeded(call: Awaitable[object]) -> bool:
-    # kick/ban answer 204 (None); map "returned" to True so failure (None) stays distinguishable.
-    await call
-    return True

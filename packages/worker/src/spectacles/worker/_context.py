@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 if TYPE_CHECKING:
-    from spectacles.broker.worker._commands import CommandSender
     from spectacles.rest import RestClient
+    from spectacles.worker._commands import CommandSender
 
 __all__ = ["Context"]
 

@@ -8,7 +8,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from spectacles.broker.worker import Context
+from spectacles.worker import Context
 
 
 def make(**overrides: Any) -> Context:

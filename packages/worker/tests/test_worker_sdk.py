@@ -10,13 +10,14 @@ from typing import Any
 
 import aio_pika
 import aiohttp
+import msgspec
 import pytest
 
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
-from spectacles.broker.worker import Context, Worker, WorkerConfigError, WorkerSettings
 from spectacles.models import GuildMemberAdd, MessageCreate
 from spectacles.rest import RestClient
+from spectacles.worker import Context, Worker, WorkerConfigError, WorkerSettings
 
 from .conftest import eventually
 
@@ -176,6 +177,30 @@ async def test_malformed_event_is_dead_lettered_at_once(
         assert "malformed MESSAGE_CREATE" in str(message.headers["x-error"])
     assert "spectacles_worker_events_dead_lettered_total{" in metrics
     assert 'reason="malformed"' in metrics
+
+
+class Order(msgspec.Struct):
+    guild_id: str
+    level: int
+
+
+async def test_custom_event_with_a_model_is_decoded_into_it_or_dead_lettered(
+    settings: WorkerSettings, publisher: Publisher
+) -> None:
+    worker = Worker("sdk", settings=settings, max_attempts=5)
+    seen: list[object] = []
+
+    @worker.on("sdk.order", custom=True, model=Order)
+    async def on_order(order: Order, ctx: Context) -> None:
+        seen.append(order)
+
+    async with worker.running():
+        for body in (b'{"guild_id": "1", "level": 3}', b'{"guild_id": "1", "level": "high"}'):
+            await publisher.publish("sdk.order", body, message_id=body.hex())
+        (dead,) = await dead_letters(settings.amqp_url, f"{settings.group}.sdk.dead", 1)
+        await eventually(lambda: len(seen) == 1)
+    assert seen == [Order(guild_id="1", level=3)]
+    assert "malformed sdk.order" in str(dead.headers["x-error"])
 
 
 async def test_failing_handler_is_retried_then_dead_lettered(

@@ -15,17 +15,17 @@ worker.run()
 ```
 """
 
-from spectacles.broker.worker._commands import CommandSender
-from spectacles.broker.worker._commands_app import CommandHandler
-from spectacles.broker.worker._context import Context
-from spectacles.broker.worker._interaction_context import CommandContext
-from spectacles.broker.worker._settings import (
+from spectacles.worker._commands import CommandSender
+from spectacles.worker._commands_app import CommandHandler
+from spectacles.worker._context import Context
+from spectacles.worker._interaction_context import CommandContext
+from spectacles.worker._settings import (
     DEFAULT_API_URL,
     QueueType,
     WorkerConfigError,
     WorkerSettings,
 )
-from spectacles.broker.worker._worker import Handler, Worker
+from spectacles.worker._worker import EventHandler, Worker
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -33,7 +33,7 @@ __all__ = [
     "CommandHandler",
     "CommandSender",
     "Context",
-    "Handler",
+    "EventHandler",
     "QueueType",
     "Worker",
     "WorkerConfigError",

@@ -15,8 +15,6 @@ from typing import Any
 
 import structlog
 
-from spectacles.broker.worker._context import Context
-from spectacles.broker.worker._interaction_context import CommandContext
 from spectacles.models import (
     ApplicationCommand,
     ApplicationCommandOption,
@@ -25,6 +23,8 @@ from spectacles.models import (
     to_builtins,
 )
 from spectacles.rest import NotFound, RestClient
+from spectacles.worker._context import Context
+from spectacles.worker._interaction_context import CommandContext
 
 __all__ = ["CommandHandler", "CommandRouter", "CommandSpec", "register_commands"]
 

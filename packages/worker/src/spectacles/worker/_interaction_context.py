@@ -14,7 +14,6 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from spectacles.broker.worker._context import Context
 from spectacles.models import (
     AllowedMentions,
     Interaction,
@@ -23,6 +22,7 @@ from spectacles.models import (
     MessageFlags,
 )
 from spectacles.rest import BadRequest
+from spectacles.worker._context import Context
 
 __all__ = ["CommandContext"]
 

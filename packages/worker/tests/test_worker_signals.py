@@ -24,7 +24,7 @@ pytestmark = pytest.mark.rmq4
 WORKER_SCRIPT = textwrap.dedent(
     """
     import asyncio, pathlib, sys
-    from spectacles.broker.worker import Worker
+    from spectacles.worker import Worker
 
     marks = pathlib.Path(sys.argv[1])
     worker = Worker("sigterm")

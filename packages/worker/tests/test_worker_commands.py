@@ -18,9 +18,9 @@ import pytest
 
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
-from spectacles.broker.worker import CommandContext, Worker, WorkerSettings
 from spectacles.models import Interaction
 from spectacles.simulator import Simulator, SimulatorConfig
+from spectacles.worker import CommandContext, Worker, WorkerSettings
 
 from .conftest import eventually
 

@@ -25,15 +25,15 @@ import pytest
 
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
-from spectacles.broker.worker import WorkerSettings
-from spectacles.broker.worker._settings import DEFAULT_DRAIN_TIMEOUT, WorkerConfigError
+from spectacles.worker import WorkerSettings
+from spectacles.worker._settings import DEFAULT_DRAIN_TIMEOUT, WorkerConfigError
 
 pytestmark = pytest.mark.rmq4
 
 WORKER_SCRIPT = textwrap.dedent(
     """
     import asyncio, pathlib, sys
-    from spectacles.broker.worker import Worker
+    from spectacles.worker import Worker
 
     marks = pathlib.Path(sys.argv[1])
     worker = Worker("shutdown")

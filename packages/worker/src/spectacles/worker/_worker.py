@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -24,22 +23,6 @@ from spectacles.broker.broker import Broker
 from spectacles.broker.consumer import Consumer, Outcome
 from spectacles.broker.delivery import Delivery
 from spectacles.broker.errors import BrokerUnavailable, DeadLetter
-from spectacles.broker.worker import _metrics as metrics
-from spectacles.broker.worker._commands import CommandSender
-from spectacles.broker.worker._commands_app import (
-    CommandHandler,
-    CommandRouter,
-    CommandSpec,
-    build_definition,
-    register_commands,
-)
-from spectacles.broker.worker._context import Context
-from spectacles.broker.worker._settings import (
-    DEFAULT_COMMAND_DEFER_AFTER,
-    QueueType,
-    WorkerConfigError,
-    WorkerSettings,
-)
 from spectacles.models import (
     DISPATCH_EVENTS,
     ApplicationCommandOption,
@@ -52,11 +35,28 @@ from spectacles.observability import (
     register_secret,
 )
 from spectacles.rest import RestClient
+from spectacles.settings import exit_config_error
+from spectacles.worker import _metrics as metrics
+from spectacles.worker._commands import CommandSender
+from spectacles.worker._commands_app import (
+    CommandHandler,
+    CommandRouter,
+    CommandSpec,
+    build_definition,
+    register_commands,
+)
+from spectacles.worker._context import Context
+from spectacles.worker._settings import (
+    DEFAULT_COMMAND_DEFER_AFTER,
+    QueueType,
+    WorkerConfigError,
+    WorkerSettings,
+)
 
-__all__ = ["Handler", "Worker"]
+__all__ = ["EventHandler", "Worker"]
 
 E = TypeVar("E")
-Handler = Callable[[E, Context], Awaitable[None]]
+EventHandler = Callable[[E, Context], Awaitable[None]]
 """``async def handler(event, ctx) -> None``; the event is the typed model of its dispatch."""
 
 _DEFAULT_MAX_ATTEMPTS: Final = 3
@@ -90,7 +90,7 @@ class Worker:
         self.max_attempts = max_attempts
         self._settings = settings
         self._queue_type = queue_type
-        self._handlers: dict[str, Handler[Any]] = {}
+        self._handlers: dict[str, EventHandler[Any]] = {}
         self._startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self._shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         # A lazy proxy: binds on first use, i.e. after run() configured logging.
@@ -106,14 +106,19 @@ class Worker:
         self._router = CommandRouter(name, self._defer_after)
         self._in_flight = metrics.IN_FLIGHT.labels(name)
         self._event_metrics: dict[str, metrics.EventMetrics] = {}
+        self._models: dict[str, Callable[[bytes], Any]] = {}  # custom events' typed decoders
 
     # -- registration -------------------------------------------------------------------------
 
-    def on(self, event: str, *, custom: bool = False) -> Callable[[Handler[E]], Handler[E]]:
+    def on(
+        self, event: str, *, custom: bool = False, model: type[Any] | None = None
+    ) -> Callable[[EventHandler[E]], EventHandler[E]]:
         """Register the decorated coroutine for ``event`` (a dispatch name such as MESSAGE_CREATE).
 
         Unknown names raise, so a typo cannot silently bind a queue that never receives; pass
-        ``custom=True`` for routing keys that other services (not the gateway) publish.
+        ``custom=True`` for routing keys that other services (not the gateway) publish, and
+        ``model`` (a msgspec Struct) to get their body decoded into it: a body that does not fit
+        is dead-lettered like a malformed dispatch, never handed to the handler.
         """
         if not custom and event not in DISPATCH_EVENTS:
             raise ValueError(
@@ -121,13 +126,15 @@ class Worker:
                 "MESSAGE_CREATE, or custom=True for a routing key your own services publish"
             )
 
-        def register(handler: Handler[E]) -> Handler[E]:
+        def register(handler: EventHandler[E]) -> EventHandler[E]:
             if event in self._handlers:
                 raise ValueError(
                     f"worker {self.name!r} already has a handler for {event}"
                     + (" (its @command routing)" if self._router.commands else "")
                 )
             self._handlers[event] = handler
+            if model is not None:
+                self._models[event] = msgspec.json.Decoder(model).decode
             return handler
 
         return register
@@ -314,8 +321,7 @@ class Worker:
         try:
             settings = self._settings or WorkerSettings.from_env()
         except WorkerConfigError as exc:
-            print(f"spectacles-{self.name}: configuration error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            exit_config_error(f"spectacles-{self.name}", exc)
         configure_logging(settings.log_level, settings.log_format or None, service=self.name)
         register_secret(settings.discord_token)
         for password in settings.broker.passwords:
@@ -374,7 +380,8 @@ class Worker:
         if handler is None:
             raise _Unhandled(f"worker {self.name!r} has no handler for {event!r}")
         try:
-            payload = decode_event(event, delivery.body)
+            model = self._models.get(event)
+            payload = model(delivery.body) if model else decode_event(event, delivery.body)
         except (DecodeError, msgspec.DecodeError) as exc:
             self._log.warning(
                 "malformed event dead-lettered",
@@ -435,7 +442,7 @@ class Worker:
             worker=self.name,
             event=event,
             headers=headers,
-            shard_id=_as_int(headers.get("shard_id")),
+            shard_id=_int_or_none(headers.get("shard_id")),
             message_id=delivery.message_id,
             attempt=delivery.attempt,
         )
@@ -449,7 +456,7 @@ class Worker:
         return self._log.bind(
             dispatch=event,
             message_id=delivery.message_id,
-            shard_id=_as_int(headers.get("shard_id")),
+            shard_id=_int_or_none(headers.get("shard_id")),
             guild_id=str(guild_id) if guild_id is not None else None,
             channel_id=_str_or_none(_field(payload, "channel_id")),
             attempt=delivery.attempt,
@@ -474,7 +481,7 @@ def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _as_int(value: object) -> int | None:
+def _int_or_none(value: object) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, str | bytes) and value.strip().isdigit():
