@@ -106,8 +106,8 @@ def _handler(layer: str, consumer_box: list[Consumer]) -> Any:
             pass
 
         return noop
-    from spectacles.worker import Context, Worker
     from spectacles.models import MessageCreate
+    from spectacles.worker import Context, Worker
 
     worker = Worker("bench")
 
