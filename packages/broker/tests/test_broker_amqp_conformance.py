@@ -507,7 +507,7 @@ async def test_a_message_held_by_a_killed_consumer_is_redelivered_marked_redeliv
     assert properties.message_id == "p1"
 
 
-async def test_consumer_heals_a_drop_of_its_own_connection_alone(
+async def test_consumers_heal_a_drop_of_their_shared_connection_alone(
     broker: Broker, raw_channel: AbstractChannel, amqp_cleanup
 ) -> None:
     handled: list[str] = []
@@ -516,14 +516,18 @@ async def test_consumer_heals_a_drop_of_its_own_connection_alone(
         handled.append(delivery.message_id or "")
 
     consumer = Consumer(broker, worker="own", events=["E"], handler=handle, prefetch=4)
-    amqp_cleanup(queue=consumer.queue_name)
-    amqp_cleanup(queue=consumer.dead_queue_name)
-    await consumer.start()
+    other = Consumer(broker, worker="other", events=["E"], handler=handle, prefetch=4)
+    for each in (consumer, other):
+        amqp_cleanup(queue=each.queue_name)
+        amqp_cleanup(queue=each.dead_queue_name)
+        await each.start()
     try:
         before = consumer._subscription
         # the consumer's lean connection, not the broker's (which stays up)
-        closed = await asyncio.to_thread(close_connections_named, f"consumer:{consumer.queue_name}")
-        assert closed == 1
+        closed = await asyncio.to_thread(
+            close_connections_named, f"consumer@{broker.connection_name}"
+        )
+        assert closed == 1  # both consumers share it
         await eventually(
             lambda: consumer._subscription not in (None, before) and consumer.is_consuming,
             timeout=30,
@@ -531,6 +535,7 @@ async def test_consumer_heals_a_drop_of_its_own_connection_alone(
         assert broker.reconnects == 0
         exchange = await raw_channel.get_exchange(broker.topology.events_exchange)
         await exchange.publish(aio_pika.Message(b"{}", message_id="healed"), routing_key="E")
-        await eventually(lambda: handled == ["healed"], timeout=30)
+        await eventually(lambda: handled == ["healed", "healed"], timeout=30)
     finally:
         await consumer.stop()
+        await other.stop()

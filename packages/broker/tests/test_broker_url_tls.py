@@ -231,6 +231,6 @@ async def test_a_consumer_consumes_over_amqps_on_its_lean_connection(tls_broker:
             listing = await asyncio.to_thread(tls_broker.connections)
         finally:
             await consumer.stop()
-        lines = [line for line in listing.splitlines() if "consumer:" in line]
+        lines = [line for line in listing.splitlines() if "consumer@" in line]
     assert bodies == [b"consumed over TLS"]
     assert lines and all("true" in line for line in lines), lines  # the lean one is TLS too

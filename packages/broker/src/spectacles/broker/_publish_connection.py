@@ -62,8 +62,9 @@ RETURN_TAG_HEADER = "x-spectacles-publish-tag"
 
 PUBLISH_CHANNEL = 1
 CONTROL_CHANNEL = 2
-# Channels above CONTROL_CHANNEL consume (see ``_consume_channel``); this many at most.
-CHANNEL_MAX = 64
+# Channels above CONTROL_CHANNEL consume (see ``_consume_channel``), up to RabbitMQ's default
+# channel_max (a server configured lower wins).
+CHANNEL_MAX = 2047
 _MAX_FRAME = 131072
 # Writes are batched per event-loop iteration; a producer that never yields gets flushed here.
 _FLUSH_AT = 256 * 1024
@@ -185,6 +186,7 @@ class PublishConnection(asyncio.Protocol):
         self.max_body_frame = _MAX_FRAME - 8
         # Consuming channels by number, and those with acks to write before the next flush.
         self._channels: dict[int, ConsumeChannel] = {}
+        self.channel_max = CHANNEL_MAX
         self._ack_writers: list[ConsumeChannel] = []
 
     # -- opening -------------------------------------------------------------------------------
@@ -276,6 +278,7 @@ class PublishConnection(asyncio.Protocol):
         if not isinstance(tune, commands.Connection.Tune):
             raise BrokerError(f"unexpected {tune.name} instead of Connection.Tune")
         self.frame_max = min(tune.frame_max or _MAX_FRAME, _MAX_FRAME)
+        self.channel_max = min(tune.channel_max or CHANNEL_MAX, CHANNEL_MAX)
         self.max_body_frame = self.frame_max - 8
         heartbeat = self._requested_heartbeat
         if tune.heartbeat and heartbeat:
@@ -283,7 +286,7 @@ class PublishConnection(asyncio.Protocol):
         self._send(
             pamqp_frame.marshal(
                 commands.Connection.TuneOk(
-                    channel_max=CHANNEL_MAX, frame_max=self.frame_max, heartbeat=heartbeat
+                    channel_max=self.channel_max, frame_max=self.frame_max, heartbeat=heartbeat
                 ),
                 0,
             )
@@ -494,11 +497,15 @@ class PublishConnection(asyncio.Protocol):
     async def open_channel(self, channel: ConsumeChannel) -> int:
         """Open a new channel whose frames go to ``channel``; returns its number."""
         number = next(
-            (n for n in range(CONTROL_CHANNEL + 1, CHANNEL_MAX + 1) if n not in self._channels),
+            (
+                n
+                for n in range(CONTROL_CHANNEL + 1, self.channel_max + 1)
+                if n not in self._channels
+            ),
             None,
         )
         if number is None:
-            raise BrokerError(f"all {CHANNEL_MAX - CONTROL_CHANNEL} consuming channels in use")
+            raise BrokerError(f"all {self.channel_max - CONTROL_CHANNEL} consuming channels in use")
         self._channels[number] = channel
         try:
             opened = await self._call(number, commands.Channel.Open())

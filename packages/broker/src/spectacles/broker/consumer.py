@@ -32,10 +32,10 @@ from spectacles.observability import get_logger, redact
 
 from ._backoff import Backoff
 from ._consume_channel import ConsumeChannel
-from ._endpoints import connect_first
+from ._consume_link import ConsumeLink
 from ._frames import encode_content
 from ._properties import BasicProperties
-from ._publish_connection import RETURN_TAG_HEADER, AmqpEndpoint, PublishConnection
+from ._publish_connection import RETURN_TAG_HEADER, PublishConnection
 from .broker import Broker
 from .delivery import (
     ATTEMPTS_HEADER,
@@ -77,8 +77,6 @@ _PER_DELIVERY_HEADERS: Final = frozenset({DELIVERY_COUNT_HEADER, RETURN_TAG_HEAD
 _RESUBSCRIBE_MAX_DELAY: Final = 10.0
 # A publish the broker refused (nack/return) is retried later rather than hot-looping.
 _REFUSED_PUBLISH_PAUSE: Final = 1.0
-_HEARTBEAT: Final = 30
-_CONNECT_TIMEOUT: Final = 10.0
 
 # One received message: its channel, delivery tag, redelivered, exchange, routing key,
 # properties, body.
@@ -93,28 +91,6 @@ class _Subscription:
     channel: ConsumeChannel
 
 
-class _Quiet:
-    """The consumer's connection listener: the consumer watches its channel, not these."""
-
-    def connection_ready(self, connection: PublishConnection) -> None:
-        """The publish channel (used for retries and dead letters) reopened."""
-
-    def connection_unready(self, connection: PublishConnection, reason: str) -> None:
-        """The publish channel closed; a retry waits until it reopens."""
-
-    def connection_lost(self, connection: PublishConnection, reason: str) -> None:
-        """Gone: the consuming channel reports it to the supervisor."""
-
-    def confirms_released(self, connection: PublishConnection) -> None:
-        """Confirms of retries / dead letters arrived (their futures resolve by themselves)."""
-
-    def connection_blocked(self, connection: PublishConnection) -> None:
-        log.warning("consumer.connection_blocked", reason=connection.blocked_reason)
-
-    def connection_unblocked(self, connection: PublishConnection) -> None:
-        log.info("consumer.connection_unblocked")
-
-
 class Consumer:
     """Competing consumer on the queue ``{group}.{worker}`` bound to ``events``.
 
@@ -125,10 +101,10 @@ class Consumer:
     is the quorum queue's ``x-delivery-limit``. ``single_active_consumer`` lets one replica at a
     time consume (the others stand by) for handlers that keep state.
 
-    Topology is declared through ``broker`` (a cold path); messages arrive on the consumer's own
-    lean AMQP connection (``_publish_connection`` + ``_consume_channel``), which follows the
-    broker's: when the broker's connection drops, the consumer's is dropped too and both come
-    back together.
+    Topology is declared through ``broker`` (a cold path); messages arrive on a channel of the
+    lean AMQP connection the broker's consumers share (``_consume_link``), which follows the
+    broker's: when the broker's connection drops, that one is dropped too and both come back
+    together.
     """
 
     def __init__(
@@ -176,8 +152,7 @@ class Consumer:
             legacy_delivery_limit=max_attempts if queue_type == "quorum" else None,
         )
         self._subscription: _Subscription | None = None
-        self._connection: PublishConnection | None = None
-        self._node_url: str | None = None
+        self._link: ConsumeLink | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
         self._subscribed = asyncio.Event()
@@ -221,7 +196,7 @@ class Consumer:
         if self._supervisor is not None:
             return
         self._stopping = False
-        self._broker.on_connection_lost(self._on_broker_lost)
+        self._link = ConsumeLink.acquire(self._broker)
         try:
             self._subscription = await self._subscribe()
         except BaseException:
@@ -268,7 +243,8 @@ class Consumer:
             ) from None
         for hint in declared.hints:
             log.warning("consumer.queue_needs_migration", queue=self.queue_name, hint=hint)
-        connection = await self._live_connection()
+        assert self._link is not None  # acquired in start()
+        connection = await self._link.connection()
         channel = await ConsumeChannel.open(connection, self._on_delivery, prefetch=self._prefetch)
         try:
             await channel.consume(declared.name)
@@ -278,33 +254,6 @@ class Consumer:
         self._subscribed.set()
         log.debug("consumer.subscribed", queue=self.queue_name, prefetch=self._prefetch)
         return _Subscription(connection, channel)
-
-    async def _live_connection(self) -> PublishConnection:
-        connection = self._connection
-        if connection is not None and not connection.lost:
-            return connection
-        self._node_url, opened = await connect_first(
-            self._broker.settings.endpoints, self._open_node, last_lost=self._node_url
-        )
-        self._connection = opened
-        return opened
-
-    async def _open_node(self, url: str) -> PublishConnection:
-        name = f"consumer:{self.queue_name}@{self._broker.connection_name}"
-        return await PublishConnection.open(
-            AmqpEndpoint(url),
-            _Quiet(),
-            heartbeat=_HEARTBEAT,
-            timeout=_CONNECT_TIMEOUT,
-            client_properties={"product": "spectacles-python", "connection_name": name},
-        )
-
-    def _on_broker_lost(self) -> None:
-        # The consumer follows the broker's connection: drop ours too, and both come back
-        # together (the supervisor waits for the broker before subscribing again).
-        connection = self._connection
-        if connection is not None and not self._stopping:
-            connection.abort("the broker's connection to RabbitMQ was lost")
 
     async def _supervise(self) -> None:
         while not self._stopping:
@@ -359,11 +308,10 @@ class Consumer:
             await self._stop_runners()
 
     async def _shut_down(self) -> None:
-        self._broker.remove_listener(self._on_broker_lost)
         await self._stop_runners()
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await connection.close(5.0)
+        link, self._link = self._link, None
+        if link is not None:
+            await link.release()
 
     # -- runners: tasks that take received messages in turn (no task per message) --------------
 
