@@ -317,7 +317,9 @@ async def test_handler_sends_gateway_commands(
     commands = f"{settings.group}.commands"
     shard_queue = f"{settings.group}.sdk.shard0"  # stands in for shard 0
     await admin.declare_exchange(commands, "direct")
-    await admin.declare_queue(shard_queue, exclusive=True, bind=(commands, "shard.0"))
+    await admin.declare_queue(
+        shard_queue, durable=False, exclusive=True, bind=(commands, "shard.0")
+    )
 
     worker = Worker("sdk", settings=settings)
     sent: list[int] = []
