@@ -202,7 +202,7 @@ async def reader_url(amqp_url: str, unique_name: str) -> AsyncIterator[str]:
     """A user who may only read queues named after the test (and configure/write nothing)."""
     parts = urlsplit(amqp_url)
     vhost = parts.path.lstrip("/") or "/"
-    user, password = f"{unique_name}-reader", secrets.token_urlsafe(12)
+    user, password = f"{unique_name}-reader", secrets.token_hex(12)
     await asyncio.to_thread(_rabbitmqctl, "add_user", user, password)
     try:
         await asyncio.to_thread(
