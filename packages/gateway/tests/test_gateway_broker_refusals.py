@@ -37,6 +37,7 @@ from gateway_testkit import (
 from structlog.testing import capture_logs
 
 from spectacles.gateway import GatewayService
+from spectacles.gateway.relay import Relay
 from spectacles.simulator import Simulator
 
 pytestmark = pytest.mark.rmq4  # also run against RabbitMQ 4 (make test-rmq4)
@@ -279,7 +280,9 @@ async def test_relay_when_event_over_max_event_size_stores_a_record_and_moves_on
                     lambda: shard.session is not None and shard.session.seq >= last_seq
                 )
                 assert shard.resumes == 0 and not shard.reconnects
-                assert shard.oversize == {"MESSAGE_CREATE": 1}
+                assert isinstance(shard.sink, Relay) and shard.sink.oversize == {
+                    "MESSAGE_CREATE": 1
+                }
     assert big_seq not in seqs_of(sink.messages, session_id)
     (record,) = await oversize_records(amqp_url, group)
     assert record["seq"] == big_seq and record["event"] == "MESSAGE_CREATE"
@@ -348,7 +351,8 @@ async def test_relay_when_broker_refuses_one_shards_event_as_too_large_other_sha
                 )
             assert other.resumes == 0 and not other.reconnects, "the healthy shard was bounced"
             assert offender.resumes == 0 and not offender.reconnects
-            assert offender.oversize == {"MESSAGE_CREATE": 1}
+            assert isinstance(offender.sink, Relay)
+            assert offender.sink.oversize == {"MESSAGE_CREATE": 1}
         finally:
             await service.stop()
             logs.__exit__(None, None, None)

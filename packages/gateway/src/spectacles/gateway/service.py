@@ -41,6 +41,7 @@ from .errors import ConfigError, GatewayError, GatewayUnreachable, IdentifyBlock
 from .fatal_block import FatalBlockStore
 from .identify import BucketLock, IdentifyQueue, identify_spacing
 from .identify_lock import create_bucket_lock, create_quota_ledger
+from .relay import Relay
 from .session import SessionState
 from .session_store import SessionStore, create_session_store
 from .shard import Shard, ShardState
@@ -548,11 +549,8 @@ class GatewayService:
                 {"received": Counter(), "published": Counter(), "identifies": 0, "resumes": 0},
             )
             _flush_counter(metrics.EVENTS_RECEIVED, label, shard.received, seen["received"])
-            _flush_counter(metrics.EVENTS_PUBLISHED, label, shard.published, seen["published"])
             malformed = seen.setdefault("malformed", Counter())
             _flush_counter(metrics.MALFORMED_PAYLOADS, label, shard.malformed, malformed)
-            oversize = seen.setdefault("oversize", Counter())
-            _flush_counter(metrics.EVENTS_OVERSIZE, label, shard.oversize, oversize)
             if shard.identifies > seen["identifies"]:
                 metrics.IDENTIFIES.labels(label).inc(shard.identifies - seen["identifies"])
                 seen["identifies"] = shard.identifies
@@ -566,11 +564,8 @@ class GatewayService:
                     reconnects[reason] = total
             if shard.heartbeat_latency is not None:
                 metrics.HEARTBEAT_LATENCY.labels(label).set(shard.heartbeat_latency)
-            # Emptied in place: the shard's confirm tracker appends to this very list.
-            samples = shard.confirm_latencies[:]
-            shard.confirm_latencies.clear()
-            for sample in samples:
-                metrics.CONFIRM_LATENCY.observe(sample)
+            if isinstance(shard.sink, Relay):
+                _flush_relay(shard.sink, label, seen)
         if self.publisher is not None:
             metrics.IN_FLIGHT.set(self.publisher.in_flight)
             seen = self._unrouted_flushed
@@ -578,6 +573,17 @@ class GatewayService:
                 if total > seen[event]:
                     metrics.EVENTS_UNROUTED.labels(event).inc(total - seen[event])
                     seen[event] = total
+
+
+def _flush_relay(relay: Relay, label: str, seen: dict[str, Any]) -> None:
+    _flush_counter(metrics.EVENTS_PUBLISHED, label, relay.published, seen["published"])
+    oversize = seen.setdefault("oversize", Counter())
+    _flush_counter(metrics.EVENTS_OVERSIZE, label, relay.oversize, oversize)
+    # Emptied in place: the relay's confirm tracker appends to this very list.
+    samples = relay.confirm_latencies[:]
+    relay.confirm_latencies.clear()
+    for sample in samples:
+        metrics.CONFIRM_LATENCY.observe(sample)
 
 
 def _flush_counter(counter: Any, shard: str, current: Counter[str], seen: Counter[str]) -> None:
