@@ -26,6 +26,7 @@ from spectacles.models import (
     UnknownIntentError,
     intents_for_event,
 )
+from spectacles.rest import DEFAULT_API_URL  # one default for every Discord client here
 
 from .errors import ConfigError
 
@@ -58,7 +59,6 @@ COMMANDS_QUEUE_TYPES: Final[tuple[str, ...]] = ("quorum", "classic")
 STATUSES: Final[tuple[str, ...]] = ("online", "dnd", "idle", "invisible", "offline")
 LOG_FORMATS: Final[tuple[str, ...]] = ("auto", "json", "console")
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-DEFAULT_API_URL: Final = "https://discord.com/api/v10"
 DEFAULT_AMQP_URL: Final = "amqp://guest:guest@localhost:5672/"
 # Discord's largest documented shard count is in the thousands; a typo like "0-99999999" must
 # not allocate a huge tuple.

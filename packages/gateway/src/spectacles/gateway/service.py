@@ -30,13 +30,13 @@ from spectacles.broker.topology import (
     UNROUTED_QUEUE_ARGUMENTS,
     Topology,
 )
-from spectacles.models import GatewayBot
+from spectacles.models import DecodeError, GatewayBot
 from spectacles.observability import HealthServer, get_logger
+from spectacles.rest import RestClient, RestError, Unauthorized
 
 from . import metrics
 from .commands import CommandRelay
 from .config import GatewayConfig
-from .discovery import fetch_gateway_bot
 from .errors import ConfigError, GatewayError, GatewayUnreachable, IdentifyBlocked
 from .fatal_block import FatalBlockStore
 from .identify import BucketLock, IdentifyQueue, identify_spacing
@@ -53,6 +53,7 @@ EXIT_FATAL: Final = 1
 EXIT_CONFIG: Final = 2
 METRICS_FLUSH_INTERVAL: Final = 1.0
 STORE_TIMEOUT: Final = 5.0
+DISCOVERY_TIMEOUT: Final = 10.0  # one attempt of GET /gateway/bot (the REST client retries)
 # While a fatal-close block holds the start-up, RabbitMQ is asked this often whether it was
 # lifted (`spectacles-gateway unblock`) or is over.
 FATAL_BLOCK_RECHECK: Final = 5.0
@@ -573,6 +574,26 @@ class GatewayService:
                 if total > seen[event]:
                     metrics.EVENTS_UNROUTED.labels(event).inc(total - seen[event])
                     seen[event] = total
+
+
+async def fetch_gateway_bot(api_url: str, token: str) -> GatewayBot:
+    """`GET /gateway/bot` with the REST client (its retries, User-Agent and rate limits)."""
+    try:
+        async with RestClient(
+            token,
+            base_url=api_url,
+            request_timeout=DISCOVERY_TIMEOUT,
+            max_ratelimit_retries=2,
+            max_ratelimit_wait=DISCOVERY_TIMEOUT,
+        ) as rest:
+            return await rest.get_gateway_bot()
+    except Unauthorized:
+        raise GatewayUnreachable(
+            "401 Unauthorized: the bot token is invalid; set a valid one in "
+            "DISCORD_TOKEN or `token` (without the `Bot ` prefix)"
+        ) from None
+    except (RestError, DecodeError) as exc:
+        raise GatewayUnreachable(f"{api_url}/gateway/bot: {exc}") from None
 
 
 def _flush_relay(relay: Relay, label: str, seen: dict[str, Any]) -> None:
