@@ -22,6 +22,7 @@ from .errors import (
     RpcTimeout,
     TopologyMismatch,
 )
+from .lease import Lease, LeaseHolder, LeaseLost, LeaseTimeout
 from .publisher import ConfirmListener, Publisher
 from .rpc import RpcClient, RpcHandler, RpcServer
 from .settings import BrokerSettings
@@ -42,6 +43,10 @@ __all__ = [
     "GatewayCommands",
     "Handler",
     "InvalidCommand",
+    "Lease",
+    "LeaseHolder",
+    "LeaseLost",
+    "LeaseTimeout",
     "Outcome",
     "PublishError",
     "PublishNacked",
