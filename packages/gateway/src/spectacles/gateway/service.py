@@ -19,8 +19,6 @@ import time
 from collections import Counter
 from typing import Any, Final
 
-import aiormq
-
 from spectacles.broker.broker import CONNECTION_ERRORS, Broker
 from spectacles.broker.errors import BrokerError
 from spectacles.broker.publisher import Publisher
@@ -61,7 +59,8 @@ FATAL_RECORD_ATTEMPTS: Final = 3
 # An unchanged session is saved again once this fraction of the store's TTL has passed, so the
 # saved entry of a quiet shard never expires while the shard runs.
 SESSION_REFRESH_FRACTION: Final = 1 / 3
-_STORE_ERRORS: Final = (*CONNECTION_ERRORS, aiormq.exceptions.AMQPError, BrokerError, OSError)
+# What a store (RabbitMQ, a file) raises when it cannot answer now: logged and retried.
+_STORE_ERRORS: Final = (*CONNECTION_ERRORS, BrokerError, OSError)
 
 log = get_logger("spectacles.gateway")
 
@@ -441,7 +440,7 @@ class GatewayService:
                 state = await asyncio.wait_for(
                     self._store.load(shard_id, plan.count), STORE_TIMEOUT
                 )
-            except (*CONNECTION_ERRORS, aiormq.exceptions.AMQPError, BrokerError, OSError) as exc:
+            except _STORE_ERRORS as exc:
                 log.warning("could not load a saved session", shard_id=shard_id, error=repr(exc))
                 continue
             if state is not None:
