@@ -16,16 +16,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import aio_pika
 import aiohttp
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
 from gateway_testkit import (
     ALL_DISPATCHES,
     RABBITMQCTL,
     Control,
     EventSink,
     TcpProxy,
+    amqp_channel,
     event_sink,
     gateway_config,
     running_gateway,
@@ -100,7 +99,7 @@ async def memory_alarm() -> AsyncIterator[None]:
         await asyncio.shield(rabbitmqctl_async("set_vm_memory_high_watermark", *restore))
 
 
-def seqs_of(messages: list[AbstractIncomingMessage], session_id: str) -> set[int]:
+def seqs_of(messages: list[Any], session_id: str) -> set[int]:
     return {
         int(m.headers["seq"])  # type: ignore[arg-type]
         for m in messages
@@ -127,12 +126,9 @@ def deliver(sim: Simulator, shard_id: int, event: str, data: bytes) -> int:
 
 
 @contextlib.asynccontextmanager
-async def channel(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        yield await connection.channel()
-    finally:
-        await connection.close()
+async def channel(amqp_url: str) -> AsyncIterator[Any]:
+    async with amqp_channel(amqp_url) as ch:
+        yield ch
 
 
 async def oversize_records(amqp_url: str, group: str) -> list[dict[str, Any]]:
@@ -154,7 +150,7 @@ async def test_relay_when_reject_publish_queue_full_backs_off_and_loses_nothing(
     full = f"{group}.full"
     window = 30.0
     async with running_simulator() as sim, channel(amqp_url) as ch:
-        exchange = await ch.declare_exchange(group, aio_pika.ExchangeType.DIRECT, durable=True)
+        exchange = await ch.declare_exchange(group, "direct", durable=True)
         queue = await ch.declare_queue(
             full, arguments={"x-max-length": 20, "x-overflow": "reject-publish"}
         )
@@ -199,8 +195,8 @@ async def test_relay_when_reject_publish_queue_full_backs_off_and_loses_nothing(
 # ----------------------------------------------------------------------------------- 404
 
 
-async def unrouted_messages(amqp_url: str, group: str) -> list[AbstractIncomingMessage]:
-    found: list[AbstractIncomingMessage] = []
+async def unrouted_messages(amqp_url: str, group: str) -> list[Any]:
+    found: list[Any] = []
     async with channel(amqp_url) as ch:
         queue = await ch.declare_queue(f"{group}.unrouted", passive=True)
         while (message := await queue.get(no_ack=True, fail=False)) is not None:

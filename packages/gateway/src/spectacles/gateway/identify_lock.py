@@ -3,9 +3,9 @@
 Discord allows one IDENTIFY per bucket per 5 s across all connections of the bot, so processes
 that split its shards (`shards.ids`) must take turns too. The lock of bucket `b` is the
 `spectacles.broker.lease` lease `{group}.identify.{max_concurrency}.{b}` (an exclusive queue on
-the lock's own lease connection: RabbitMQ lets exactly one connection declare it). The owner
-keeps it until `keep_for` seconds after its IDENTIFY was answered, then releases it. An owner that
-dies loses its connection, and RabbitMQ drops the lease with it: a lock is never stuck longer
+the process' one lease connection, `{name}:leases`: RabbitMQ lets one connection declare
+it). The owner keeps it until `keep_for` seconds after its IDENTIFY was answered, then releases
+it. An owner that dies loses its connection, and RabbitMQ drops the lease with it: a lock is never stuck longer
 than the connection that holds it; a lost lease connection is opened again on the next attempt.
 
 Waiters retry every 0.1-0.25 s (jittered). While RabbitMQ is unreachable they
@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
@@ -47,9 +48,11 @@ from .identify import BucketLock, IdentifyBudget, LocalBucketLock, LocalQuotaLed
 __all__ = [
     "AmqpBucketLock",
     "AmqpQuotaLedger",
+    "LeaseConnection",
     "create_bucket_lock",
     "create_quota_ledger",
     "identify_lock_name",
+    "leases_of",
     "quota_queue_name",
 ]
 
@@ -63,6 +66,10 @@ CONNECT_WAIT: Final = 1.0
 FAILURE_DELAY: Final = (0.5, 1.0)
 WARN_EVERY: Final = 5.0
 RELEASE_TIMEOUT: Final = 5.0
+# How often the lease connection proves its leases still exist, and how long without an answer
+# it believes in them: a lock only paces IDENTIFYs, so a loss may be noticed a little late.
+PROBE_INTERVAL: Final = 1.0
+PROBE_TIMEOUT: Final = 5.0
 # The errors that make an attempt fail without telling whether someone else owns the bucket.
 _FAILURES: Final = (BrokerError, RuntimeError, *CONNECTION_ERRORS)
 
@@ -81,12 +88,68 @@ def quota_queue_name(group: str, fingerprint: str) -> str:
     return f"{group}.quota.{fingerprint}"
 
 
+class LeaseConnection:
+    """One `LeaseHolder` per gateway process, shared by its locks; opened again once lost.
+
+    Its leases die with its connection (RabbitMQ drops them), so a lost holder is replaced on
+    the next attempt; `close_if_idle` closes it once no lease is held.
+    """
+
+    def __init__(self, broker: Broker) -> None:
+        self._settings = broker.settings
+        self._name = f"{broker.connection_name}:leases"
+        self._holder: LeaseHolder | None = None
+        self._lock = asyncio.Lock()
+
+    async def holder(self) -> LeaseHolder:
+        """The live holder, opened (again) when needed; `BrokerUnavailable` if it cannot be."""
+        async with self._lock:
+            holder = self._holder
+            if holder is None or holder.is_lost:
+                self._holder = None
+                if holder is not None:
+                    with contextlib.suppress(*_FAILURES):
+                        await holder.close()
+                holder = LeaseHolder(
+                    self._settings,
+                    connection_name=self._name,
+                    connect_timeout=CONNECT_WAIT,
+                    probe_interval=PROBE_INTERVAL,
+                    probe_timeout=PROBE_TIMEOUT,
+                )
+                await holder.start()
+                self._holder = holder
+            return holder
+
+    async def close_if_idle(self) -> None:
+        """Close the connection when it holds no lease (a later `holder()` opens a new one)."""
+        async with self._lock:
+            holder = self._holder
+            if holder is None or holder.held:
+                return
+            self._holder = None
+        with contextlib.suppress(*_FAILURES):
+            await holder.close()
+
+
+_SHARED: Final[weakref.WeakKeyDictionary[Broker, LeaseConnection]] = weakref.WeakKeyDictionary()
+
+
+def leases_of(broker: Broker) -> LeaseConnection:
+    """The lease connection every lock on `broker` shares (one per process, not per lock)."""
+    leases = _SHARED.get(broker)
+    if leases is None:
+        leases = _SHARED[broker] = LeaseConnection(broker)
+    return leases
+
+
 class AmqpBucketLock:
     """`BucketLock` on `spectacles.broker.lease` leases (see the module docstring)."""
 
-    def __init__(self, broker: Broker, *, max_concurrency: int) -> None:
-        self._settings = broker.settings
-        self._connection_name = f"{broker.connection_name}:identify-lock"
+    def __init__(
+        self, broker: Broker, *, max_concurrency: int, leases: LeaseConnection | None = None
+    ) -> None:
+        self._leases = leases or leases_of(broker)
         self._group = broker.topology.group
         self._max_concurrency = max(1, max_concurrency)
         self._local: dict[int, asyncio.Lock] = {}
@@ -94,8 +157,6 @@ class AmqpBucketLock:
         self._pending: dict[int, asyncio.Task[None]] = {}
         self._closing = asyncio.Event()  # cuts the keeps short
         self._last_warning = float("-inf")
-        self._holder: LeaseHolder | None = None  # its connection holds the leases
-        self._holder_lock = asyncio.Lock()
 
     def name(self, bucket: int) -> str:
         """The lock queue of `bucket`."""
@@ -131,11 +192,7 @@ class AmqpBucketLock:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         self._closing.clear()
-        async with self._holder_lock:
-            holder, self._holder = self._holder, None
-        if holder is not None:
-            with contextlib.suppress(*_FAILURES):
-                await holder.close()
+        await self._leases.close_if_idle()
 
     async def _acquire(self, bucket: int) -> Lease:
         name = self.name(bucket)
@@ -170,25 +227,7 @@ class AmqpBucketLock:
 
     async def _try(self, name: str) -> Lease | None:
         """One attempt: the lease, or None when another connection holds it."""
-        return await (await self._live_holder()).try_acquire(name)
-
-    async def _live_holder(self) -> LeaseHolder:
-        """The lease connection, opened again once lost (its leases died with it)."""
-        async with self._holder_lock:
-            holder = self._holder
-            if holder is None or holder.is_lost:
-                self._holder = None
-                if holder is not None:
-                    with contextlib.suppress(*_FAILURES):
-                        await holder.close()
-                holder = LeaseHolder(
-                    self._settings,
-                    connection_name=self._connection_name,
-                    connect_timeout=CONNECT_WAIT,
-                )
-                await holder.start()
-                self._holder = holder
-            return holder
+        return await (await self._leases.holder()).try_acquire(name)
 
     async def _settle(self, bucket: int) -> None:
         """Wait for this process' own release or clean-up of `bucket` to finish first.
@@ -247,8 +286,8 @@ _decode_record: Final = msgspec.json.Decoder(_QuotaRecord).decode
 class _NamedLock(AmqpBucketLock):
     """One lock queue with a fixed name (the bucket number is ignored)."""
 
-    def __init__(self, broker: Broker, name: str) -> None:
-        super().__init__(broker, max_concurrency=1)
+    def __init__(self, broker: Broker, name: str, leases: LeaseConnection | None) -> None:
+        super().__init__(broker, max_concurrency=1, leases=leases)
         self._fixed_name = name
 
     def name(self, bucket: int) -> str:
@@ -261,7 +300,7 @@ class AmqpQuotaLedger:
 
     def __init__(self, broker: Broker, token: str) -> None:
         name = quota_queue_name(broker.topology.group, token_fingerprint(token))
-        self._lock = _NamedLock(broker, f"{name}.lock")
+        self._lock = _NamedLock(broker, f"{name}.lock", None)
         self._value = LastValueStore(broker, name)
         self._last_warning = float("-inf")
 
