@@ -5,8 +5,9 @@ that split its shards (`shards.ids`) must take turns too. The lock of bucket `b`
 `spectacles.broker.lease` lease `{group}.identify.{max_concurrency}.{b}` (an exclusive queue on
 the process' one lease connection, `{name}:leases`: RabbitMQ lets one connection declare
 it). The owner keeps it until `keep_for` seconds after its IDENTIFY was answered, then releases
-it. An owner that dies loses its connection, and RabbitMQ drops the lease with it: a lock is never stuck longer
-than the connection that holds it; a lost lease connection is opened again on the next attempt.
+it. An owner that dies loses its connection, and RabbitMQ drops the lease with it: a lock is
+never stuck longer than the connection that holds it; a lost lease connection is opened again
+on the next attempt.
 
 Waiters retry every 0.1-0.25 s (jittered). While RabbitMQ is unreachable they
 keep waiting (a warning every few seconds) and never IDENTIFY without the lock; cancelling the
