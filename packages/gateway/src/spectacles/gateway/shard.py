@@ -454,11 +454,13 @@ class Shard:
             self._set_state(ShardState.CLOSING if self._closing else ShardState.CONNECTING)
             # Stop reading first, then let the sink settle what is in flight (RabbitMQ confirms),
             # so the resume point covers as much as possible and the replay is short.
-            await self.sink.end(DRAIN_TIMEOUT)
-            if close_code:
-                await transport.close(close_code)
-            else:
-                transport.abort()
+            try:
+                await self.sink.end(DRAIN_TIMEOUT)
+            finally:  # also when cancelled mid-drain: close resumably
+                if close_code:
+                    await transport.close(close_code)
+                else:
+                    transport.abort()
 
     async def _open_transport(self, url: str, interrupt: asyncio.Future[None]) -> GatewayTransport:
         """Open the websocket, unless `close()` interrupts first: no wait for the open timeout."""
