@@ -1,4 +1,7 @@
-"""Pure logic: confirm tracking, identify pacing, send limits, decompression, command rules."""
+"""Pure logic: confirm tracking, identify pacing, send limits, decompression, command rules.
+
+Also `GET /gateway/bot` through the REST client, against the simulator.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,13 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from gateway_testkit import TOKEN, running_simulator
 
 from spectacles.broker.errors import DeadLetter
 from spectacles.gateway import (
     ConfirmTracker,
     FileSessionStore,
+    GatewayUnreachable,
     IdentifyLimitExceeded,
     IdentifyQueue,
     SendLimiter,
@@ -22,6 +27,7 @@ from spectacles.gateway import (
     TransportError,
 )
 from spectacles.gateway.commands import validate_command_body
+from spectacles.gateway.service import fetch_gateway_bot
 from spectacles.gateway.transport import _ZlibStream, _ZstdStream, build_gateway_url, env_proxy
 
 
@@ -263,3 +269,20 @@ def test_gateway_connections_honour_proxy_environment(monkeypatch: pytest.Monkey
     assert env_proxy("wss://gateway.discord.gg") == "http://proxy.internal:3128"
     assert env_proxy("ws://gateway.example") == "http://plain.internal:3128"
     assert env_proxy("ws://sim:8080/gateway") is None
+
+
+async def test_gateway_bot_comes_from_the_rest_client() -> None:
+    async with running_simulator(shards=3) as sim:
+        bot = await fetch_gateway_bot(sim.api_url, TOKEN)
+    assert bot.shards == 3 and bot.url.startswith("ws")
+
+
+async def test_gateway_bot_with_a_wrong_token_names_the_fix() -> None:
+    async with running_simulator() as sim:
+        with pytest.raises(GatewayUnreachable, match=r"401 Unauthorized.*DISCORD_TOKEN"):
+            await fetch_gateway_bot(sim.api_url, "not-the-token")
+
+
+async def test_gateway_bot_unreachable_is_a_gateway_error() -> None:
+    with pytest.raises(GatewayUnreachable, match="gateway/bot"):
+        await fetch_gateway_bot("http://127.0.0.1:9/api/v10", TOKEN)

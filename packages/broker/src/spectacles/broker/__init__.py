@@ -26,6 +26,7 @@ from .errors import (
     RpcTimeout,
     TopologyMismatch,
 )
+from .lease import Lease, LeaseHolder, LeaseLost, LeaseTimeout
 from .publisher import ConfirmListener, Publisher
 from .rpc import RpcClient, RpcHandler, RpcServer
 from .settings import BrokerSettings
@@ -52,6 +53,10 @@ __all__ = [
     "Handler",
     "InvalidCommand",
     "NoSuchEntity",
+    "Lease",
+    "LeaseHolder",
+    "LeaseLost",
+    "LeaseTimeout",
     "Outcome",
     "PublishError",
     "PublishNacked",
