@@ -17,11 +17,11 @@ from gateway_testkit import TOKEN, running_simulator
 
 from spectacles.broker.errors import DeadLetter
 from spectacles.gateway import (
-    ConfirmTracker,
     FileSessionStore,
     GatewayUnreachable,
     IdentifyLimitExceeded,
     IdentifyQueue,
+    ResumeTracker,
     SendLimiter,
     SessionState,
     TransportError,
@@ -32,7 +32,7 @@ from spectacles.gateway.transport import _ZlibStream, _ZstdStream, build_gateway
 
 
 def test_confirm_tracker_advances_only_over_contiguous_confirms() -> None:
-    tracker = ConfirmTracker(0)
+    tracker = ResumeTracker(0)
     tracker.skip(1)  # READY, not relayed, nothing pending: confirmed at once
     assert tracker.confirmed == 1
     tracker.track(2, "MESSAGE_CREATE")
@@ -53,7 +53,7 @@ def test_confirm_tracker_advances_only_over_contiguous_confirms() -> None:
 
 async def test_confirm_tracker_when_publish_fails_holds_and_reports() -> None:
     failures: list[BaseException] = []
-    tracker = ConfirmTracker(10, failures.append)
+    tracker = ResumeTracker(10, failures.append)
     tracker.track(11, "X")
     tracker.track(12, "X")
     tracker.publish_failed(11, ConnectionError("gone"))
@@ -66,7 +66,7 @@ async def test_confirm_tracker_when_publish_fails_holds_and_reports() -> None:
 
 
 async def test_confirm_tracker_drain_waits_for_confirms_then_times_out() -> None:
-    tracker = ConfirmTracker(0)
+    tracker = ResumeTracker(0)
     tracker.track(1, "X")
     tracker.skip(2)
     tracker.track(3, "X")
@@ -81,7 +81,7 @@ async def test_confirm_tracker_drain_waits_for_confirms_then_times_out() -> None
 
 
 async def test_confirm_tracker_drain_does_not_wait_for_an_event_never_written() -> None:
-    tracker = ConfirmTracker(0)
+    tracker = ResumeTracker(0)
     tracker.track(1, "X")
     tracker.track(2, "X")  # its submit was cancelled (shutdown while RabbitMQ was away)
     tracker.abandon(2)
@@ -96,7 +96,7 @@ async def test_confirm_tracker_drain_does_not_wait_for_an_event_never_written() 
 
 
 async def test_confirm_tracker_drain_returns_at_once_when_only_abandoned_is_pending() -> None:
-    tracker = ConfirmTracker(7)
+    tracker = ResumeTracker(7)
     tracker.track(8, "X")
     tracker.abandon(8)
     assert await asyncio.wait_for(tracker.drain(10.0), 1.0) == 7
@@ -104,7 +104,7 @@ async def test_confirm_tracker_drain_returns_at_once_when_only_abandoned_is_pend
 
 def test_confirm_tracker_samples_latency_of_marked_events() -> None:
     latencies: list[float] = []
-    tracker = ConfirmTracker(0, latencies=latencies)
+    tracker = ResumeTracker(0, latencies=latencies)
     tracker.track(1, "X")
     tracker.sample_latency(1)
     tracker.track(2, "X")

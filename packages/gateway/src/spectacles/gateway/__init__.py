@@ -16,7 +16,7 @@ from .identify import IdentifyQueue
 from .ratelimit import SendLimiter
 from .relay import Relay
 from .service import GatewayService
-from .session import ConfirmTracker, SessionState
+from .session import ResumeTracker, SessionState
 from .session_store import (
     AmqpSessionStore,
     FileSessionStore,
@@ -32,7 +32,6 @@ from .transport import GatewayTransport
 __all__ = [
     "AmqpSessionStore",
     "ConfigError",
-    "ConfirmTracker",
     "EventSink",
     "FileSessionStore",
     "GatewayConfig",
@@ -45,6 +44,7 @@ __all__ = [
     "MemorySink",
     "NullSessionStore",
     "Relay",
+    "ResumeTracker",
     "SendLimiter",
     "ServerClosed",
     "SessionState",

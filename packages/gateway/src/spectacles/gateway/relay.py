@@ -4,7 +4,7 @@ Each relayed event is one persistent message on the group's events exchange, rou
 event name, with the wire contract's properties: `type`, `message_id` `{shard}:{session}:{seq}`
 (replays reuse it), `timestamp`, headers `shard_id`, `seq` and `guild_id`. The constant parts are
 encoded once per event name (`PreparedPublish`). Publishes go out with publisher confirms; the
-`ConfirmTracker` moves the resume point only over contiguous confirmed seqs, so a RESUME makes
+`ResumeTracker` moves the resume point only over contiguous confirmed seqs, so a RESUME makes
 Discord replay what RabbitMQ had not confirmed. Events nobody listens for count as safe once
 everything before them is.
 
@@ -32,7 +32,7 @@ from spectacles.broker.topology import Topology
 from spectacles.observability import get_logger
 
 from .salvage import top_level_fields
-from .session import ConfirmTracker
+from .session import ResumeTracker
 from .sink import SinkRefused, SinkUnavailable
 
 __all__ = ["EventPublisher", "Relay", "sink_error"]
@@ -115,7 +115,7 @@ def sink_error(error: BaseException) -> BaseException:
     return error
 
 
-class _RelayTracker(ConfirmTracker):
+class _RelayTracker(ResumeTracker):
     """The connection's tracker, except that an event too large for RabbitMQ is not a failure.
 
     RabbitMQ's 406 for one oversized event must not end the connection (the replay would bring
@@ -130,7 +130,7 @@ class _RelayTracker(ConfirmTracker):
         on_failure: Callable[[BaseException], None],
         published: Counter[str],
         latencies: list[float],
-        on_too_large: Callable[[ConfirmTracker, int, PublishTooLarge], None],
+        on_too_large: Callable[[ResumeTracker, int, PublishTooLarge], None],
     ) -> None:
         super().__init__(confirmed, on_failure, published, latencies)
         self._on_too_large = on_too_large
@@ -280,7 +280,7 @@ class Relay:
 
     # ----------------------------------------------------------------- internals
 
-    def _new_tracker(self, confirmed: int) -> ConfirmTracker:
+    def _new_tracker(self, confirmed: int) -> ResumeTracker:
         return _RelayTracker(
             confirmed,
             self._on_failure,
@@ -293,7 +293,7 @@ class Relay:
         if self._fail is not None:
             self._fail(sink_error(error))
 
-    async def _settle(self, tracker: ConfirmTracker, seq: int, publish: Awaitable[None]) -> None:
+    async def _settle(self, tracker: ResumeTracker, seq: int, publish: Awaitable[None]) -> None:
         """Await a publish that had to wait; one never written holds the resume point before it."""
         try:
             await publish
@@ -304,7 +304,7 @@ class Relay:
                 raise
             raise error from exc
 
-    def _on_too_large(self, tracker: ConfirmTracker, seq: int, error: PublishTooLarge) -> None:
+    def _on_too_large(self, tracker: ResumeTracker, seq: int, error: PublishTooLarge) -> None:
         """RabbitMQ refused the event as too large (406): store its record, never replay it."""
         if error.limit < self._max_event_size:
             self._max_event_size = error.limit  # the next ones are caught before publishing
@@ -313,7 +313,7 @@ class Relay:
         task.add_done_callback(self._background.discard)
 
     async def _store_refused(
-        self, tracker: ConfirmTracker, seq: int, error: PublishTooLarge
+        self, tracker: ResumeTracker, seq: int, error: PublishTooLarge
     ) -> None:
         """The record of an event RabbitMQ refused, settled on the tracker that sent the event."""
         try:
@@ -332,7 +332,7 @@ class Relay:
 
     async def _store_oversize(
         self,
-        tracker: ConfirmTracker,
+        tracker: ResumeTracker,
         seq: int,
         name: str,
         size: int,

@@ -3,7 +3,7 @@
 Discord replays every dispatch after the `seq` sent in RESUME. Sending the last *confirmed* seq
 (not the last received one) makes the server replay whatever RabbitMQ has not confirmed yet, so
 a broker outage or a crash loses nothing; replays reuse the same message_id. `Relay` keeps one
-`ConfirmTracker` per connection; its `confirmed` is the resume point the shard RESUMEs from.
+`ResumeTracker` per connection; its `confirmed` is the resume point the shard RESUMEs from.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import msgspec
 
-__all__ = ["ConfirmTracker", "SessionState"]
+__all__ = ["ResumeTracker", "SessionState"]
 
 
 class SessionState(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,7 +30,7 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True):
     saved_at: float = 0.0
 
 
-class ConfirmTracker:
+class ResumeTracker:
     """Contiguous confirmed sequence numbers of one connection.
 
     Events arrive in seq order. A relayed event is pending until the publisher reports its
