@@ -26,7 +26,7 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from spectacles.broker import Backoff
-from spectacles.models import RESUMABLE_CLOSE_CODE, ClosePolicy, Intents
+from spectacles.models import RESUMABLE_CLOSE_CODE, ClosePolicy, GatewayPayload, Intents
 from spectacles.observability import get_logger
 
 from .config import Compression, GatewaySettings, PresenceSettings
@@ -34,7 +34,7 @@ from .errors import IdentifyRefused, ServerClosed, TransportError
 from .identify import IdentifyQueue
 from .ratelimit import SendLimiter, heartbeat_reserve
 from .relay import EventPublisher, Relay
-from .salvage import SEQ, salvage_envelope
+from .salvage import salvage_envelope
 from .session import SessionState
 from .sink import EventSink, SinkError, SinkRefused, SinkUnavailable
 from .transport import GatewayTransport, SizeLimits
@@ -76,13 +76,6 @@ class ShardState(enum.Enum):
     STOPPED = "stopped"
 
 
-class _Envelope(msgspec.Struct):
-    op: int
-    d: msgspec.Raw = msgspec.Raw(b"null")
-    s: SEQ | None = None  # bounded: it becomes an AMQP int64 header and the resume point
-    t: str | None = None
-
-
 class _Hello(msgspec.Struct):
     heartbeat_interval: int
 
@@ -93,7 +86,7 @@ class _ReadyInfo(msgspec.Struct):
     resume_gateway_url: str | None = None
 
 
-_decode_envelope: Final = msgspec.json.Decoder(_Envelope).decode
+_decode_envelope: Final = msgspec.json.Decoder(GatewayPayload).decode
 _decode_hello: Final = msgspec.json.Decoder(_Hello).decode
 _decode_ready: Final = msgspec.json.Decoder(_ReadyInfo).decode
 _encode: Final = msgspec.json.Encoder().encode
@@ -627,7 +620,7 @@ class Shard:
                 low, high = self._settings.invalid_session_delay
                 raise _Reconnect("invalid_session", resume=False, delay=random.uniform(low, high))
 
-    def _salvage(self, data: bytes, error: BaseException) -> _Envelope | None:
+    def _salvage(self, data: bytes, error: BaseException) -> GatewayPayload | None:
         """The envelope of a payload msgspec refused, or None to skip it (never a reconnect).
 
         Reconnecting would not help: Discord replays the same payload after the RESUME, so the
@@ -655,7 +648,7 @@ class Shard:
             event_name=salvaged.t,
             size=len(data),
         )
-        return _Envelope(salvaged.op, msgspec.Raw(salvaged.d), salvaged.s, salvaged.t)
+        return GatewayPayload(op=salvaged.op, d=msgspec.Raw(salvaged.d), s=salvaged.s, t=salvaged.t)
 
     def _on_session_event(self, name: str, raw: msgspec.Raw) -> None:
         if name == "READY":
