@@ -21,10 +21,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aio_pika
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from spectacles.broker import BrokerError
+from spectacles.broker.admin import BrokerAdmin
 from spectacles.broker.delayed import delay_queue_name
 from spectacles.gateway import GatewayConfig, GatewayService, parse_config
 from spectacles.simulator import Simulator, SimulatorConfig
@@ -395,15 +396,11 @@ async def delete_group(amqp_url: str, group: str, workers: tuple[str, ...]) -> N
     found_queues, found_exchanges = await asyncio.gather(
         _rabbitmqctl_names("queues", group), _rabbitmqctl_names("exchanges", group)
     )
-    connection = await aio_pika.connect(amqp_url)
-    try:
+    async with await BrokerAdmin.connect(amqp_url) as admin:
+        # One refusal (say, an exclusive queue of a connection still closing) spares the rest.
         for queue in dict.fromkeys(queues + found_queues):
-            channel = await connection.channel()
-            with contextlib.suppress(aio_pika.exceptions.AMQPError):
-                await channel.queue_delete(queue)
+            with contextlib.suppress(BrokerError):
+                await admin.delete_queue(queue)
         for exchange in dict.fromkeys(exchanges + found_exchanges):
-            channel = await connection.channel()
-            with contextlib.suppress(aio_pika.exceptions.AMQPError):
-                await channel.exchange_delete(exchange)
-    finally:
-        await connection.close()
+            with contextlib.suppress(BrokerError):
+                await admin.delete_exchange(exchange)

@@ -8,6 +8,7 @@ the gateway's doors closed: no deleting its queues, no reading saved sessions, n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import secrets
 import subprocess
@@ -18,24 +19,17 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aio_pika
-import aiormq
 import pytest
-from aio_pika.abc import (
-    AbstractChannel,
-    AbstractIncomingMessage,
-    AbstractQueue,
-    AbstractRobustConnection,
-)
 from stack_kit import RABBITMQCTL
 
+from spectacles.broker.admin import AccessRefused, BrokerAdmin
 from spectacles.broker.delayed import delay_queue_arguments, delay_queue_name
+from spectacles.broker.settings import BrokerSettings
 from spectacles.broker.topology import (
     OVERSIZE_QUEUE_ARGUMENTS,
     UNROUTED_QUEUE_ARGUMENTS,
     QueueSpec,
     Topology,
-    declare_queue,
 )
 
 pytestmark = pytest.mark.rmq4  # also run against RabbitMQ 4 (make test-rmq4)
@@ -68,7 +62,7 @@ async def role_urls(amqp_url: str, group: str) -> AsyncIterator[dict[str, str]]:
     try:
         for role, permission in setup.permissions(group).items():
             name = f"{group}-{role}"
-            password = secrets.token_urlsafe(16)
+            password = secrets.token_hex(16)  # never starts with "-" (an option to rabbitmqctl)
             await asyncio.to_thread(rabbitmqctl, "add_user", name, password)
             made.append(name)
             await asyncio.to_thread(
@@ -90,176 +84,106 @@ async def role_urls(amqp_url: str, group: str) -> AsyncIterator[dict[str, str]]:
 
 
 @pytest.fixture
-async def connect() -> AsyncIterator[Callable[[str], Awaitable[AbstractRobustConnection]]]:
-    connections: list[AbstractRobustConnection] = []
+async def connect(group: str) -> AsyncIterator[Callable[[str], Awaitable[BrokerAdmin]]]:
+    """Connect as a role's user (its URL), on the test's group."""
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def open_(url: str) -> AbstractRobustConnection:
-        connection = await aio_pika.connect_robust(url, timeout=10)
-        connections.append(connection)
-        return connection
+        async def open_(url: str) -> BrokerAdmin:
+            admin = await BrokerAdmin.connect(BrokerSettings(amqp_url=url, group=group))
+            return await stack.enter_async_context(admin)
 
-    yield open_
-    for connection in connections:
-        await connection.close()
+        yield open_
 
 
-async def refused(
-    connection: AbstractRobustConnection, action: Callable[[AbstractChannel], Awaitable[Any]]
-) -> bool:
-    """Whether RabbitMQ refuses ``action`` with ACCESS_REFUSED (on a channel of its own)."""
-    channel = await connection.channel()
+async def refused(action: Awaitable[Any]) -> bool:
+    """Whether RabbitMQ refuses ``action`` with ACCESS_REFUSED (each admin call has its channel)."""
     try:
-        await action(channel)
-    except aiormq.exceptions.ChannelAccessRefused:
+        await action
+    except AccessRefused:
         return True
-    finally:
-        if not channel.is_closed:
-            await channel.close()
     return False
 
 
-async def get_eventually(queue: AbstractQueue) -> AbstractIncomingMessage:
-    """The queue's next message; a confirm-less publish may take a moment to land."""
-    for _ in range(100):
-        message = await queue.get(timeout=5, fail=False)
-        if message is not None:
-            return message
-        await asyncio.sleep(0.05)
-    pytest.fail(f"nothing arrived in {queue.name}")
-
-
-async def gateway_does_its_job(connection: AbstractRobustConnection, group: str) -> None:
+async def gateway_does_its_job(gateway: BrokerAdmin, group: str) -> None:
     """What the gateway declares, publishes and reads (see docs/wire-format.md)."""
     t = Topology(group)
-    channel = await connection.channel()
-    events = await channel.declare_exchange(
-        t.events_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-    )
+    await gateway.declare_exchange(t.events_exchange, "direct")
     # where unroutable returns and records of oversize events go (publisher.declare_queue)
     for name, arguments in (
         (t.unrouted_queue, UNROUTED_QUEUE_ARGUMENTS),
         (t.oversize_queue, OVERSIZE_QUEUE_ARGUMENTS),
     ):
-        await channel.declare_queue(name, durable=True, arguments=arguments)
-        await channel.default_exchange.publish(aio_pika.Message(b"{}"), routing_key=name)
-    await events.publish(aio_pika.Message(b"{}"), routing_key="MESSAGE_CREATE")
+        await gateway.declare_queue(name, arguments=arguments)
+        await gateway.publish("", name, b"{}")
+    await gateway.publish(t.events_exchange, "MESSAGE_CREATE", b"{}")
     # the commands of shard 0: a queue with its dead-letter queue, bound to their exchanges
-    await channel.declare_exchange(t.commands_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+    await gateway.declare_exchange(t.commands_exchange, "direct")
     spec = QueueSpec(
         t.commands_queue(0), t.commands_exchange, (t.commands_routing_key(0),), "classic"
     )
-    await declare_queue(connection.channel, t, spec)
-    # a saved session, published through the default exchange and peeked at
-    sessions = await channel.declare_queue(
-        f"{group}.sessions.0",
-        durable=True,
+    await gateway.declare_spec(spec)
+    # a saved session, published through the default exchange and peeked at (left in place)
+    sessions = f"{group}.sessions.0"
+    await gateway.declare_queue(
+        sessions,
         arguments={"x-queue-type": "classic", "x-max-length": 1, "x-overflow": "drop-head"},
     )
-    await channel.default_exchange.publish(aio_pika.Message(b"session"), routing_key=sessions.name)
-    message = await get_eventually(sessions)
-    assert message.body == b"session"
-    await message.nack(requeue=True)
+    await gateway.publish("", sessions, b"session")  # confirmed: it is in the queue
+    message = await gateway.get(sessions, ack=False)
+    assert message is not None and message.body == b"session"
     # an identify lock, and the fatal-block record
-    await channel.declare_queue(f"{group}.identify.1.0", exclusive=True, auto_delete=True)
-    await channel.declare_queue(f"{group}.fatal", durable=True)
+    lock = {"durable": False, "exclusive": True, "auto_delete": True}
+    await gateway.declare_queue(f"{group}.identify.1.0", **lock)
+    await gateway.declare_queue(f"{group}.fatal")
     # the shared identify quota and the exclusive lock around changing it
-    await channel.declare_queue(f"{group}.quota.abc123", durable=True)
-    await channel.declare_queue(f"{group}.quota.abc123.lock", exclusive=True, auto_delete=True)
-    await channel.close()
+    await gateway.declare_queue(f"{group}.quota.abc123")
+    await gateway.declare_queue(f"{group}.quota.abc123.lock", **lock)
 
 
 async def test_each_role_can_do_its_job_and_a_worker_nothing_more(
     role_urls: dict[str, str],
     group: str,
-    connect: Callable[[str], Awaitable[AbstractRobustConnection]],
+    connect: Callable[[str], Awaitable[BrokerAdmin]],
 ) -> None:
     gateway = await connect(role_urls["gateway"])
     await gateway_does_its_job(gateway, group)
 
     worker = await connect(role_urls["worker"])
     t = Topology(group)
-    channel = await worker.channel()
     # its own queue (declaring the events exchange and DLX too), a helper queue that
     # dead-letters into the events exchange (raid-guard's delay queue), its dead letters
-    declared = await declare_queue(
-        worker.channel, t, QueueSpec(t.worker_queue("ping"), group, ("A",))
-    )
-    queue = await channel.get_queue(declared.name, ensure=False)
-    await channel.declare_queue(
+    declared = await worker.declare_spec(QueueSpec(t.worker_queue("ping"), group, ("A",)))
+    await worker.declare_queue(
         delay_queue_name(group, "raid-guard.restore", 150),
-        durable=True,
         arguments=delay_queue_arguments(group, "raid-guard.restore", 150),
     )
-    await channel.default_exchange.publish(aio_pika.Message(b"retry"), routing_key=queue.name)
-    dlx = await channel.get_exchange(t.dlx, ensure=False)
-    await dlx.publish(aio_pika.Message(b"dead"), routing_key=queue.name)
-    commands = await channel.get_exchange(t.commands_exchange, ensure=False)
-    await commands.publish(aio_pika.Message(b"{}"), routing_key=t.commands_routing_key(0))
-    assert (await get_eventually(queue)).body == b"retry"  # it reads its own queue
-    await channel.close()
+    await worker.publish("", declared.name, b"retry")
+    await worker.publish(t.dlx, declared.name, b"dead")
+    await worker.publish(t.commands_exchange, t.commands_routing_key(0), b"{}")
+    (own,) = await worker.take(declared.name)  # it reads its own queue
+    assert own.body == b"retry"
 
     # ...and not the gateway's resources.
-    async def delete(name: str) -> Callable[[AbstractChannel], Awaitable[Any]]:
-        async def action(channel: AbstractChannel) -> Any:
-            return await channel.queue_delete(name)
+    assert await refused(worker.delete_queue(f"{group}.sessions.0"))
+    assert await refused(worker.delete_queue(t.commands_queue(0)))
+    assert await refused(worker.delete_queue(t.unrouted_queue))
+    assert await refused(worker.delete_queue(t.oversize_queue))
+    assert await refused(worker.get(f"{group}.sessions.0"))
 
-        return action
+    async def consume_commands() -> None:
+        async with worker.consume(t.commands_queue(0)):
+            pass
 
-    assert await refused(worker, await delete(f"{group}.sessions.0"))
-    assert await refused(worker, await delete(t.commands_queue(0)))
-    assert await refused(worker, await delete(t.unrouted_queue))
-    assert await refused(worker, await delete(t.oversize_queue))
-
-    async def read_sessions(channel: AbstractChannel) -> Any:
-        sessions = await channel.get_queue(f"{group}.sessions.0", ensure=False)
-        return await sessions.get(timeout=5, fail=False)
-
-    assert await refused(worker, read_sessions)
-
-    async def ignore(message: AbstractIncomingMessage) -> None:
-        pass
-
-    async def consume_commands(channel: AbstractChannel) -> Any:
-        commands = await channel.get_queue(t.commands_queue(0), ensure=False)
-        return await commands.consume(ignore)
-
-    assert await refused(worker, consume_commands)
-
-    async def identify_lock(channel: AbstractChannel) -> Any:
-        return await channel.declare_queue(
-            f"{group}.identify.1.0-other", exclusive=True, auto_delete=True
-        )
-
-    assert await refused(worker, identify_lock)
-
-    async def quota_lock(channel: AbstractChannel) -> Any:
-        return await channel.declare_queue(
-            f"{group}.quota.abc123.lock", exclusive=True, auto_delete=True
-        )
-
-    assert await refused(worker, quota_lock)
-
-    async def named_like_the_gateway(channel: AbstractChannel) -> Any:
-        return await channel.declare_queue(f"{group}.sessions", durable=True)
-
-    assert await refused(worker, named_like_the_gateway)
-
-    async def declare_commands_exchange(channel: AbstractChannel) -> Any:
-        return await channel.declare_exchange(
-            t.commands_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-        )
-
-    assert await refused(worker, declare_commands_exchange)
-
-    async def outside_the_group(channel: AbstractChannel) -> Any:
-        return await channel.declare_queue(f"x{group}.ping", durable=True)
-
-    assert await refused(worker, outside_the_group)
+    assert await refused(consume_commands())
+    lock = {"durable": False, "exclusive": True, "auto_delete": True}
+    assert await refused(worker.declare_queue(f"{group}.identify.1.0-other", **lock))
+    assert await refused(worker.declare_queue(f"{group}.quota.abc123.lock", **lock))
+    assert await refused(worker.declare_queue(f"{group}.sessions"))  # named like the gateway's
+    assert await refused(worker.declare_exchange(t.commands_exchange, "direct"))
+    assert await refused(worker.declare_queue(f"x{group}.ping"))  # outside the group
     # The gateway's resources are all still there.
-    check = await gateway.channel()
     for name in (f"{group}.sessions.0", t.commands_queue(0), t.unrouted_queue):
-        await check.declare_queue(name, passive=True)
-    await check.close()
+        assert await gateway.exists(name), name
 
 
 def test_the_setup_refuses_a_service_user_that_is_the_administrator() -> None:
@@ -318,25 +242,14 @@ async def test_the_interactions_user_carries_an_answer_from_proxy_to_ingress(
 async def test_the_interactions_user_cannot_read_events_or_sessions(
     role_urls: dict[str, str],
     group: str,
-    connect: Callable[[str], Awaitable[AbstractRobustConnection]],
+    connect: Callable[[str], Awaitable[BrokerAdmin]],
 ) -> None:
     gateway = await connect(role_urls["gateway"])
     await gateway_does_its_job(gateway, group)
     interactions = await connect(role_urls["interactions"])
+    spy = f"{group}.interactions.ingress.spy"
+    lock = {"durable": False, "exclusive": True, "auto_delete": True}
 
-    async def read_sessions(channel: AbstractChannel) -> Any:
-        sessions = await channel.get_queue(f"{group}.sessions.0", ensure=False)
-        return await sessions.get(timeout=5, fail=False)
-
-    async def bind_to_events(channel: AbstractChannel) -> Any:
-        queue = await channel.declare_queue(
-            f"{group}.interactions.ingress.spy", exclusive=True, auto_delete=True
-        )
-        return await queue.bind(group, routing_key="MESSAGE_CREATE")
-
-    async def declare_a_worker_queue(channel: AbstractChannel) -> Any:
-        return await channel.declare_queue(f"{group}.ping", durable=True)
-
-    assert await refused(interactions, read_sessions)
-    assert await refused(interactions, bind_to_events)
-    assert await refused(interactions, declare_a_worker_queue)
+    assert await refused(interactions.get(f"{group}.sessions.0"))
+    assert await refused(interactions.declare_queue(spy, bind=(group, "MESSAGE_CREATE"), **lock))
+    assert await refused(interactions.declare_queue(f"{group}.ping"))

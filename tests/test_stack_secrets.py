@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-import aio_pika
 import aiohttp
 import pytest
 from stack_kit import (
@@ -35,6 +34,7 @@ from stack_kit import (
     write_gateway_toml,
 )
 
+from spectacles.broker.admin import BrokerAdmin, Received
 from spectacles.broker.settings import BrokerSettings
 from spectacles.gateway import GatewayConfig
 from spectacles.gateway.config import load_config
@@ -82,17 +82,9 @@ async def close_connections_of(user: str) -> int:
     return len(pids)
 
 
-async def dead_letters(amqp_url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        found = []
-        dead = await channel.get_queue(queue, ensure=False)
-        while (message := await dead.get(fail=False, timeout=5)) is not None:
-            found.append(message)
-        return found
-    finally:
-        await connection.close()
+async def dead_letters(amqp_url: str, queue: str) -> list[Received]:
+    async with await BrokerAdmin.connect(amqp_url) as admin:
+        return await admin.drain(queue)
 
 
 def assert_no_secret(where: str, text: str) -> None:
@@ -172,12 +164,9 @@ async def test_no_token_or_password_in_any_log_repr_or_dead_letter(
                     what="a raid alert",
                 )
                 # A malformed message: dead-lettered with an x-error header.
-                connection = await aio_pika.connect(amqp_url)
-                async with connection:
-                    channel = await connection.channel()
-                    await channel.default_exchange.publish(
-                        aio_pika.Message(b"\xff not json", type="MESSAGE_CREATE"),
-                        routing_key=f"{group}.ping",
+                async with await BrokerAdmin.connect(amqp_url) as admin:
+                    await admin.publish(
+                        "", f"{group}.ping", b"\xff not json", type="MESSAGE_CREATE"
                     )
                 # Strangers at the proxy: refused, and logged without secrets.
                 for headers in ({}, {"X-Spectacles-Proxy-Auth": "guess", "Authorization": "Bot x"}):

@@ -16,11 +16,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from spectacles.broker.broker import Broker
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
 from spectacles.gateway import (
@@ -143,17 +142,54 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+@contextlib.asynccontextmanager
+async def amqp_channel(amqp_url: str, name: str = "gateway-tests") -> AsyncIterator[Any]:
+    """A channel on a `spectacles.broker.Broker` connection of its own, to look into RabbitMQ."""
+    broker = await Broker.connect(
+        BrokerSettings(amqp_url=amqp_url, group="gateway-tests"), connection_name=name
+    )
+    try:
+        yield await broker.channel()
+    finally:
+        await broker.close()
+
+
+def refused(error: BaseException, reply: str) -> bool:
+    """Whether `error` is RabbitMQ closing the channel with `reply` (NOT_FOUND, ...)."""
+    return reply in str(error)
+
+
+async def queue_state(amqp_url: str, name: str) -> str:
+    """`missing`, `exists`, or `locked` (exclusive to another connection)."""
+    async with amqp_channel(amqp_url) as channel:
+        try:
+            await channel.declare_queue(name, passive=True)
+        except Exception as exc:
+            for reply, state in (("NOT_FOUND", "missing"), ("RESOURCE_LOCKED", "locked")):
+                if refused(exc, reply):
+                    return state
+            raise
+        return "exists"
+
+
+async def publish_to(amqp_url: str, exchange: str, routing_key: str, body: bytes) -> None:
+    """Publish one message (confirmed) with the broker's publisher."""
+    settings = BrokerSettings(amqp_url=amqp_url, group="gateway-tests")
+    async with await Publisher.connect(settings) as publisher:
+        await publisher.publish(routing_key, body, exchange=exchange)
+
+
 class EventSink:
     """A test consumer: one exclusive queue bound to the events exchange for `events`."""
 
     def __init__(self) -> None:
-        self.messages: list[AbstractIncomingMessage] = []
+        self.messages: list[Any] = []
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: Any) -> None:
         self.messages.append(message)
         await message.ack()
 
-    def of(self, event: str) -> list[AbstractIncomingMessage]:
+    def of(self, event: str) -> list[Any]:
         return [m for m in self.messages if m.routing_key == event]
 
     def ids(self, event: str) -> set[str]:
@@ -162,25 +198,19 @@ class EventSink:
 
 @contextlib.asynccontextmanager
 async def event_sink(amqp_url: str, group: str, events: list[str]) -> AsyncIterator[EventSink]:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
+    async with amqp_channel(amqp_url, f"test-sink:{group}") as channel:
         await channel.set_qos(prefetch_count=2000)
-        exchange = await channel.declare_exchange(group, aio_pika.ExchangeType.DIRECT, durable=True)
+        exchange = await channel.declare_exchange(group, "direct", durable=True)
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         for event in events:
             await queue.bind(exchange, routing_key=event)
         sink = EventSink()
         await queue.consume(sink._on_message)
         yield sink
-    finally:
-        await connection.close()
 
 
 async def cleanup_broker(amqp_url: str, group: str, shards: int = 4) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel: AbstractChannel = await connection.channel()
+    async with amqp_channel(amqp_url) as channel:
         for shard_id in range(shards):
             for queue in (
                 f"{group}.commands.shard.{shard_id}",
@@ -198,8 +228,6 @@ async def cleanup_broker(amqp_url: str, group: str, shards: int = 4) -> None:
             await channel.queue_delete(queue)
         for exchange in (group, f"{group}.commands", f"{group}.dlx"):
             await channel.exchange_delete(exchange)
-    finally:
-        await connection.close()
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import aiohttp
-from gateway_testkit import TOKEN, Control
+from gateway_testkit import TOKEN, Control, amqp_channel
 
 from spectacles.gateway.fatal_block import fatal_block_queue_name, token_fingerprint
 from spectacles.gateway.identify_lock import quota_queue_name
@@ -154,12 +153,8 @@ async def identify_attempts(control: Control) -> int:
 
 async def delete_token_queues(amqp_url: str, group: str, *tokens: str) -> None:
     """Drop the fatal-block and quota queues a test's gateways declared for `tokens`."""
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
+    async with amqp_channel(amqp_url) as channel:
         for token in tokens or (TOKEN,):
             fingerprint = token_fingerprint(token)
             await channel.queue_delete(fatal_block_queue_name(group, fingerprint))
             await channel.queue_delete(quota_queue_name(group, fingerprint))
-    finally:
-        await connection.close()

@@ -16,16 +16,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import aio_pika
 import aiohttp
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
 from gateway_testkit import (
     ALL_DISPATCHES,
     RABBITMQCTL,
     Control,
     EventSink,
     TcpProxy,
+    amqp_channel,
     event_sink,
     gateway_config,
     running_gateway,
@@ -37,6 +36,7 @@ from gateway_testkit import (
 from structlog.testing import capture_logs
 
 from spectacles.gateway import GatewayService
+from spectacles.gateway.relay import Relay
 from spectacles.simulator import Simulator
 
 pytestmark = pytest.mark.rmq4  # also run against RabbitMQ 4 (make test-rmq4)
@@ -99,7 +99,7 @@ async def memory_alarm() -> AsyncIterator[None]:
         await asyncio.shield(rabbitmqctl_async("set_vm_memory_high_watermark", *restore))
 
 
-def seqs_of(messages: list[AbstractIncomingMessage], session_id: str) -> set[int]:
+def seqs_of(messages: list[Any], session_id: str) -> set[int]:
     return {
         int(m.headers["seq"])  # type: ignore[arg-type]
         for m in messages
@@ -126,12 +126,9 @@ def deliver(sim: Simulator, shard_id: int, event: str, data: bytes) -> int:
 
 
 @contextlib.asynccontextmanager
-async def channel(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        yield await connection.channel()
-    finally:
-        await connection.close()
+async def channel(amqp_url: str) -> AsyncIterator[Any]:
+    async with amqp_channel(amqp_url) as ch:
+        yield ch
 
 
 async def oversize_records(amqp_url: str, group: str) -> list[dict[str, Any]]:
@@ -153,7 +150,7 @@ async def test_relay_when_reject_publish_queue_full_backs_off_and_loses_nothing(
     full = f"{group}.full"
     window = 30.0
     async with running_simulator() as sim, channel(amqp_url) as ch:
-        exchange = await ch.declare_exchange(group, aio_pika.ExchangeType.DIRECT, durable=True)
+        exchange = await ch.declare_exchange(group, "direct", durable=True)
         queue = await ch.declare_queue(
             full, arguments={"x-max-length": 20, "x-overflow": "reject-publish"}
         )
@@ -198,8 +195,8 @@ async def test_relay_when_reject_publish_queue_full_backs_off_and_loses_nothing(
 # ----------------------------------------------------------------------------------- 404
 
 
-async def unrouted_messages(amqp_url: str, group: str) -> list[AbstractIncomingMessage]:
-    found: list[AbstractIncomingMessage] = []
+async def unrouted_messages(amqp_url: str, group: str) -> list[Any]:
+    found: list[Any] = []
     async with channel(amqp_url) as ch:
         queue = await ch.declare_queue(f"{group}.unrouted", passive=True)
         while (message := await queue.get(no_ack=True, fail=False)) is not None:
@@ -279,7 +276,9 @@ async def test_relay_when_event_over_max_event_size_stores_a_record_and_moves_on
                     lambda: shard.session is not None and shard.session.seq >= last_seq
                 )
                 assert shard.resumes == 0 and not shard.reconnects
-                assert shard.oversize == {"MESSAGE_CREATE": 1}
+                assert isinstance(shard.sink, Relay) and shard.sink.oversize == {
+                    "MESSAGE_CREATE": 1
+                }
     assert big_seq not in seqs_of(sink.messages, session_id)
     (record,) = await oversize_records(amqp_url, group)
     assert record["seq"] == big_seq and record["event"] == "MESSAGE_CREATE"
@@ -348,7 +347,8 @@ async def test_relay_when_broker_refuses_one_shards_event_as_too_large_other_sha
                 )
             assert other.resumes == 0 and not other.reconnects, "the healthy shard was bounced"
             assert offender.resumes == 0 and not offender.reconnects
-            assert offender.oversize == {"MESSAGE_CREATE": 1}
+            assert isinstance(offender.sink, Relay)
+            assert offender.sink.oversize == {"MESSAGE_CREATE": 1}
         finally:
             await service.stop()
             logs.__exit__(None, None, None)

@@ -14,8 +14,8 @@ import pytest
 import zstandard
 
 from spectacles.gateway import ConfigError, parse_config
+from spectacles.gateway.relay import _guild_id
 from spectacles.gateway.salvage import Salvaged, salvage_envelope, top_level_fields
-from spectacles.gateway.shard import _guild_id
 from spectacles.gateway.transport import (
     PayloadTooLarge,
     SizeLimits,

@@ -8,14 +8,13 @@ import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-import aio_pika
 import aiohttp
-import aiormq
 import pytest
 from gateway_testkit import (
     Control,
     TcpProxy,
     gateway_config,
+    queue_state,
     running_gateway,
     running_simulator,
     wait_ready,
@@ -23,6 +22,7 @@ from gateway_testkit import (
 )
 
 from spectacles.broker.broker import Broker
+from spectacles.broker.lease import LeaseHolder
 from spectacles.broker.settings import BrokerSettings
 from spectacles.gateway import ConfigError, GatewayService, IdentifyQueue, ShardState, parse_config
 from spectacles.gateway.identify import identify_spacing
@@ -44,18 +44,8 @@ def proxy_to(amqp_url: str) -> TcpProxy:
 
 
 async def lock_queue_exists(amqp_url: str, name: str) -> bool:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        try:
-            await channel.declare_queue(name, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            return False
-        except aiormq.exceptions.ChannelLockedResource:
-            return True  # exists, exclusive to another connection
-        return True
-    finally:
-        await connection.close()
+    """Whether the lock queue exists (also when exclusive to another connection)."""
+    return await queue_state(amqp_url, name) != "missing"
 
 
 @contextlib.asynccontextmanager
@@ -225,10 +215,10 @@ async def test_crashed_holder_releases_at_once(amqp_url: str, group: str) -> Non
     """A holder whose connection dies (crash, network cut) frees the bucket immediately."""
     name = identify_lock_name(group, 1, 0)
     async with proxy_to(amqp_url) as proxy, bucket_lock(amqp_url, group) as lock:
-        crashed = await aio_pika.connect(proxied_url(amqp_url, proxy))
+        crashed = LeaseHolder(BrokerSettings(amqp_url=proxied_url(amqp_url, proxy), group=group))
+        await crashed.start()
         try:
-            channel = await crashed.channel()
-            await channel.declare_queue(name, exclusive=True, auto_delete=True)
+            assert await crashed.try_acquire(name) is not None
             waiter, entered, leave = await hold_in_background(lock, 0)
             await asyncio.sleep(0.5)
             assert not entered.is_set()

@@ -11,15 +11,16 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aio_pika
 import aiohttp
 import pytest
 from gateway_testkit import (
     ALL_DISPATCHES,
     TOKEN,
     Control,
+    amqp_channel,
     assert_every_seq_received,
     event_sink,
+    refused,
     running_simulator,
     wait_all_relayed,
     wait_until,
@@ -150,21 +151,20 @@ async def test_gateway_killed_mid_flood_resumes_and_loses_nothing(
 
 
 async def _wait_session_saved(amqp_url: str, group: str) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
+    name = session_queue_name(group, 0)
+    async with amqp_channel(amqp_url) as channel:
         for _ in range(100):
             try:
-                queue = await channel.declare_queue(session_queue_name(group, 0), passive=True)
-            except aio_pika.exceptions.ChannelClosed:
-                channel = await connection.channel()
+                queue = await channel.declare_queue(name, passive=True)
+            except Exception as exc:
+                if not refused(exc, "NOT_FOUND"):
+                    raise
+                channel = await channel.connection.channel()  # a refusal closes the channel
             else:
                 if queue.declaration_result.message_count:
                     return
             await asyncio.sleep(0.1)
         raise AssertionError("the gateway never saved its session")
-    finally:
-        await connection.close()
 
 
 async def test_gateway_fatal_close_logs_cause_and_fix_and_never_the_token(

@@ -7,18 +7,19 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-import aio_pika
 import aiohttp
 import pytest
 from gateway_testkit import (
     ALL_DISPATCHES,
     Control,
     TcpProxy,
+    amqp_channel,
     assert_every_seq_received,
     close_connections,
     connections_named,
     event_sink,
     gateway_config,
+    publish_to,
     running_gateway,
     running_simulator,
     wait_all_relayed,
@@ -42,7 +43,8 @@ async def test_relay_when_rabbitmq_connections_killed_mid_flood_loses_nothing(
         async with running_gateway(config, group) as service:
             await wait_ready(service)
             pids = await asyncio.to_thread(connections_named, group)
-            assert len(pids) == 2  # the publisher and the control connection
+            # The publisher, the control connection and the lease connection (identify locks).
+            assert len(pids) == 3
             control = Control(http, sim.base_url)
             flood = asyncio.create_task(
                 control.post("/flood", {"count": count, "wait": True})  # as fast as we read
@@ -172,13 +174,10 @@ async def test_commands_are_forwarded_and_bad_ones_dead_lettered(
     ):
         await wait_ready(service)
         guild_id = str((await Control(http, sim.base_url).get("/guilds"))[0]["id"])
-        connection = await aio_pika.connect(amqp_url)
-        try:
-            channel = await connection.channel()
-            exchange = await channel.get_exchange(f"{group}.commands")
+        async with amqp_channel(amqp_url) as channel:
 
             async def send(body: bytes) -> None:
-                await exchange.publish(aio_pika.Message(body), routing_key="shard.0")
+                await publish_to(amqp_url, f"{group}.commands", "shard.0", body)
 
             request: dict[str, Any] = {
                 "op": 8,
@@ -199,8 +198,6 @@ async def test_commands_are_forwarded_and_bad_ones_dead_lettered(
                 if len(errors) == 2:
                     break
                 await asyncio.sleep(0.05)
-        finally:
-            await connection.close()
     chunk = json.loads(sink.messages[0].body)
     assert chunk["nonce"] == "n-42" and chunk["guild_id"] == guild_id
     assert len(errors) == 2

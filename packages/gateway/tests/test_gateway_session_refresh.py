@@ -7,11 +7,18 @@ import signal
 import time
 from pathlib import Path
 
-import aio_pika
 import aiohttp
 import msgspec
 import pytest
-from gateway_testkit import ALL_DISPATCHES, Control, event_sink, running_simulator, wait_until
+from gateway_testkit import (
+    ALL_DISPATCHES,
+    Control,
+    amqp_channel,
+    event_sink,
+    refused,
+    running_simulator,
+    wait_until,
+)
 from process_kit import gateway_process, process_env
 
 from spectacles.gateway.session import SessionState
@@ -26,20 +33,18 @@ TTL = 9.0
 
 async def saved_session(amqp_url: str, group: str) -> SessionState | None:
     """The session the store holds for shard 0 (peeked, left in place)."""
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
+    async with amqp_channel(amqp_url) as channel:
         try:
             queue = await channel.declare_queue(session_queue_name(group, 0), passive=True)
-        except aio_pika.exceptions.ChannelClosed:
-            return None
+        except Exception as exc:
+            if refused(exc, "NOT_FOUND"):
+                return None
+            raise
         message = await queue.get(no_ack=False, fail=False)
         if message is None:
             return None
         await message.nack(requeue=True)
         return msgspec.json.decode(message.body, type=SessionState)
-    finally:
-        await connection.close()
 
 
 async def test_idle_shard_past_the_ttl_resumes_after_sigkill(

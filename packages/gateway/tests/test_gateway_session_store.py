@@ -8,11 +8,11 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-import aio_pika
 import msgspec
 import pytest
-from gateway_testkit import close_connections, connections_named, wait_until
+from gateway_testkit import close_connections, connections_named, refused, wait_until
 
 from spectacles.broker.broker import Broker
 from spectacles.broker.settings import BrokerSettings
@@ -79,7 +79,7 @@ async def test_amqp_session_store_message_expires(amqp_url: str, unique_name: st
         await broker.close()
 
 
-async def _wait_empty(queue: aio_pika.abc.AbstractQueue) -> None:
+async def _wait_empty(queue: Any) -> None:
     for _ in range(50):
         declared = await queue.declare()
         if declared.message_count == 0:
@@ -92,8 +92,10 @@ async def _queue_exists(broker: Broker, name: str) -> bool:
     channel = await broker.channel()
     try:
         await channel.declare_queue(name, passive=True)
-    except aio_pika.exceptions.ChannelClosed:  # 404: the passive declare closes the channel
-        return False
+    except Exception as exc:  # 404: the passive declare closes the channel
+        if refused(exc, "NOT_FOUND"):
+            return False
+        raise
     await channel.close()
     return True
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-import aio_pika
 import pytest
 
 from spectacles.broker.broker import Broker
+from spectacles.broker.queue_type import declarable_type
 from spectacles.broker.settings import BrokerSettings
 from spectacles.gateway import AmqpSessionStore, SessionState, session_queue_name
 
@@ -29,17 +29,8 @@ def state(shard_id: int, seq: int) -> SessionState:
 
 async def queue_type(broker: Broker, name: str) -> str:
     """The queue's type, from how RabbitMQ answers its declaration as a quorum queue."""
-    channel = await broker.channel()
-    try:
-        await channel.declare_queue(
-            name,
-            durable=True,
-            arguments={**ARGUMENTS, "x-queue-type": "quorum", "x-delivery-limit": 2**31 - 1},
-        )
-    except aio_pika.exceptions.ChannelPreconditionFailed:
-        return "classic"
-    await channel.close()
-    return "quorum"
+    arguments = {**ARGUMENTS, "x-queue-type": "quorum", "x-delivery-limit": 2**31 - 1}
+    return await declarable_type(broker, name, "quorum", arguments)
 
 
 async def test_sessions_live_in_quorum_queues_with_last_value_and_ttl(

@@ -15,6 +15,7 @@ from spectacles.broker.errors import PublishNacked
 from spectacles.broker.publisher import Publisher
 from spectacles.gateway import ServerClosed, ShardState, TransportError
 from spectacles.gateway import shard as shard_module
+from spectacles.gateway.relay import Relay
 from spectacles.gateway.transport import GatewayTransport
 
 
@@ -47,10 +48,16 @@ async def test_shard_when_a_late_publish_failure_arrives_during_backoff_survives
     publisher: Publisher,
 ) -> None:
     shard = make_shard("ws://127.0.0.1:9/", publisher)
+    relay = shard.sink
+    assert isinstance(relay, Relay)
+    relay.begin(shard._interrupt_connection)  # as the previous connection did
     sleeping = asyncio.create_task(shard._sleep_unless_closing(5.0))
     await wait_until(lambda: shard._interrupt is not None, timeout=5)
     # What the previous connection's confirm tracker reports when RabbitMQ nacks late.
-    shard._on_publish_failure(PublishNacked("nacked", exchange="gateway", routing_key="READY"))
+    relay._tracker.track(1, "READY")
+    relay._tracker.publish_failed(
+        1, PublishNacked("nacked", exchange="gateway", routing_key="READY")
+    )
     await asyncio.wait_for(sleeping, 5)  # returns early, does not raise
 
 

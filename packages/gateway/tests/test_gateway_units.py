@@ -1,4 +1,7 @@
-"""Pure logic: confirm tracking, identify pacing, send limits, decompression, command rules."""
+"""Pure logic: confirm tracking, identify pacing, send limits, decompression, command rules.
+
+Also `GET /gateway/bot` through the REST client, against the simulator.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +13,26 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from gateway_testkit import TOKEN, running_simulator
 
 from spectacles.broker.errors import DeadLetter
 from spectacles.gateway import (
-    ConfirmTracker,
     FileSessionStore,
+    GatewayUnreachable,
     IdentifyLimitExceeded,
     IdentifyQueue,
+    ResumeTracker,
     SendLimiter,
     SessionState,
     TransportError,
 )
 from spectacles.gateway.commands import validate_command_body
+from spectacles.gateway.service import fetch_gateway_bot
 from spectacles.gateway.transport import _ZlibStream, _ZstdStream, build_gateway_url, env_proxy
 
 
 def test_confirm_tracker_advances_only_over_contiguous_confirms() -> None:
-    tracker = ConfirmTracker(0)
+    tracker = ResumeTracker(0)
     tracker.skip(1)  # READY, not relayed, nothing pending: confirmed at once
     assert tracker.confirmed == 1
     tracker.track(2, "MESSAGE_CREATE")
@@ -47,7 +53,7 @@ def test_confirm_tracker_advances_only_over_contiguous_confirms() -> None:
 
 async def test_confirm_tracker_when_publish_fails_holds_and_reports() -> None:
     failures: list[BaseException] = []
-    tracker = ConfirmTracker(10, failures.append)
+    tracker = ResumeTracker(10, failures.append)
     tracker.track(11, "X")
     tracker.track(12, "X")
     tracker.publish_failed(11, ConnectionError("gone"))
@@ -60,7 +66,7 @@ async def test_confirm_tracker_when_publish_fails_holds_and_reports() -> None:
 
 
 async def test_confirm_tracker_drain_waits_for_confirms_then_times_out() -> None:
-    tracker = ConfirmTracker(0)
+    tracker = ResumeTracker(0)
     tracker.track(1, "X")
     tracker.skip(2)
     tracker.track(3, "X")
@@ -75,7 +81,7 @@ async def test_confirm_tracker_drain_waits_for_confirms_then_times_out() -> None
 
 
 async def test_confirm_tracker_drain_does_not_wait_for_an_event_never_written() -> None:
-    tracker = ConfirmTracker(0)
+    tracker = ResumeTracker(0)
     tracker.track(1, "X")
     tracker.track(2, "X")  # its submit was cancelled (shutdown while RabbitMQ was away)
     tracker.abandon(2)
@@ -90,7 +96,7 @@ async def test_confirm_tracker_drain_does_not_wait_for_an_event_never_written() 
 
 
 async def test_confirm_tracker_drain_returns_at_once_when_only_abandoned_is_pending() -> None:
-    tracker = ConfirmTracker(7)
+    tracker = ResumeTracker(7)
     tracker.track(8, "X")
     tracker.abandon(8)
     assert await asyncio.wait_for(tracker.drain(10.0), 1.0) == 7
@@ -98,7 +104,7 @@ async def test_confirm_tracker_drain_returns_at_once_when_only_abandoned_is_pend
 
 def test_confirm_tracker_samples_latency_of_marked_events() -> None:
     latencies: list[float] = []
-    tracker = ConfirmTracker(0, latencies=latencies)
+    tracker = ResumeTracker(0, latencies=latencies)
     tracker.track(1, "X")
     tracker.sample_latency(1)
     tracker.track(2, "X")
@@ -263,3 +269,20 @@ def test_gateway_connections_honour_proxy_environment(monkeypatch: pytest.Monkey
     assert env_proxy("wss://gateway.discord.gg") == "http://proxy.internal:3128"
     assert env_proxy("ws://gateway.example") == "http://plain.internal:3128"
     assert env_proxy("ws://sim:8080/gateway") is None
+
+
+async def test_gateway_bot_comes_from_the_rest_client() -> None:
+    async with running_simulator(shards=3) as sim:
+        bot = await fetch_gateway_bot(sim.api_url, TOKEN)
+    assert bot.shards == 3 and bot.url.startswith("ws")
+
+
+async def test_gateway_bot_with_a_wrong_token_names_the_fix() -> None:
+    async with running_simulator() as sim:
+        with pytest.raises(GatewayUnreachable, match=r"401 Unauthorized.*DISCORD_TOKEN"):
+            await fetch_gateway_bot(sim.api_url, "not-the-token")
+
+
+async def test_gateway_bot_unreachable_is_a_gateway_error() -> None:
+    with pytest.raises(GatewayUnreachable, match="gateway/bot"):
+        await fetch_gateway_bot("http://127.0.0.1:9/api/v10", TOKEN)

@@ -10,12 +10,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from spectacles.broker.admin import BrokerAdmin
 from spectacles.interactions import IngressSettings, InteractionsIngress
 
 
@@ -43,44 +43,33 @@ def signer() -> Signer:
 
 
 @pytest.fixture
-async def group(amqp_url: str, unique_name: str) -> AsyncIterator[str]:
+async def admin(amqp_url: str) -> AsyncIterator[BrokerAdmin]:
+    async with await BrokerAdmin.connect(amqp_url) as admin:
+        yield admin
+
+
+@pytest.fixture
+async def group(admin: BrokerAdmin, unique_name: str) -> AsyncIterator[str]:
     """A broker group of the test's own; its exchanges and queues are deleted after."""
     yield unique_name
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        for queue in (
-            f"{unique_name}.observer",
-            f"{unique_name}.ping",
-            f"{unique_name}.ping.dead",
-        ):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(queue)
-        for exchange in (
+    await admin.cleanup(
+        queues=(f"{unique_name}.observer", f"{unique_name}.ping", f"{unique_name}.ping.dead"),
+        exchanges=(
             unique_name,
             f"{unique_name}.dlx",
             f"{unique_name}.commands",
             f"{unique_name}.interactions",
-        ):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange)
-    finally:
-        await connection.close()
+        ),
+    )
 
 
 @pytest.fixture
-async def observer(amqp_url: str, group: str) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
+async def observer(admin: BrokerAdmin, group: str) -> str:
     """A queue bound to INTERACTION_CREATE: what the ingress published, as a worker gets it."""
-    connection = await aio_pika.connect(amqp_url)
-    channel = await connection.channel()
-    exchange = await channel.declare_exchange(group, aio_pika.ExchangeType.DIRECT, durable=True)
-    queue = await channel.declare_queue(f"{group}.observer", auto_delete=False)
-    await queue.bind(exchange, routing_key="INTERACTION_CREATE")
-    try:
-        yield queue
-    finally:
-        await connection.close()
+    queue = f"{group}.observer"
+    await admin.declare_exchange(group, "direct")
+    await admin.declare_queue(queue, bind=(group, "INTERACTION_CREATE"))
+    return queue
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
 
+from spectacles.broker.admin import BrokerAdmin
 from spectacles.interactions import ConfigError, IngressSettings
 
 GUILD_ID = "1180000000000000004"
@@ -41,15 +41,20 @@ async def post(
         return response.status, await response.json()
 
 
-async def published(queue: aio_pika.abc.AbstractQueue) -> int:
+async def published(admin: BrokerAdmin, queue: str) -> int:
     """Messages in the observer queue now (the ingress publishes with confirms, so any
     publish made before its HTTP answer is already counted)."""
-    declared = await queue.channel.declare_queue(queue.name, passive=True)
-    return int(declared.declaration_result.message_count or 0)
+    depth = await admin.depth(queue)
+    assert depth is not None, f"queue {queue!r} is gone"
+    return depth
 
 
 async def test_bad_signature_is_401_and_nothing_is_published(
-    make_ingress: Any, signer: Any, http: aiohttp.ClientSession, observer: Any
+    make_ingress: Any,
+    signer: Any,
+    http: aiohttp.ClientSession,
+    observer: str,
+    admin: BrokerAdmin,
 ) -> None:
     ingress = await make_ingress()
     body = body_of(INTERACTION)
@@ -62,31 +67,43 @@ async def test_bad_signature_is_401_and_nothing_is_published(
     assert (await post(http, ingress.url, body, unsigned))[0] == 401
     garbage = {**headers, "X-Signature-Ed25519": "zz"}
     assert (await post(http, ingress.url, body, garbage))[0] == 401
-    assert await published(observer) == 0
+    assert await published(admin, observer) == 0
 
 
 async def test_replayed_old_timestamp_is_refused(
-    make_ingress: Any, signer: Any, http: aiohttp.ClientSession, observer: Any
+    make_ingress: Any,
+    signer: Any,
+    http: aiohttp.ClientSession,
+    observer: str,
+    admin: BrokerAdmin,
 ) -> None:
     ingress = await make_ingress(max_age=300.0)
     body = body_of(INTERACTION)
     # Correctly signed, but captured ten minutes ago: a replay.
     status, _ = await post(http, ingress.url, body, signer.headers(body, time.time() - 600))
     assert status == 401
-    assert await published(observer) == 0
+    assert await published(admin, observer) == 0
 
 
 async def test_ping_is_answered_with_pong_and_not_published(
-    make_ingress: Any, signer: Any, http: aiohttp.ClientSession, observer: Any
+    make_ingress: Any,
+    signer: Any,
+    http: aiohttp.ClientSession,
+    observer: str,
+    admin: BrokerAdmin,
 ) -> None:
     ingress = await make_ingress()
     body = body_of({"id": "1", "application_id": "2", "type": 1, "token": "t", "version": 1})
     assert await post(http, ingress.url, body, signer.headers(body)) == (200, {"type": 1})
-    assert await published(observer) == 0
+    assert await published(admin, observer) == 0
 
 
 async def test_interaction_is_published_in_the_gateways_wire_format_then_deferred(
-    make_ingress: Any, signer: Any, http: aiohttp.ClientSession, observer: Any
+    make_ingress: Any,
+    signer: Any,
+    http: aiohttp.ClientSession,
+    observer: str,
+    admin: BrokerAdmin,
 ) -> None:
     ingress = await make_ingress(response_timeout=0.5, shard_count=4)
     body = body_of(INTERACTION)
@@ -96,12 +113,13 @@ async def test_interaction_is_published_in_the_gateways_wire_format_then_deferre
     # Nobody answered within the response timeout: Discord gets a deferred answer in time.
     assert (status, answer) == (200, {"type": 5})
     assert time.monotonic() - started < 3.0
-    message = await observer.get(timeout=5, no_ack=True)
+    message = await admin.get(observer)  # published (and confirmed) before the HTTP answer
+    assert message is not None
     assert message.body == body  # byte for byte, as the gateway relays `d`
     assert message.routing_key == "INTERACTION_CREATE"
     assert message.type == "INTERACTION_CREATE"
     assert message.content_type == "application/json"
-    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.persistent
     shard_id = (int(GUILD_ID) >> 22) % 4
     seq = int(INTERACTION["id"])
     assert message.message_id == f"{shard_id}:http:{seq}"

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import Any
 
-import aio_pika
 import aiohttp
 
+from spectacles.broker.admin import BrokerAdmin, Received
 from spectacles.gateway import GatewayService, parse_config
 from spectacles.simulator import Simulator, SimulatorConfig
 
 MESSAGE_ID = re.compile(r"^\d+:[^:]+:\d+$")
 
 
-def shape(message: aio_pika.abc.AbstractIncomingMessage) -> dict[str, Any]:
+def shape(message: Received) -> dict[str, Any]:
     """Everything a worker could tell a message's origin by, except the values of ids."""
     # x-spectacles-publish-tag is the gateway publisher's own (docs/wire-format.md, "Internal
     # headers"): it matches returns of mandatory publishes, and consumers ignore it.
@@ -26,7 +25,7 @@ def shape(message: aio_pika.abc.AbstractIncomingMessage) -> dict[str, Any]:
         "routing_key": message.routing_key,
         "type": message.type,
         "content_type": message.content_type,
-        "delivery_mode": message.delivery_mode,
+        "persistent": message.persistent,
         "has_timestamp": message.timestamp is not None,
         "message_id_shape": bool(MESSAGE_ID.match(message.message_id or "")),
         "headers": {k: type(v).__name__ for k, v in headers.items()},
@@ -37,7 +36,7 @@ def shape(message: aio_pika.abc.AbstractIncomingMessage) -> dict[str, Any]:
 
 
 async def test_ingress_publishes_what_the_gateway_publishes(
-    amqp_url: str, group: str, observer: Any, make_ingress: Any
+    amqp_url: str, group: str, observer: str, admin: BrokerAdmin, make_ingress: Any
 ) -> None:
     config = SimulatorConfig(guilds=1, members_per_guild=5, identify_interval=0.0)
     async with Simulator(config) as sim, aiohttp.ClientSession() as http:
@@ -73,7 +72,7 @@ async def test_ingress_publishes_what_the_gateway_publishes(
             async with http.post(invoke, json={"command": "hello"}) as response:
                 assert response.status == 200
             # The dispatch reaches the gateway and RabbitMQ after the control API answered: wait.
-            from_gateway = await asyncio.wait_for(_get(observer), 30)
+            (from_gateway,) = await admin.take(observer, timeout=30)
         finally:
             await gateway.stop()
 
@@ -86,16 +85,8 @@ async def test_ingress_publishes_what_the_gateway_publishes(
             assert response.status == 200, await response.text()
         async with http.post(invoke, json={"command": "hello"}) as response:
             assert response.status == 200
-        from_ingress = await asyncio.wait_for(_get(observer), 30)
+        # The simulator POSTs to the ingress in the background: wait for it.
+        (from_ingress,) = await admin.take(observer, timeout=30)
 
     assert shape(from_ingress) == shape(from_gateway)
     assert from_ingress.message_id.endswith(":" + json.loads(from_ingress.body)["id"])
-
-
-async def _get(queue: aio_pika.abc.AbstractQueue) -> aio_pika.abc.AbstractIncomingMessage:
-    """The next message, waiting for it (the simulator POSTs to the ingress in the background)."""
-    async with queue.iterator() as messages:
-        async for message in messages:
-            await message.ack()
-            return message
-    raise AssertionError("observer queue closed")

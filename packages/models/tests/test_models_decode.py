@@ -247,16 +247,22 @@ def test_gateway_payload_keeps_d_as_the_exact_raw_bytes() -> None:
     d = b'{"heartbeat_interval": 41250, "_trace": ["x"]}'
     payload = decode_payload(b'{"t": null, "s": null, "op": 10, "d": ' + d + b"}")
     assert (payload.op, payload.s, payload.t) == (10, None, None)
-    assert payload.d is not None and bytes(payload.d) == d
+    assert bytes(payload.d) == d
     assert decode_model(Hello, payload.d) == Hello(heartbeat_interval=41250)
 
 
 def test_gateway_payload_dispatch_and_null_or_missing_d() -> None:
     dispatch = decode_payload('{"op": 0, "s": 42, "t": "MESSAGE_CREATE", "d": {"a": 1}}')
     assert (dispatch.op, dispatch.s, dispatch.t) == (0, 42, "MESSAGE_CREATE")
-    assert decode_payload(b'{"op": 11}').d is None
-    assert decode_payload(b'{"op": 7, "d": null}').d is None
+    assert bytes(decode_payload(b'{"op": 11}').d) == b"null"
+    assert bytes(decode_payload(b'{"op": 7, "d": null}').d) == b"null"
     assert decode_payload(b'{"op": 9, "d": false}').d == msgspec.Raw(b"false")
+
+
+@pytest.mark.parametrize("seq", [b"-1", b"9223372036854775808", b"1e30", b'"7"'])
+def test_gateway_payload_refuses_a_seq_no_relay_could_carry(seq: bytes) -> None:
+    with pytest.raises(DecodeError, match=r"\$\.s"):
+        decode_payload(b'{"op": 0, "t": "X", "d": {}, "s": ' + seq + b"}")
 
 
 def test_malformed_gateway_payload_raises_decode_error() -> None:

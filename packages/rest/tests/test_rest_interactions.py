@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from spectacles.broker import Broker, BrokerSettings
+from spectacles.broker.admin import BrokerAdmin
 from spectacles.rest import RateLimiter, RestClient, Route
 from spectacles.rest.proxy import (
     IngressOffer,
@@ -104,9 +104,8 @@ async def test_callback_nobody_waits_for_goes_upstream(
     finally:
         await proxy.stop()
         if broker == "running":
-            async with Broker(BrokerSettings(amqp_url=amqp_url, group=unique_name)) as broker:
-                channel = await broker.channel()
-                await channel.exchange_delete(interactions_exchange(unique_name))
+            async with await BrokerAdmin.connect(amqp_url) as admin:
+                await admin.delete_exchange(interactions_exchange(unique_name))
     assert [(m, p) for m, p, *_ in upstream.requests] == [
         ("POST", "/api/v10/interactions/11/tok/callback")
     ]

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+
+from spectacles.broker.admin import BrokerAdmin
+
+
+@pytest.fixture
+async def admin(amqp_url: str) -> AsyncIterator[BrokerAdmin]:
+    """Topology and inspection of the RabbitMQ under test, in the broker's own types."""
+    async with await BrokerAdmin.connect(amqp_url) as admin:
+        yield admin
 
 
 async def eventually(

@@ -7,15 +7,14 @@ Discord: it registers the commands, creates the interactions and judges every an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
 
+from spectacles.broker.admin import BrokerAdmin
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
 from spectacles.models import Interaction
@@ -40,7 +39,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def settings(
-    amqp_url: str, unique_name: str, sim: Simulator
+    amqp_url: str, unique_name: str, sim: Simulator, admin: BrokerAdmin
 ) -> AsyncIterator[WorkerSettings]:
     yield WorkerSettings(
         discord_token=sim.config.token,
@@ -50,19 +49,15 @@ async def settings(
         metrics_address="127.0.0.1:0",
         command_defer_after=0.3,
     )
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        for worker in ("cmd", "cmd-other"):
-            for queue in (f"{unique_name}.{worker}", f"{unique_name}.{worker}.dead"):
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):
-                    await channel.queue_delete(queue)
-        for exchange in (unique_name, f"{unique_name}.dlx", f"{unique_name}.commands"):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange)
-    finally:
-        await connection.close()
+    await admin.cleanup(
+        queues=(
+            f"{unique_name}.cmd",
+            f"{unique_name}.cmd.dead",
+            f"{unique_name}.cmd-other",
+            f"{unique_name}.cmd-other.dead",
+        ),
+        exchanges=(unique_name, f"{unique_name}.dlx", f"{unique_name}.commands"),
+    )
 
 
 @pytest.fixture
@@ -164,7 +159,11 @@ async def test_commands_are_upserted_once_and_other_commands_survive(
 
 
 async def test_command_is_answered_and_other_commands_are_left_alone(
-    settings: WorkerSettings, discord: Discord, publisher: Publisher, sim: Simulator
+    settings: WorkerSettings,
+    discord: Discord,
+    publisher: Publisher,
+    sim: Simulator,
+    admin: BrokerAdmin,
 ) -> None:
     other = Worker("cmd-other")
 
@@ -193,12 +192,8 @@ async def test_command_is_answered_and_other_commands_are_left_alone(
         # The foreign command was acked and ignored: no answer, no dead letter.
         assert (await discord.state(foreign["id"]))["status"] == "pending"
         await eventually(lambda: worker._consumer is not None and worker._consumer.in_flight == 0)
-        connection = await aio_pika.connect(settings.amqp_url)
-        async with connection:
-            channel = await connection.channel()
-            for queue in (f"{settings.group}.cmd", f"{settings.group}.cmd.dead"):
-                declared = await channel.declare_queue(queue, passive=True)
-                assert declared.declaration_result.message_count == 0, queue
+        for queue in (f"{settings.group}.cmd", f"{settings.group}.cmd.dead"):
+            assert await admin.depth(queue) == 0, queue
 
 
 async def test_slow_handler_is_deferred_then_its_answer_edits_the_original(

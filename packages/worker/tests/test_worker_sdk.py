@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
 import aiohttp
 import msgspec
 import pytest
 
+from spectacles.broker.admin import BrokerAdmin, Received
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
 from spectacles.models import GuildMemberAdd, MessageCreate
@@ -32,7 +31,9 @@ MESSAGE = {
 
 
 @pytest.fixture
-async def settings(amqp_url: str, unique_name: str) -> AsyncIterator[WorkerSettings]:
+async def settings(
+    amqp_url: str, unique_name: str, admin: BrokerAdmin
+) -> AsyncIterator[WorkerSettings]:
     """Settings on a group of its own; deletes every exchange and queue of that group after."""
     yield WorkerSettings(
         discord_token="test-token-not-used",
@@ -42,19 +43,16 @@ async def settings(amqp_url: str, unique_name: str) -> AsyncIterator[WorkerSetti
         concurrency=4,
         metrics_address="127.0.0.1:0",
     )
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        for worker in ("sdk", "sdk-slow"):
-            for queue in (f"{unique_name}.{worker}", f"{unique_name}.{worker}.dead"):
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):
-                    await channel.queue_delete(queue)
-        for exchange in (unique_name, f"{unique_name}.dlx", f"{unique_name}.commands"):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange)
-    finally:
-        await connection.close()
+    await admin.cleanup(
+        queues=(
+            f"{unique_name}.sdk",
+            f"{unique_name}.sdk.dead",
+            f"{unique_name}.sdk-slow",
+            f"{unique_name}.sdk-slow.dead",
+            f"{unique_name}.sdk.shard0",
+        ),
+        exchanges=(unique_name, f"{unique_name}.dlx", f"{unique_name}.commands"),
+    )
 
 
 @pytest.fixture
@@ -67,33 +65,11 @@ async def publisher(settings: WorkerSettings) -> AsyncIterator[Publisher]:
         await pub.close()
 
 
-async def dead_letters(amqp_url: str, queue: str, count: int, timeout: float = 10.0) -> list[Any]:
+async def dead_letters(
+    admin: BrokerAdmin, queue: str, count: int, timeout: float = 10.0
+) -> list[Received]:
     """Take ``count`` messages from a dead queue (waiting for them, bounded)."""
-    got: list[aio_pika.abc.AbstractIncomingMessage] = []
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        dead = await channel.get_queue(queue, ensure=True)
-        async with asyncio.timeout(timeout):
-            while len(got) < count:
-                message = await dead.get(no_ack=True, fail=False)
-                if message is None:
-                    await asyncio.sleep(0.05)
-                else:
-                    got.append(message)
-    finally:
-        await connection.close()
-    return got
-
-
-async def queue_depth(amqp_url: str, queue: str) -> int:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        return int(declared.declaration_result.message_count or 0)
-    finally:
-        await connection.close()
+    return await admin.take(queue, count, timeout=timeout)
 
 
 async def http_get(port: int, path: str) -> tuple[int, str]:
@@ -115,7 +91,7 @@ async def publish_message(publisher: Publisher, body: bytes, *, seq: int = 7) ->
 
 
 async def test_handler_gets_the_typed_event_and_its_context(
-    settings: WorkerSettings, publisher: Publisher
+    settings: WorkerSettings, publisher: Publisher, admin: BrokerAdmin
 ) -> None:
     worker = Worker("sdk", settings=settings)
     seen: list[tuple[MessageCreate, Context]] = []
@@ -153,11 +129,11 @@ async def test_handler_gets_the_typed_event_and_its_context(
         )
         assert "spectacles_worker_handler_seconds_bucket" in metrics
     assert worker.health_port is None
-    assert await queue_depth(settings.amqp_url, f"{settings.group}.sdk") == 0
+    assert await admin.depth(f"{settings.group}.sdk") == 0
 
 
 async def test_malformed_event_is_dead_lettered_at_once(
-    settings: WorkerSettings, publisher: Publisher
+    settings: WorkerSettings, publisher: Publisher, admin: BrokerAdmin
 ) -> None:
     worker = Worker("sdk", settings=settings, max_attempts=5)
     calls: list[object] = []
@@ -169,7 +145,7 @@ async def test_malformed_event_is_dead_lettered_at_once(
     async with worker.running():
         await publish_message(publisher, b'{"id": "not a snowflake"}')
         await publish_message(publisher, b"not json at all", seq=8)
-        dead = await dead_letters(settings.amqp_url, f"{settings.group}.sdk.dead", 2)
+        dead = await dead_letters(admin, f"{settings.group}.sdk.dead", 2)
         assert worker.health_port is not None
         _, metrics = await http_get(worker.health_port, "/metrics")
     assert calls == []
@@ -185,7 +161,7 @@ class Order(msgspec.Struct):
 
 
 async def test_custom_event_with_a_model_is_decoded_into_it_or_dead_lettered(
-    settings: WorkerSettings, publisher: Publisher
+    settings: WorkerSettings, publisher: Publisher, admin: BrokerAdmin
 ) -> None:
     worker = Worker("sdk", settings=settings, max_attempts=5)
     seen: list[object] = []
@@ -197,14 +173,14 @@ async def test_custom_event_with_a_model_is_decoded_into_it_or_dead_lettered(
     async with worker.running():
         for body in (b'{"guild_id": "1", "level": 3}', b'{"guild_id": "1", "level": "high"}'):
             await publisher.publish("sdk.order", body, message_id=body.hex())
-        (dead,) = await dead_letters(settings.amqp_url, f"{settings.group}.sdk.dead", 1)
+        (dead,) = await dead_letters(admin, f"{settings.group}.sdk.dead", 1)
         await eventually(lambda: len(seen) == 1)
     assert seen == [Order(guild_id="1", level=3)]
     assert "malformed sdk.order" in str(dead.headers["x-error"])
 
 
 async def test_failing_handler_is_retried_then_dead_lettered(
-    settings: WorkerSettings, publisher: Publisher
+    settings: WorkerSettings, publisher: Publisher, admin: BrokerAdmin
 ) -> None:
     worker = Worker("sdk", settings=settings, max_attempts=3)
     attempts: list[int] = []
@@ -216,14 +192,14 @@ async def test_failing_handler_is_retried_then_dead_lettered(
 
     async with worker.running():
         await publish_message(publisher, json.dumps(MESSAGE).encode())
-        (dead,) = await dead_letters(settings.amqp_url, f"{settings.group}.sdk.dead", 1)
+        (dead,) = await dead_letters(admin, f"{settings.group}.sdk.dead", 1)
     assert attempts == [1, 2, 3]
     assert "discord said no" in str(dead.headers["x-error"])
     assert "hunter2-secret" not in str(dead.headers["x-error"])  # the header is scrubbed too
 
 
 async def test_stop_finishes_in_flight_handlers_and_acks(
-    settings: WorkerSettings, publisher: Publisher
+    settings: WorkerSettings, publisher: Publisher, admin: BrokerAdmin
 ) -> None:
     worker = Worker("sdk-slow", settings=settings)
     started = asyncio.Event()
@@ -248,7 +224,7 @@ async def test_stop_finishes_in_flight_handlers_and_acks(
     finally:
         await worker.stop()
     assert finished == ["bob"]
-    assert await queue_depth(settings.amqp_url, f"{settings.group}.sdk-slow") == 0
+    assert await admin.depth(f"{settings.group}.sdk-slow") == 0
 
 
 def test_registration_rejects_unknown_and_duplicate_events() -> None:
@@ -336,34 +312,28 @@ def test_settings_from_env_defaults_and_errors() -> None:
 
 
 async def test_handler_sends_gateway_commands(
-    settings: WorkerSettings, publisher: Publisher
+    settings: WorkerSettings, publisher: Publisher, admin: BrokerAdmin
 ) -> None:
-    connection = await aio_pika.connect(settings.amqp_url)
-    try:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(
-            f"{settings.group}.commands", aio_pika.ExchangeType.DIRECT, durable=True
-        )
-        shard_queue = await channel.declare_queue(exclusive=True)  # stands in for shard 0
-        await shard_queue.bind(exchange, routing_key="shard.0")
+    commands = f"{settings.group}.commands"
+    shard_queue = f"{settings.group}.sdk.shard0"  # stands in for shard 0
+    await admin.declare_exchange(commands, "direct")
+    await admin.declare_queue(
+        shard_queue, durable=False, exclusive=True, bind=(commands, "shard.0")
+    )
 
-        worker = Worker("sdk", settings=settings)
-        sent: list[int] = []
+    worker = Worker("sdk", settings=settings)
+    sent: list[int] = []
 
-        @worker.on("MESSAGE_CREATE")
-        async def on_message(message: MessageCreate, ctx: Context) -> None:
-            presence = {"since": None, "activities": [], "status": "idle", "afk": False}
-            sent.append(await ctx.commands.send_to_guild(message.guild_id or 0, 1, 3, presence))
+    @worker.on("MESSAGE_CREATE")
+    async def on_message(message: MessageCreate, ctx: Context) -> None:
+        presence = {"since": None, "activities": [], "status": "idle", "afk": False}
+        sent.append(await ctx.commands.send_to_guild(message.guild_id or 0, 1, 3, presence))
 
-        async with worker.running():
-            await publish_message(publisher, json.dumps(MESSAGE).encode())
-            async with asyncio.timeout(10):
-                while (command := await shard_queue.get(no_ack=True, fail=False)) is None:
-                    await asyncio.sleep(0.05)
-        assert sent == [0]
-        assert json.loads(command.body) == {
-            "op": 3,
-            "d": {"since": None, "activities": [], "status": "idle", "afk": False},
-        }
-    finally:
-        await connection.close()
+    async with worker.running():
+        await publish_message(publisher, json.dumps(MESSAGE).encode())
+        (command,) = await admin.take(shard_queue, timeout=10)
+    assert sent == [0]
+    assert json.loads(command.body) == {
+        "op": 3,
+        "d": {"since": None, "activities": [], "status": "idle", "afk": False},
+    }

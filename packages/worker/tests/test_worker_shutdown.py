@@ -19,10 +19,10 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aio_pika
 import psutil
 import pytest
 
+from spectacles.broker.admin import BrokerAdmin
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
 from spectacles.worker import WorkerSettings
@@ -153,34 +153,8 @@ async def test_sigterm_while_still_connecting_exits_at_once_with_0(
         worker.kill()
 
 
-async def _queue_counts(amqp_url: str, *queues: str) -> list[int]:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        counts = []
-        for name in queues:
-            declared = await channel.declare_queue(name, passive=True)
-            counts.append(int(declared.declaration_result.message_count or 0))
-        return counts
-    finally:
-        await connection.close()
-
-
-async def _consumers(amqp_url: str, queue: str) -> int:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        try:
-            declared = await channel.declare_queue(queue, passive=True)
-        except aio_pika.exceptions.ChannelClosed:
-            return 0
-        return int(declared.declaration_result.consumer_count or 0)
-    finally:
-        await connection.close()
-
-
 async def test_sigterm_with_a_stuck_handler_exits_within_the_drain_bound_and_requeues(
-    amqp_url: str, unique_name: str, tmp_path: Path
+    amqp_url: str, unique_name: str, tmp_path: Path, admin: BrokerAdmin
 ) -> None:
     queue, dead = f"{unique_name}.shutdown", f"{unique_name}.shutdown.dead"
     marks = tmp_path / "marks"
@@ -188,7 +162,7 @@ async def test_sigterm_with_a_stuck_handler_exits_within_the_drain_bound_and_req
     worker = _WorkerProcess(marks, _env(amqp_url, unique_name, WORKER_DRAIN_TIMEOUT=str(drain)))
     try:
         async with asyncio.timeout(30):
-            while await _consumers(amqp_url, queue) < 1:
+            while (await admin.consumers(queue) or 0) < 1:
                 assert worker.process.poll() is None, worker.process.communicate()[1]
                 await asyncio.sleep(0.1)
         publisher = await Publisher.connect(BrokerSettings(amqp_url=amqp_url, group=unique_name))
@@ -211,21 +185,10 @@ async def test_sigterm_with_a_stuck_handler_exits_within_the_drain_bound_and_req
         assert elapsed < drain + 8, f"took {elapsed:.1f}s"
         assert "consumer.stop_timeout" in stderr
         # the cancelled handler's message went back to the queue: not acked, not dead-lettered
-        assert await _queue_counts(amqp_url, queue, dead) == [1, 0]
+        assert [await admin.depth(queue), await admin.depth(dead)] == [1, 0]
     finally:
         worker.kill()
-        connection = await aio_pika.connect(amqp_url)
-        try:
-            for name in (queue, dead):
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):
-                    await channel.queue_delete(name)
-            for name in (unique_name, f"{unique_name}.dlx"):
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):
-                    await channel.exchange_delete(name)
-        finally:
-            await connection.close()
+        await admin.cleanup(queues=(queue, dead), exchanges=(unique_name, f"{unique_name}.dlx"))
 
 
 def test_drain_timeout_defaults_below_composes_grace_period_and_bad_values_name_the_key() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -12,9 +11,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-import aio_pika
 import pytest
 
+from spectacles.broker.admin import BrokerAdmin
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
 
@@ -40,21 +39,8 @@ WORKER_SCRIPT = textwrap.dedent(
 )
 
 
-async def consumers_on(amqp_url: str, queue: str) -> int:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        try:
-            declared = await channel.declare_queue(queue, passive=True)
-        except aio_pika.exceptions.ChannelClosed:
-            return 0
-        return int(declared.declaration_result.consumer_count or 0)
-    finally:
-        await connection.close()
-
-
 async def test_sigterm_finishes_in_flight_handler_and_exits_zero(
-    amqp_url: str, unique_name: str, tmp_path: Path
+    amqp_url: str, unique_name: str, tmp_path: Path, admin: BrokerAdmin
 ) -> None:
     queue = f"{unique_name}.sigterm"
     marks = tmp_path / "marks"
@@ -76,7 +62,7 @@ async def test_sigterm_finishes_in_flight_handler_and_exits_zero(
     )
     try:
         async with asyncio.timeout(20):
-            while await consumers_on(amqp_url, queue) < 1:
+            while (await admin.consumers(queue) or 0) < 1:
                 assert process.poll() is None, process.communicate()[1]
                 await asyncio.sleep(0.1)
         publisher = await Publisher.connect(BrokerSettings(amqp_url=amqp_url, group=unique_name))
@@ -96,26 +82,11 @@ async def test_sigterm_finishes_in_flight_handler_and_exits_zero(
         assert process.returncode == 0, stderr
         assert marks.read_text() == "finished"
         assert "worker stopped" in stderr
-        connection = await aio_pika.connect(amqp_url)
-        try:
-            channel = await connection.channel()
-            declared = await channel.declare_queue(queue, passive=True)
-            assert declared.declaration_result.message_count == 0  # acked, not requeued
-        finally:
-            await connection.close()
+        assert await admin.depth(queue) == 0  # acked, not requeued
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
-        connection = await aio_pika.connect(amqp_url)
-        try:
-            for name in (queue, f"{queue}.dead"):
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):
-                    await channel.queue_delete(name)
-            for name in (unique_name, f"{unique_name}.dlx"):
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):
-                    await channel.exchange_delete(name)
-        finally:
-            await connection.close()
+        await admin.cleanup(
+            queues=(queue, f"{queue}.dead"), exchanges=(unique_name, f"{unique_name}.dlx")
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +11,7 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
-from spectacles.broker.broker import Broker
+from spectacles.broker.admin import BrokerAdmin
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
 from spectacles.simulator import Simulator, SimulatorConfig
@@ -38,15 +37,11 @@ async def settings(
         discord_api_url=sim.api_url,
         metrics_address="127.0.0.1:0",
     )
-    async with Broker(BrokerSettings(amqp_url=amqp_url, group=unique_name)) as broker:
-        for queue in (f"{unique_name}.ping", f"{unique_name}.ping.dead"):
-            channel = await broker.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(queue)
-        for exchange in (unique_name, f"{unique_name}.dlx"):
-            channel = await broker.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange)
+    async with await BrokerAdmin.connect(amqp_url) as admin:
+        await admin.cleanup(
+            queues=(f"{unique_name}.ping", f"{unique_name}.ping.dead"),
+            exchanges=(unique_name, f"{unique_name}.dlx"),
+        )
 
 
 def handled() -> float:

@@ -15,6 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from spectacles.broker import Broker, delay_queue_name, scheduled
+from spectacles.broker.admin import BrokerAdmin
 from spectacles.broker.dead_letters import DeadMessage, list_dead
 from spectacles.broker.publisher import Publisher
 from spectacles.broker.settings import BrokerSettings
@@ -114,19 +115,15 @@ async def open_harnesses(amqp_url: str, group: str, *, guilds: int) -> AsyncIter
             yield [Harness(sim, http, publisher, settings, g["id"]) for g in listed]
         finally:
             await publisher.close()
-            async with await Broker.connect(BrokerSettings(amqp_url=amqp_url)) as broker:
-                for queue in (
-                    f"{group}.raid-guard",
-                    f"{group}.raid-guard.dead",
-                    *(delay_queue_name(group, RESTORE, d) for d in BUCKETS),
-                ):
-                    channel = await broker.channel()
-                    with contextlib.suppress(Exception):
-                        await channel.queue_delete(queue)
-                for exchange in (group, f"{group}.dlx"):
-                    channel = await broker.channel()
-                    with contextlib.suppress(Exception):
-                        await channel.exchange_delete(exchange)
+            async with await BrokerAdmin.connect(amqp_url) as admin:
+                await admin.cleanup(
+                    queues=(
+                        f"{group}.raid-guard",
+                        f"{group}.raid-guard.dead",
+                        *(delay_queue_name(group, RESTORE, d) for d in BUCKETS),
+                    ),
+                    exchanges=(group, f"{group}.dlx"),
+                )
 
 
 @pytest.fixture
@@ -533,11 +530,10 @@ async def test_a_raid_alerts_but_leaves_the_level_when_rabbitmq_cannot_hold_the_
     config = replace(CONFIG, action=RaidAction.ALERT)
     bucket = delay_queue_name(harness.settings.group, RESTORE, config.cooldown_seconds / 4)
     worker, _guard = build_worker(config, harness.settings)
-    async with worker.running(), await Broker.connect(harness.settings.broker) as other:
+    async with worker.running(), await BrokerAdmin.connect(harness.settings.broker) as other:
         # Another connection holds the holding queue's name exclusively: RabbitMQ refuses both
         # the lookup and the restore order (405 RESOURCE_LOCKED).
-        channel = await other.channel()
-        await channel.declare_queue(bucket, exclusive=True)
+        await other.declare_queue(bucket, durable=False, exclusive=True)
         lookups_before, parks_before = lookup_failures(), park_failures()
         await harness.publish_joins(joiners, timedelta(milliseconds=100))
 

@@ -6,7 +6,7 @@ its own distribution, ``spectacles-worker`` (``spectacles.worker``).
 
 from ._backoff import Backoff
 from ._translate import BROKER_FAILURES
-from .admin import BrokerAdmin
+from .admin import AccessRefused, BrokerAdmin, EntityLocked, NoSuchEntity, Received
 from .broker import Broker
 from .commands import GatewayCommands, parse_command, shard_for_guild, validate_command
 from .consumer import Consumer, Handler, Outcome
@@ -26,6 +26,7 @@ from .errors import (
     RpcTimeout,
     TopologyMismatch,
 )
+from .lease import Lease, LeaseHolder, LeaseLost, LeaseTimeout
 from .publisher import ConfirmListener, Publisher
 from .rpc import RpcClient, RpcHandler, RpcServer
 from .settings import BrokerSettings
@@ -35,6 +36,7 @@ __all__ = [
     "ATTEMPTS_HEADER",
     "BROKER_FAILURES",
     "ERROR_HEADER",
+    "AccessRefused",
     "Backoff",
     "Broker",
     "BrokerAdmin",
@@ -46,9 +48,15 @@ __all__ = [
     "Consumer",
     "DeadLetter",
     "Delivery",
+    "EntityLocked",
     "GatewayCommands",
     "Handler",
     "InvalidCommand",
+    "Lease",
+    "LeaseHolder",
+    "LeaseLost",
+    "LeaseTimeout",
+    "NoSuchEntity",
     "Outcome",
     "PublishError",
     "PublishNacked",
@@ -57,6 +65,7 @@ __all__ = [
     "Publisher",
     "QueueSpec",
     "QueueType",
+    "Received",
     "RpcClient",
     "RpcError",
     "RpcHandler",

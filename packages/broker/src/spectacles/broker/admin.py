@@ -10,8 +10,10 @@ library's.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
@@ -22,10 +24,18 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from ._translate import BROKER_FAILURES, translate
 from .broker import Broker
 from .delivery import Delivery
-from .errors import BrokerError
+from .errors import BrokerError, ConnectionLost
 from .settings import BrokerSettings
+from .topology import DeclaredQueue, QueueSpec, declare_queue
 
-__all__ = ["BrokerAdmin", "EntityLocked", "ExchangeKind", "NoSuchEntity"]
+__all__ = [
+    "AccessRefused",
+    "BrokerAdmin",
+    "EntityLocked",
+    "ExchangeKind",
+    "NoSuchEntity",
+    "Received",
+]
 
 ExchangeKind = Literal["direct", "fanout", "topic", "headers", "x-consistent-hash"]
 
@@ -40,10 +50,12 @@ class BrokerAdmin:
         self._owned = owned
 
     @classmethod
-    async def connect(cls, target: str | BrokerSettings) -> Self:
+    async def connect(
+        cls, target: str | BrokerSettings, *, connection_name: str | None = None
+    ) -> Self:
         """Connect to ``target`` (an AMQP URL or settings); closing the admin closes it."""
         settings = BrokerSettings(amqp_url=target) if isinstance(target, str) else target
-        return cls(await Broker.connect(settings), owned=True)
+        return cls(await Broker.connect(settings, connection_name=connection_name), owned=True)
 
     async def close(self) -> None:
         """Close the connection when this admin opened it."""
@@ -100,6 +112,14 @@ class BrokerAdmin:
             bound = await channel.get_queue(queue, ensure=False)
             await bound.bind(exchange, routing_key, timeout=TIMEOUT)
 
+    async def declare_spec(self, spec: QueueSpec) -> DeclaredQueue:
+        """Declare ``spec``'s queue as a ``Consumer`` does: its ``.dead`` queue, the DLX, bindings.
+
+        The dead-letter exchange is the one of this admin's group (``BrokerSettings.group``).
+        """
+        with self._translated(f"cannot declare queue {spec.name!r}"):
+            return await declare_queue(self.broker.channel, self.broker.topology, spec)
+
     async def delete_queue(self, name: str) -> None:
         """Delete queue ``name`` with whatever it holds; a queue that does not exist is fine."""
         async with self._channel(f"cannot delete queue {name!r}") as channel:
@@ -123,12 +143,13 @@ class BrokerAdmin:
 
     async def depth(self, name: str) -> int | None:
         """How many messages queue ``name`` holds ready; None when it does not exist."""
-        try:
-            async with self._channel(f"cannot inspect queue {name!r}") as channel:
-                queue = await channel.declare_queue(name, passive=True, timeout=TIMEOUT)
-                return queue.declaration_result.message_count or 0
-        except NoSuchEntity:
-            return None
+        counts = await self._counts(name)
+        return None if counts is None else counts[0]
+
+    async def consumers(self, name: str) -> int | None:
+        """How many consumers queue ``name`` has; None when it does not exist."""
+        counts = await self._counts(name)
+        return None if counts is None else counts[1]
 
     async def exists(self, name: str) -> bool:
         """Does queue ``name`` exist (whoever declared it, exclusive ones included)?"""
@@ -148,7 +169,7 @@ class BrokerAdmin:
             result = await queue.purge(timeout=TIMEOUT)
             return int(getattr(result, "message_count", 0) or 0)
 
-    async def get(self, name: str, *, ack: bool = True) -> Delivery | None:
+    async def get(self, name: str, *, ack: bool = True) -> Received | None:
         """Take one message from queue ``name`` (or None when it is empty).
 
         ``ack=False`` leaves it in the queue (it returns when this call's channel closes).
@@ -156,19 +177,70 @@ class BrokerAdmin:
         async with self._channel(f"cannot read queue {name!r}") as channel:
             queue = await channel.declare_queue(name, passive=True, timeout=TIMEOUT)
             message = await queue.get(no_ack=ack, fail=False, timeout=TIMEOUT)
-            return None if message is None else _delivery(message)
+            return None if message is None else _received(message)
 
-    async def drain(self, name: str, *, limit: int = 100_000) -> list[Delivery]:
+    async def drain(self, name: str, *, limit: int = 100_000) -> list[Received]:
         """Take every message queue ``name`` holds now (at most ``limit``), in order."""
-        taken: list[Delivery] = []
+        taken: list[Received] = []
         async with self._channel(f"cannot read queue {name!r}") as channel:
             queue = await channel.declare_queue(name, passive=True, timeout=TIMEOUT)
             while len(taken) < limit:
                 message = await queue.get(no_ack=True, fail=False, timeout=TIMEOUT)
                 if message is None:
                     break
-                taken.append(_delivery(message))
+                taken.append(_received(message))
         return taken
+
+    @contextlib.asynccontextmanager
+    async def consume(self, name: str) -> AsyncIterator[AsyncIterator[Received]]:
+        """Queue ``name``'s messages as they arrive, each taken (acked) as it is handed out.
+
+        The subscription starts on entering (a refusal raises there); what was not handed out
+        when the block ends stays in the queue. Iteration ends if RabbitMQ cancels the
+        subscription (the queue was deleted); a lost connection raises ``ConnectionLost``.
+        """
+        what = f"cannot consume queue {name!r}"
+        with self._translated(what):
+            channel = await self.broker.channel(timeout=TIMEOUT)
+        try:
+            inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+            with self._translated(what):
+                await channel.set_qos(prefetch_count=1, timeout=TIMEOUT)
+                underlay = await channel.get_underlay_channel()
+                queue = await channel.get_queue(name, ensure=False)
+                tag = await queue.consume(inbox.put, timeout=TIMEOUT)
+
+            def cancelled(frame: Any) -> None:
+                if getattr(frame, "consumer_tag", None) == tag:
+                    inbox.put_nowait(None)
+
+            underlay.on_consumer_cancel_callbacks.add(cancelled)
+            channel.close_callbacks.add(lambda *_: inbox.put_nowait(None))
+            stream = self._stream(inbox, channel, what)
+            async with contextlib.aclosing(stream):
+                yield stream
+        finally:
+            if not channel.is_closed:
+                with contextlib.suppress(*BROKER_FAILURES):
+                    await channel.close()
+
+    async def take(self, name: str, count: int = 1, *, timeout: float = 10.0) -> list[Received]:
+        """Wait for ``count`` messages of queue ``name`` and take them, in order.
+
+        ``TimeoutError`` (saying how many came) when fewer arrive within ``timeout`` seconds.
+        """
+        taken: list[Received] = []
+        try:
+            async with asyncio.timeout(timeout), self.consume(name) as messages:
+                async for message in messages:
+                    taken.append(message)
+                    if len(taken) >= count:
+                        return taken
+        except TimeoutError:
+            raise TimeoutError(
+                f"{len(taken)} of {count} messages arrived in queue {name!r} within {timeout}s"
+            ) from None
+        raise NoSuchEntity(f"queue {name!r} went away after {len(taken)} of {count} messages")
 
     async def publish(
         self,
@@ -179,6 +251,7 @@ class BrokerAdmin:
         headers: Mapping[str, Any] | None = None,
         message_id: str | None = None,
         content_type: str | None = None,
+        type: str | None = None,
         expiration: float | None = None,
         persistent: bool = True,
         mandatory: bool = False,
@@ -186,13 +259,14 @@ class BrokerAdmin:
         """Publish one message and wait for RabbitMQ's confirm (``""`` is the default exchange).
 
         A nack raises ``PublishNacked``; with ``mandatory``, an unroutable message raises
-        ``PublishReturned``.
+        ``PublishReturned``. ``expiration`` is the message's TTL in seconds.
         """
         message = aio_pika.Message(
             body,
             headers=dict(headers or {}),
             message_id=message_id,
             content_type=content_type,
+            type=type,
             expiration=expiration,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT if persistent else None,
         )
@@ -206,28 +280,58 @@ class BrokerAdmin:
 
     # -- plumbing -------------------------------------------------------------------------------
 
+    async def _stream(
+        self,
+        inbox: asyncio.Queue[AbstractIncomingMessage | None],
+        channel: AbstractChannel,
+        what: str,
+    ) -> AsyncGenerator[Received, None]:
+        with self._translated(what):
+            while (message := await inbox.get()) is not None:
+                await message.ack()
+                yield _received(message)
+            if channel.is_closed:
+                raise ConnectionLost(f"{what}: the channel closed", host=self.broker.settings.host)
+
+    async def _counts(self, name: str) -> tuple[int, int] | None:
+        """(ready messages, consumers) of queue ``name``; None when it does not exist."""
+        try:
+            async with self._channel(f"cannot inspect queue {name!r}") as channel:
+                queue = await channel.declare_queue(name, passive=True, timeout=TIMEOUT)
+                result = queue.declaration_result
+                return result.message_count or 0, result.consumer_count or 0
+        except NoSuchEntity:
+            return None
+
     @contextlib.asynccontextmanager
     async def _channel(
         self, what: str, *, confirms: bool = False
     ) -> AsyncIterator[AbstractChannel]:
-        try:
+        with self._translated(what):
             channel = await self.broker.channel(
                 publisher_confirms=confirms, on_return_raises=confirms, timeout=TIMEOUT
             )
-        except BROKER_FAILURES as exc:
-            raise translate(exc, what=what, host=self.broker.settings.host) from None
         try:
-            yield channel
-        except aiormq.exceptions.ChannelNotFoundEntity as exc:
-            raise NoSuchEntity(f"{what}: {exc}") from None
-        except aiormq.exceptions.ChannelLockedResource as exc:
-            raise EntityLocked(f"{what}: {exc}") from None
-        except BROKER_FAILURES as exc:
-            raise translate(exc, what=what, host=self.broker.settings.host) from None
+            with self._translated(what):
+                yield channel
         finally:
             if not channel.is_closed:
                 with contextlib.suppress(*BROKER_FAILURES):
                     await channel.close()
+
+    @contextlib.contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        """Raise what fails inside as a broker error whose message starts with ``what``."""
+        try:
+            yield
+        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            raise NoSuchEntity(f"{what}: {exc}") from None
+        except aiormq.exceptions.ChannelLockedResource as exc:
+            raise EntityLocked(f"{what}: {exc}") from None
+        except aiormq.exceptions.ChannelAccessRefused as exc:
+            raise AccessRefused(f"{what}: {exc}") from None
+        except BROKER_FAILURES as exc:
+            raise translate(exc, what=what, host=self.broker.settings.host) from None
 
 
 class NoSuchEntity(BrokerError):
@@ -238,8 +342,19 @@ class EntityLocked(BrokerError):
     """RabbitMQ answered 405: the queue is another connection's exclusive queue."""
 
 
-def _delivery(message: AbstractIncomingMessage) -> Delivery:
-    return Delivery(
+class AccessRefused(BrokerError):
+    """RabbitMQ answered 403: the user has no permission for that (configure, write or read)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received(Delivery):
+    """A message read back by the admin: a ``Delivery``, and whether it was published persistent."""
+
+    persistent: bool = False
+
+
+def _received(message: AbstractIncomingMessage) -> Received:
+    return Received(
         body=message.body,
         routing_key=message.routing_key or "",
         headers=dict(message.headers or {}),
@@ -251,4 +366,5 @@ def _delivery(message: AbstractIncomingMessage) -> Delivery:
         content_type=message.content_type,
         correlation_id=message.correlation_id,
         reply_to=message.reply_to,
+        persistent=message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT,
     )

@@ -35,7 +35,7 @@ log = get_logger(__name__)
 #: Kept for callers that imported it from here; the definition is ``_translate.LINK_ERRORS``.
 CONNECTION_ERRORS: Final = LINK_ERRORS
 
-ConnectionListener = Callable[[], Awaitable[None] | None]
+LostListener = Callable[[], Awaitable[None] | None]
 
 
 def default_connection_name(role: str = "broker") -> str:
@@ -94,7 +94,7 @@ class Broker:
         self._lost = asyncio.Event()
         self._closing = False
         self._keep_alive_task: asyncio.Task[None] | None = None
-        self._on_lost: list[ConnectionListener] = []
+        self._on_lost: list[LostListener] = []
         self._node: str | None = None  # the URL of the node we are (or were last) connected to
         self.reconnects = 0
 
@@ -210,11 +210,11 @@ class Broker:
             ) from None
         return channel
 
-    def on_connection_lost(self, listener: ConnectionListener) -> None:
+    def on_connection_lost(self, listener: LostListener) -> None:
         """Call ``listener`` (sync or async) each time the connection drops unexpectedly."""
         self._on_lost.append(listener)
 
-    def remove_listener(self, listener: ConnectionListener) -> None:
+    def remove_listener(self, listener: LostListener) -> None:
         """Undo :meth:`on_connection_lost`."""
         with contextlib.suppress(ValueError):
             self._on_lost.remove(listener)

@@ -14,8 +14,9 @@ from .errors import (
 )
 from .identify import IdentifyQueue
 from .ratelimit import SendLimiter
+from .relay import Relay
 from .service import GatewayService
-from .session import ConfirmTracker, SessionState
+from .session import ResumeTracker, SessionState
 from .session_store import (
     AmqpSessionStore,
     FileSessionStore,
@@ -25,12 +26,13 @@ from .session_store import (
     session_queue_name,
 )
 from .shard import Shard, ShardState
+from .sink import EventSink, MemorySink, SinkError, SinkRefused, SinkUnavailable
 from .transport import GatewayTransport
 
 __all__ = [
     "AmqpSessionStore",
     "ConfigError",
-    "ConfirmTracker",
+    "EventSink",
     "FileSessionStore",
     "GatewayConfig",
     "GatewayError",
@@ -39,13 +41,19 @@ __all__ = [
     "GatewayUnreachable",
     "IdentifyLimitExceeded",
     "IdentifyQueue",
+    "MemorySink",
     "NullSessionStore",
+    "Relay",
+    "ResumeTracker",
     "SendLimiter",
     "ServerClosed",
     "SessionState",
     "SessionStore",
     "Shard",
     "ShardState",
+    "SinkError",
+    "SinkRefused",
+    "SinkUnavailable",
     "TransportError",
     "create_session_store",
     "load_config",

@@ -18,10 +18,10 @@ from typing import Final
 import msgspec
 
 from spectacles.broker.broker import Broker
+from spectacles.broker.last_value import LastValueStore
 from spectacles.models import ClosePolicy, close_policy
 
 from .errors import IdentifyBlocked
-from .last_value import LastValueQueue
 
 __all__ = ["FatalBlock", "FatalBlockStore", "fatal_block_queue_name", "token_fingerprint"]
 
@@ -73,7 +73,7 @@ class FatalBlockStore:
     def __init__(self, broker: Broker, token: str, duration: float) -> None:
         self.fingerprint = token_fingerprint(token)
         self.duration = duration
-        self._value = LastValueQueue(
+        self._value = LastValueStore(
             broker, fatal_block_queue_name(broker.topology.group, self.fingerprint)
         )
 

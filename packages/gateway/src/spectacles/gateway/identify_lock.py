@@ -1,21 +1,23 @@
 """Identify buckets shared by every gateway process of a bot, locked in RabbitMQ.
 
 Discord allows one IDENTIFY per bucket per 5 s across all connections of the bot, so processes
-that split its shards (`shards.ids`) must take turns too. The lock of bucket `b` is the queue
-`{group}.identify.{max_concurrency}.{b}`, declared exclusive: RabbitMQ lets exactly one
-connection declare it and answers the others 405 RESOURCE_LOCKED (which closes their channel).
-The owner keeps it until `keep_for` seconds after its IDENTIFY was answered, then deletes it. An
-owner that dies loses its connection, and RabbitMQ drops the queue with it: a lock is never stuck
-longer than the connection that holds it.
+that split its shards (`shards.ids`) must take turns too. The lock of bucket `b` is the
+`spectacles.broker.lease` lease `{group}.identify.{max_concurrency}.{b}` (an exclusive queue on
+the process' one lease connection, `{name}:leases`: RabbitMQ lets one connection declare
+it). The owner keeps it until `keep_for` seconds after its IDENTIFY was answered, then releases
+it. An owner that dies loses its connection, and RabbitMQ drops the lease with it: a lock is
+never stuck longer than the connection that holds it; a lost lease connection is opened again
+on the next attempt.
 
-Waiters retry every 0.1-0.25 s (jittered) on a fresh channel. While RabbitMQ is unreachable they
+Waiters retry every 0.1-0.25 s (jittered). While RabbitMQ is unreachable they
 keep waiting (a warning every few seconds) and never IDENTIFY without the lock; cancelling the
 wait (shutdown) ends it at once, and an attempt whose outcome was still open is released when it
 lands.
 
-The IDENTIFY quota is shared the same way (`AmqpQuotaLedger`): one last-value queue
-`{group}.quota.{fingerprint}` holds the count every process spends from, changed only by the
-owner of the exclusive lock queue `{group}.quota.{fingerprint}.lock`. A process spends from the
+The IDENTIFY quota is shared the same way (`AmqpQuotaLedger`): one
+`spectacles.broker.last_value.LastValueStore` `{group}.quota.{fingerprint}` holds the count
+every process spends from, changed only by the owner of the lease
+`{group}.quota.{fingerprint}.lock`. A process spends from the
 lower of that count and its own (from `/gateway/bot`), so two processes started together never
 spend the same IDENTIFYs twice. While RabbitMQ cannot answer, nothing is spent and no IDENTIFY
 goes out.
@@ -26,29 +28,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
 
-import aiormq
 import msgspec
-from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from spectacles.broker import BROKER_FAILURES, Backoff
 from spectacles.broker.broker import Broker
+from spectacles.broker.last_value import LastValueStore
+from spectacles.broker.lease import Lease, LeaseHolder
 from spectacles.observability import get_logger
 
 from . import metrics
 from .fatal_block import token_fingerprint
 from .identify import BucketLock, IdentifyBudget, LocalBucketLock, LocalQuotaLedger, QuotaLedger
-from .last_value import LastValueQueue
 
 __all__ = [
     "AmqpBucketLock",
     "AmqpQuotaLedger",
+    "LeaseConnection",
     "create_bucket_lock",
     "create_quota_ledger",
     "identify_lock_name",
+    "leases_of",
     "quota_queue_name",
 ]
 
@@ -64,6 +68,10 @@ FAILURE_DELAY: Final = 1.0
 FAILURE_MAX_DELAY: Final = 5.0
 WARN_EVERY: Final = 5.0
 RELEASE_TIMEOUT: Final = 5.0
+# How often the lease connection proves its leases still exist, and how long without an answer
+# it believes in them: a lock only paces IDENTIFYs, so a loss may be noticed a little late.
+PROBE_INTERVAL: Final = 1.0
+PROBE_TIMEOUT: Final = 5.0
 # The errors that make an attempt fail without telling whether someone else owns the bucket.
 _FAILURES: Final = (*BROKER_FAILURES, RuntimeError)
 
@@ -82,22 +90,68 @@ def quota_queue_name(group: str, fingerprint: str) -> str:
     return f"{group}.quota.{fingerprint}"
 
 
-class _Owned:
-    """A declared lock queue, with the connection it lives and dies with."""
+class LeaseConnection:
+    """One `LeaseHolder` per gateway process, shared by its locks; opened again once lost.
 
-    __slots__ = ("channel", "connection", "name")
+    Its leases die with its connection (RabbitMQ drops them), so a lost holder is replaced on
+    the next attempt; `close_if_idle` closes it once no lease is held.
+    """
 
-    def __init__(self, connection: AbstractConnection, channel: AbstractChannel, name: str) -> None:
-        self.connection = connection
-        self.channel = channel
-        self.name = name
+    def __init__(self, broker: Broker) -> None:
+        self._settings = broker.settings
+        self._name = f"{broker.connection_name}:leases"
+        self._holder: LeaseHolder | None = None
+        self._lock = asyncio.Lock()
+
+    async def holder(self) -> LeaseHolder:
+        """The live holder, opened (again) when needed; `BrokerUnavailable` if it cannot be."""
+        async with self._lock:
+            holder = self._holder
+            if holder is None or holder.is_lost:
+                self._holder = None
+                if holder is not None:
+                    with contextlib.suppress(*_FAILURES):
+                        await holder.close()
+                holder = LeaseHolder(
+                    self._settings,
+                    connection_name=self._name,
+                    connect_timeout=CONNECT_WAIT,
+                    probe_interval=PROBE_INTERVAL,
+                    probe_timeout=PROBE_TIMEOUT,
+                )
+                await holder.start()
+                self._holder = holder
+            return holder
+
+    async def close_if_idle(self) -> None:
+        """Close the connection when it holds no lease (a later `holder()` opens a new one)."""
+        async with self._lock:
+            holder = self._holder
+            if holder is None or holder.held:
+                return
+            self._holder = None
+        with contextlib.suppress(*_FAILURES):
+            await holder.close()
+
+
+_SHARED: Final[weakref.WeakKeyDictionary[Broker, LeaseConnection]] = weakref.WeakKeyDictionary()
+
+
+def leases_of(broker: Broker) -> LeaseConnection:
+    """The lease connection every lock on `broker` shares (one per process, not per lock)."""
+    leases = _SHARED.get(broker)
+    if leases is None:
+        leases = _SHARED[broker] = LeaseConnection(broker)
+    return leases
 
 
 class AmqpBucketLock:
-    """`BucketLock` on RabbitMQ exclusive queues (see the module docstring)."""
+    """`BucketLock` on `spectacles.broker.lease` leases (see the module docstring)."""
 
-    def __init__(self, broker: Broker, *, max_concurrency: int) -> None:
-        self._broker = broker
+    def __init__(
+        self, broker: Broker, *, max_concurrency: int, leases: LeaseConnection | None = None
+    ) -> None:
+        self._leases = leases or leases_of(broker)
         self._group = broker.topology.group
         self._max_concurrency = max(1, max_concurrency)
         self._local: dict[int, asyncio.Lock] = {}
@@ -115,20 +169,21 @@ class AmqpBucketLock:
         """Own `bucket` from entry until `keep_for` seconds after exit (released in background)."""
         local = self._local.setdefault(bucket, asyncio.Lock())
         async with local:
-            owned = await self._acquire(bucket)
+            lease = await self._acquire(bucket)
             try:
                 yield
             finally:
                 # No await here: a cancelled caller must still leave the release scheduled.
                 self._pending[bucket] = asyncio.create_task(
-                    self._release_after(owned, keep_for), name=f"identify-release:{owned.name}"
+                    self._release_after(lease, keep_for), name=f"identify-release:{lease.name}"
                 )
 
     async def close(self) -> None:
         """Release every kept bucket now (the keeps are cut short: nothing IDENTIFYs anymore).
 
         The releases are told to hurry, not cancelled: a task cancelled before it first ran
-        would skip its `finally` and leave the lock to the connection's end.
+        would skip its `finally` and leave the lock to the connection's end. Then the lease
+        connection closes; a later `hold` opens a new one.
         """
         self._closing.set()
         tasks = list(self._pending.values())
@@ -139,8 +194,9 @@ class AmqpBucketLock:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         self._closing.clear()
+        await self._leases.close_if_idle()
 
-    async def _acquire(self, bucket: int) -> _Owned:
+    async def _acquire(self, bucket: int) -> Lease:
         name = self.name(bucket)
         started = time.monotonic()
         announced = False
@@ -148,41 +204,34 @@ class AmqpBucketLock:
         failures = Backoff(FAILURE_DELAY, FAILURE_MAX_DELAY)
         while True:
             await self._settle(bucket)
-            attempt = asyncio.create_task(self._declare(name), name=f"identify-lock:{name}")
+            attempt = asyncio.create_task(self._try(name), name=f"identify-lock:{name}")
             try:
-                owned = await asyncio.shield(attempt)
+                lease = await asyncio.shield(attempt)
             except asyncio.CancelledError:
                 # The declare may have succeeded, or still may: give the lock back when it lands.
                 self._pending[bucket] = asyncio.create_task(
                     self._abandon(attempt), name=f"identify-abandon:{name}"
                 )
                 raise
-            except aiormq.exceptions.ChannelLockedResource:
+            except _FAILURES as exc:
+                self._warn(name, exc)
+                await failures.sleep()
+                continue
+            if lease is None:  # another gateway holds the bucket
                 if not announced:
                     log.debug("identify bucket held by another gateway; waiting", lock=name)
                     announced = True
                 await held.sleep()
                 continue
-            except _FAILURES as exc:
-                self._warn(name, exc)
-                await failures.sleep()
-                continue
             waited = time.monotonic() - started
             metrics.IDENTIFY_LOCK_WAIT.observe(waited)
             if announced:
                 log.debug("identify bucket acquired", lock=name, waited=round(waited, 3))
-            return owned
+            return lease
 
-    async def _declare(self, name: str) -> _Owned:
-        """One attempt: a fresh channel (a refusal closes it) and the exclusive declare."""
-        connection = await self._broker.wait_connected(CONNECT_WAIT)
-        channel = await connection.channel()
-        try:
-            await channel.declare_queue(name, exclusive=True, auto_delete=True)
-        except BaseException:
-            await _close_quietly(channel)  # already closed by a refusal; not by other errors
-            raise
-        return _Owned(connection, channel, name)
+    async def _try(self, name: str) -> Lease | None:
+        """One attempt: the lease, or None when another connection holds it."""
+        return await (await self._leases.holder()).try_acquire(name)
 
     async def _settle(self, bucket: int) -> None:
         """Wait for this process' own release or clean-up of `bucket` to finish first.
@@ -195,17 +244,17 @@ class AmqpBucketLock:
             if self._pending.get(bucket) is pending:
                 del self._pending[bucket]
 
-    async def _release_after(self, owned: _Owned, keep_for: float) -> None:
+    async def _release_after(self, lease: Lease, keep_for: float) -> None:
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), keep_for)
         finally:
-            await _release(owned)
+            await lease.release()  # never raises; a lost lease was released by RabbitMQ
 
-    async def _abandon(self, attempt: asyncio.Task[_Owned]) -> None:
+    async def _abandon(self, attempt: asyncio.Task[Lease | None]) -> None:
         (result,) = await asyncio.gather(attempt, return_exceptions=True)
-        if isinstance(result, _Owned):
-            await _release(result)
+        if isinstance(result, Lease):
+            await result.release()
 
     def _warn(self, name: str, exc: BaseException) -> None:
         now = time.monotonic()
@@ -217,32 +266,6 @@ class AmqpBucketLock:
             lock=name,
             error=f"{type(exc).__name__}: {exc}",
         )
-
-
-async def _release(owned: _Owned) -> None:
-    """Delete the lock queue on its own connection; never raises.
-
-    When that connection is gone, RabbitMQ already dropped the queue. A newer connection must
-    not be used: the same name may by now be another owner's lock.
-    """
-    with contextlib.suppress(*_FAILURES):
-        async with asyncio.timeout(RELEASE_TIMEOUT):
-            channel = owned.channel
-            if channel.is_closed:
-                if owned.connection.is_closed:
-                    return
-                channel = await owned.connection.channel()
-            try:
-                await channel.queue_delete(owned.name)
-            finally:
-                await _close_quietly(channel)
-
-
-async def _close_quietly(channel: AbstractChannel) -> None:
-    if channel.is_closed:
-        return
-    with contextlib.suppress(*_FAILURES):
-        await channel.close()
 
 
 def create_bucket_lock(kind: str, broker: Broker | None, *, max_concurrency: int) -> BucketLock:
@@ -267,8 +290,8 @@ _decode_record: Final = msgspec.json.Decoder(_QuotaRecord).decode
 class _NamedLock(AmqpBucketLock):
     """One lock queue with a fixed name (the bucket number is ignored)."""
 
-    def __init__(self, broker: Broker, name: str) -> None:
-        super().__init__(broker, max_concurrency=1)
+    def __init__(self, broker: Broker, name: str, leases: LeaseConnection | None) -> None:
+        super().__init__(broker, max_concurrency=1, leases=leases)
         self._fixed_name = name
 
     def name(self, bucket: int) -> str:
@@ -281,8 +304,8 @@ class AmqpQuotaLedger:
 
     def __init__(self, broker: Broker, token: str) -> None:
         name = quota_queue_name(broker.topology.group, token_fingerprint(token))
-        self._lock = _NamedLock(broker, f"{name}.lock")
-        self._value = LastValueQueue(broker, name)
+        self._lock = _NamedLock(broker, f"{name}.lock", None)
+        self._value = LastValueStore(broker, name)
         self._last_warning = float("-inf")
 
     async def spend(self, budget: IdentifyBudget) -> None:

@@ -10,14 +10,15 @@ so the shard can relay such an event as received instead of dropping or looping 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final
+from typing import Final
 
 import msgspec
 
-__all__ = ["SEQ", "Salvaged", "salvage_envelope", "top_level_fields"]
+from spectacles.models import Seq
+
+__all__ = ["Salvaged", "salvage_envelope", "top_level_fields"]
 
 # A sequence number: what fits an AMQP signed 64-bit header and a resume point.
-SEQ = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 # A whole string (escapes skipped) or one structural character.
 _TOKENS: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[][{},:]')
@@ -28,7 +29,7 @@ _COLON: Final = ord(":")
 _COMMA: Final = ord(",")
 
 _decode_op: Final = msgspec.json.Decoder(int).decode
-_decode_seq: Final = msgspec.json.Decoder(SEQ | None).decode
+_decode_seq: Final = msgspec.json.Decoder(Seq | None).decode
 _decode_name: Final = msgspec.json.Decoder(str | None).decode
 
 

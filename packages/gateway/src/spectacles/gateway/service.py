@@ -29,17 +29,18 @@ from spectacles.broker.topology import (
     UNROUTED_QUEUE_ARGUMENTS,
     Topology,
 )
-from spectacles.models import GatewayBot
+from spectacles.models import DecodeError, GatewayBot
 from spectacles.observability import HealthServer, get_logger
+from spectacles.rest import RestClient, RestError, Unauthorized
 
 from . import metrics
 from .commands import CommandRelay
 from .config import GatewayConfig
-from .discovery import fetch_gateway_bot
 from .errors import ConfigError, GatewayError, GatewayUnreachable, IdentifyBlocked
 from .fatal_block import FatalBlockStore
 from .identify import BucketLock, IdentifyQueue, identify_spacing
 from .identify_lock import create_bucket_lock, create_quota_ledger
+from .relay import Relay
 from .session import SessionState
 from .session_store import SessionStore, create_session_store
 from .shard import Shard, ShardState
@@ -51,6 +52,7 @@ EXIT_FATAL: Final = 1
 EXIT_CONFIG: Final = 2
 METRICS_FLUSH_INTERVAL: Final = 1.0
 STORE_TIMEOUT: Final = 5.0
+DISCOVERY_TIMEOUT: Final = 10.0  # one attempt of GET /gateway/bot (the REST client retries)
 # While a fatal-close block holds the start-up, RabbitMQ is asked this often whether it was
 # lifted (`spectacles-gateway unblock`) or is over.
 FATAL_BLOCK_RECHECK: Final = 5.0
@@ -58,7 +60,8 @@ FATAL_RECORD_ATTEMPTS: Final = 3
 # An unchanged session is saved again once this fraction of the store's TTL has passed, so the
 # saved entry of a quiet shard never expires while the shard runs.
 SESSION_REFRESH_FRACTION: Final = 1 / 3
-_STORE_ERRORS: Final = BROKER_FAILURES
+# What a store (RabbitMQ, a file) raises when it cannot answer now: logged and retried.
+_STORE_ERRORS: Final = (*BROKER_FAILURES, OSError)
 
 log = get_logger("spectacles.gateway")
 
@@ -549,11 +552,8 @@ class GatewayService:
                 {"received": Counter(), "published": Counter(), "identifies": 0, "resumes": 0},
             )
             _flush_counter(metrics.EVENTS_RECEIVED, label, shard.received, seen["received"])
-            _flush_counter(metrics.EVENTS_PUBLISHED, label, shard.published, seen["published"])
             malformed = seen.setdefault("malformed", Counter())
             _flush_counter(metrics.MALFORMED_PAYLOADS, label, shard.malformed, malformed)
-            oversize = seen.setdefault("oversize", Counter())
-            _flush_counter(metrics.EVENTS_OVERSIZE, label, shard.oversize, oversize)
             if shard.identifies > seen["identifies"]:
                 metrics.IDENTIFIES.labels(label).inc(shard.identifies - seen["identifies"])
                 seen["identifies"] = shard.identifies
@@ -567,11 +567,8 @@ class GatewayService:
                     reconnects[reason] = total
             if shard.heartbeat_latency is not None:
                 metrics.HEARTBEAT_LATENCY.labels(label).set(shard.heartbeat_latency)
-            # Emptied in place: the shard's confirm tracker appends to this very list.
-            samples = shard.confirm_latencies[:]
-            shard.confirm_latencies.clear()
-            for sample in samples:
-                metrics.CONFIRM_LATENCY.observe(sample)
+            if isinstance(shard.sink, Relay):
+                _flush_relay(shard.sink, label, seen)
         if self.publisher is not None:
             metrics.IN_FLIGHT.set(self.publisher.in_flight)
             seen = self._unrouted_flushed
@@ -579,6 +576,37 @@ class GatewayService:
                 if total > seen[event]:
                     metrics.EVENTS_UNROUTED.labels(event).inc(total - seen[event])
                     seen[event] = total
+
+
+async def fetch_gateway_bot(api_url: str, token: str) -> GatewayBot:
+    """`GET /gateway/bot` with the REST client (its retries, User-Agent and rate limits)."""
+    try:
+        async with RestClient(
+            token,
+            base_url=api_url,
+            request_timeout=DISCOVERY_TIMEOUT,
+            max_ratelimit_retries=2,
+            max_ratelimit_wait=DISCOVERY_TIMEOUT,
+        ) as rest:
+            return await rest.get_gateway_bot()
+    except Unauthorized:
+        raise GatewayUnreachable(
+            "401 Unauthorized: the bot token is invalid; set a valid one in "
+            "DISCORD_TOKEN or `token` (without the `Bot ` prefix)"
+        ) from None
+    except (RestError, DecodeError) as exc:
+        raise GatewayUnreachable(f"{api_url}/gateway/bot: {exc}") from None
+
+
+def _flush_relay(relay: Relay, label: str, seen: dict[str, Any]) -> None:
+    _flush_counter(metrics.EVENTS_PUBLISHED, label, relay.published, seen["published"])
+    oversize = seen.setdefault("oversize", Counter())
+    _flush_counter(metrics.EVENTS_OVERSIZE, label, relay.oversize, oversize)
+    # Emptied in place: the relay's confirm tracker appends to this very list.
+    samples = relay.confirm_latencies[:]
+    relay.confirm_latencies.clear()
+    for sample in samples:
+        metrics.CONFIRM_LATENCY.observe(sample)
 
 
 def _flush_counter(counter: Any, shard: str, current: Counter[str], seen: Counter[str]) -> None:

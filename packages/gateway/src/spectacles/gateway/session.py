@@ -2,7 +2,8 @@
 
 Discord replays every dispatch after the `seq` sent in RESUME. Sending the last *confirmed* seq
 (not the last received one) makes the server replay whatever RabbitMQ has not confirmed yet, so
-a broker outage or a crash loses nothing; replays reuse the same message_id.
+a broker outage or a crash loses nothing; replays reuse the same message_id. `Relay` keeps one
+`ResumeTracker` per connection; its `confirmed` is the resume point the shard RESUMEs from.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 
 import msgspec
 
-__all__ = ["ConfirmTracker", "SessionState"]
+__all__ = ["ResumeTracker", "SessionState"]
 
 
 class SessionState(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,11 +30,11 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True):
     saved_at: float = 0.0
 
 
-class ConfirmTracker:
+class ResumeTracker:
     """Contiguous confirmed sequence numbers of one connection.
 
     Events arrive in seq order. A relayed event is pending until the publisher reports its
-    confirm (this is the :class:`spectacles.broker.ConfirmListener` of the shard's publishes,
+    confirm (this is the :class:`spectacles.broker.ConfirmListener` of the relay's publishes,
     with the seq as token); an event that is not relayed counts as confirmed as soon as
     everything before it is. `confirmed` is the highest seq with every event up to it confirmed.
     RabbitMQ may confirm out of order: such seqs wait in `_early` until the gap closes.

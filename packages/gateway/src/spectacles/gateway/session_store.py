@@ -3,10 +3,9 @@
 Three stores, chosen by `[session_store] type`:
 
 - `amqp` (default): RabbitMQ itself, so any gateway host that takes over a shard finds its
-  session. One queue per shard, `{group}.sessions.{shard_id}`, declared with
-  `x-max-length = 1` and `x-overflow = drop-head`: the queue always holds only the newest
-  session. Each save is a persistent message with a per-message `expiration` (the TTL),
-  confirmed by RabbitMQ. Loading is `basic.get` followed by a requeueing `nack`, which leaves the
+  session. One `spectacles.broker.last_value.LastValueStore` per shard, the quorum queue
+  `{group}.sessions.{shard_id}`: it always holds only the newest session. Each save is a
+  persistent, confirmed message with a per-message `expiration` (the TTL); loading leaves the
   message in place. `x-expires` removes the queue of a shard nobody runs any more after a day.
 - `file`: one JSON file (atomic rename), for a single host without RabbitMQ persistence.
 - `none`: always IDENTIFY.
@@ -23,16 +22,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
-import aio_pika
 import msgspec
-from aio_pika.abc import AbstractChannel
 
-from spectacles.broker import BROKER_FAILURES
 from spectacles.broker.broker import Broker
-from spectacles.broker.queue_type import declarable_type
-from spectacles.broker.topology import QueueType
+from spectacles.broker.last_value import LastValueStore
 from spectacles.observability import get_logger
 
 from .config import SessionStoreSettings
@@ -52,10 +47,7 @@ log = get_logger("spectacles.gateway.session_store")
 # Unused session queues (a shard moved to another shard count, a test) disappear after this.
 QUEUE_EXPIRES_MS: Final = 24 * 3600 * 1000
 STORE_TIMEOUT: Final = 5.0
-# Re-declare (refresh `x-expires`) this often at most: publishes alone do not keep a queue alive.
-REDECLARE_AFTER: Final = 3600.0
 _decode_state: Final = msgspec.json.Decoder(SessionState).decode
-_NO_DELIVERY_LIMIT: Final = 2**31 - 1
 
 
 class SessionStore(Protocol):
@@ -163,60 +155,34 @@ class FileSessionStore:
 
 
 class AmqpSessionStore:
-    """Sessions in RabbitMQ: one single-message queue per shard (see the module docstring)."""
+    """Sessions in RabbitMQ: one last-value queue per shard (see the module docstring)."""
 
     def __init__(self, broker: Broker, ttl: float) -> None:
         self._broker = broker
         self._group = broker.topology.group
         self._ttl = ttl
-        self._channel: AbstractChannel | None = None
-        # Queues declared on the current channel, and when (monotonic seconds).
-        self._declared: dict[str, float] = {}
-        self._types: dict[str, QueueType] = {}
-        self._lock = asyncio.Lock()
+        self._values: dict[int, LastValueStore] = {}
 
-    async def _open(self) -> AbstractChannel:
-        channel = self._channel
-        if channel is None or channel.is_closed:
-            channel = await self._broker.channel(publisher_confirms=True, timeout=STORE_TIMEOUT)
-            self._channel = channel
-            self._declared.clear()  # a new connection (or channel): the queues may be gone
-        return channel
-
-    async def _queue(self, shard_id: int) -> aio_pika.abc.AbstractQueue:
-        """The shard's queue, declared once per channel (not on every save).
-
-        Publishing does not count as use for `x-expires`, so a queue only ever saved to is
-        re-declared every `REDECLARE_AFTER` seconds, long before it could expire.
-        """
-        channel = await self._open()
-        name = session_queue_name(self._group, shard_id)
-        declared_at = self._declared.get(name)
-        now = time.monotonic()
-        if declared_at is not None and now - declared_at < REDECLARE_AFTER:
-            return await channel.get_queue(name, ensure=False)
-        # Quorum: replicated on a cluster (it supports last-value, per-message TTL and x-expires
-        # from RabbitMQ 3.10); a queue an older version made classic keeps its type.
-        kind = self._types.get(name) or await declarable_type(
-            self._broker, name, "quorum", _session_queue_arguments("quorum")
-        )
-        self._types[name] = kind
-        queue = await channel.declare_queue(
-            name, durable=True, arguments=_session_queue_arguments(kind)
-        )
-        self._declared[name] = now
-        return queue
+    def _value(self, shard_id: int) -> LastValueStore:
+        """The shard's queue: quorum, replicated on a cluster (an older classic one stays)."""
+        value = self._values.get(shard_id)
+        if value is None:
+            value = self._values[shard_id] = LastValueStore(
+                self._broker,
+                session_queue_name(self._group, shard_id),
+                queue_type="quorum",
+                expires_ms=QUEUE_EXPIRES_MS,
+                timeout=STORE_TIMEOUT,
+            )
+        return value
 
     async def load(self, shard_id: int, shard_count: int) -> SessionState | None:
         """Peek at the shard's queue: get the message, then put it back."""
-        async with self._lock:
-            queue = await self._queue(shard_id)
-            message = await queue.get(no_ack=False, fail=False, timeout=STORE_TIMEOUT)
-            if message is None:
-                return None
-            await message.nack(requeue=True)
+        raw = await self._value(shard_id).read()
+        if raw is None:
+            return None
         try:
-            state = _decode_state(message.body)
+            state = _decode_state(raw)
         except msgspec.DecodeError:
             log.warning("ignoring an unreadable stored session", shard_id=shard_id)
             return None
@@ -224,42 +190,16 @@ class AmqpSessionStore:
 
     async def save(self, state: SessionState) -> None:
         """Publish the session (confirmed); drop-head discards the previous one."""
-        async with self._lock:
-            await self._queue(state.shard_id)
-            assert self._channel is not None
-            message = aio_pika.Message(
-                msgspec.json.encode(state),
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                expiration=self._ttl or None,
-                message_id=f"{state.shard_id}:{state.session_id}:{state.seq}",
-            )
-            await self._channel.default_exchange.publish(
-                message,
-                routing_key=session_queue_name(self._group, state.shard_id),
-                timeout=STORE_TIMEOUT,
-            )
+        await self._value(state.shard_id).write(
+            msgspec.json.encode(state),
+            ttl=self._ttl or None,
+            message_id=f"{state.shard_id}:{state.session_id}:{state.seq}",
+        )
 
     async def close(self) -> None:
-        """Close the store's channel."""
-        channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            with contextlib.suppress(*BROKER_FAILURES):
-                await channel.close()
-
-
-def _session_queue_arguments(kind: QueueType) -> dict[str, Any]:
-    arguments: dict[str, Any] = {
-        "x-queue-type": kind,
-        "x-max-length": 1,
-        "x-overflow": "drop-head",
-        "x-expires": QUEUE_EXPIRES_MS,
-    }
-    if kind == "quorum":
-        # A load's requeue counts as a delivery: RabbitMQ 4 would drop the session after 20
-        # loads (its default limit). -1 ("no limit" on 4) drops at once on 3.x, hence the maximum.
-        arguments["x-delivery-limit"] = _NO_DELIVERY_LIMIT
-    return arguments
+        """Close the store's channels."""
+        for value in self._values.values():
+            await value.close()
 
 
 def create_session_store(settings: SessionStoreSettings, broker: Broker | None) -> SessionStore:

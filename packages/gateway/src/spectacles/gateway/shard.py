@@ -1,16 +1,16 @@
-"""One Discord gateway shard: its connection state machine and the relay hot path.
+"""One Discord gateway shard: the Discord protocol, handing each dispatch to an `EventSink`.
 
 `start` spawns `_keep_alive`, the reconnect loop: one `except` per error type decides between
-resume, re-identify, wait for RabbitMQ, or stop. `_connect` runs one connection: HELLO, then
+resume, re-identify, wait for the sink, or stop. `_connect` runs one connection: HELLO, then
 `_heartbeat` and `_poll_events` alongside IDENTIFY (through the identify queue, which may
-wait) or RESUME, until one of them ends it. All session state is `session_id`, the confirmed
-`seq` and the resume URL.
+wait) or RESUME, until one of them ends it. The session is its id and resume URL; the resume
+point (the seq sent in RESUME) is the sink's `resume_seq`, which the sink advances only past
+dispatches it made safe (see `sink.py`; `relay.Relay` is the RabbitMQ sink).
 
-RabbitMQ refusing an event (a nack from a full `reject-publish` queue, a publish it cannot take)
-ends the connection like a transport failure: the resume point stays before the refused event
-and the shard RESUMEs after the same exponential backoff, so a refusal that lasts cannot turn
-into a RESUME storm. An event larger than `gateway.max_event_size` (or than RabbitMQ's own limit)
-is never retried: a record of it goes to `{group}.oversize` and the resume point moves past it.
+The sink failing (`SinkUnavailable`: RabbitMQ away; `SinkRefused`: it refused an event) ends the
+connection like a transport failure: the resume point stays where the sink left it and the
+shard RESUMEs once the sink is back, after the same exponential backoff for a refusal, so a
+refusal that lasts cannot turn into a RESUME storm.
 """
 
 from __future__ import annotations
@@ -20,27 +20,26 @@ import enum
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Final, Protocol
+from collections.abc import Callable
+from typing import Annotated, Any, Final
 
 import msgspec
 
 from spectacles.broker import Backoff
-from spectacles.broker.errors import BrokerError, BrokerUnavailable, PublishError, PublishTooLarge
-from spectacles.broker.publisher import ConfirmListener, PreparedPublish
-from spectacles.broker.topology import Topology
-from spectacles.models import RESUMABLE_CLOSE_CODE, ClosePolicy, Intents
+from spectacles.models import RESUMABLE_CLOSE_CODE, ClosePolicy, GatewayPayload, Intents
 from spectacles.observability import get_logger
 
 from .config import Compression, GatewaySettings, PresenceSettings
 from .errors import IdentifyRefused, ServerClosed, TransportError
 from .identify import IdentifyQueue
 from .ratelimit import SendLimiter, heartbeat_reserve
-from .salvage import SEQ, salvage_envelope, top_level_fields
-from .session import ConfirmTracker, SessionState
+from .relay import EventPublisher, Relay
+from .salvage import salvage_envelope
+from .session import SessionState
+from .sink import EventSink, SinkError, SinkRefused, SinkUnavailable
 from .transport import GatewayTransport, SizeLimits
 
-__all__ = ["EventPublisher", "Shard", "ShardState"]
+__all__ = ["Shard", "ShardState"]
 
 # Opcodes used on the hot path, as plain ints (IntEnum comparisons are slower).
 _DISPATCH: Final = 0
@@ -53,74 +52,14 @@ _HELLO: Final = 10
 _HEARTBEAT_ACK: Final = 11
 
 HELLO_TIMEOUT: Final = 20.0  # Discord sends HELLO at once; a silent server is a dead one
-DRAIN_TIMEOUT: Final = 10.0  # how long a closing connection waits for RabbitMQ confirms
-BROKER_POLL_INTERVAL: Final = 1.0  # how often a shard waiting for RabbitMQ checks for shutdown
+DRAIN_TIMEOUT: Final = 10.0  # how long a closing connection waits for the sink (confirms)
+BROKER_POLL_INTERVAL: Final = 1.0  # how often a shard waiting for its sink checks for shutdown
 # A connection that stayed up this long resets the backoff: the last failure was not chronic.
 STABLE_AFTER: Final = 30.0
-# One event in 64 has its confirm latency measured (a callback per event would cost too much).
-LATENCY_SAMPLE_MASK: Final = 63
 # Distinct event names counted per shard besides the relayed ones (Discord has about a hundred);
 # any others, or a name over 64 characters, count as OTHER_EVENTS.
 MAX_EVENT_NAMES: Final = 512
 OTHER_EVENTS: Final = "_other"
-# Events whose guild is `d.id` rather than `d.guild_id`.
-_GUILD_IS_ID: Final = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})
-
-
-class EventPublisher(Protocol):
-    """What a shard needs from `spectacles.broker.Publisher`."""
-
-    def prepare(
-        self,
-        routing_key: str,
-        *,
-        exchange: str | None = ...,
-        headers: Mapping[str, Any] | None = ...,
-        type: str | None = ...,
-        mandatory: bool = ...,
-    ) -> PreparedPublish:
-        """Encode once what every publish of one event name from this shard shares."""
-
-    def try_submit_tracked(
-        self,
-        prepared: PreparedPublish,
-        body: bytes,
-        listener: ConfirmListener,
-        token: int,
-        *,
-        headers: Mapping[str, Any] | None = ...,
-        message_id: str | None = ...,
-        timestamp: float | None = ...,
-    ) -> bool:
-        """Write one message now, its confirm told to `listener`; False if it must wait."""
-
-    async def submit_tracked(
-        self,
-        prepared: PreparedPublish,
-        body: bytes,
-        listener: ConfirmListener,
-        token: int,
-        *,
-        headers: Mapping[str, Any] | None = ...,
-        message_id: str | None = ...,
-        timestamp: float | None = ...,
-    ) -> None:
-        """`try_submit_tracked` that waits for a window slot (`BrokerUnavailable` on timeout)."""
-
-    @property
-    def events_exchange(self) -> str:
-        """The events exchange, named after the group (which also names `{group}.oversize`)."""
-
-    @property
-    def unrouted_queue(self) -> str | None:
-        """Where events no queue is bound for go (then events are published mandatory)."""
-
-    @property
-    def is_connected(self) -> bool:
-        """Whether publishes can go out right now."""
-
-    async def wait_connected(self, timeout: float) -> None:
-        """Wait until the publisher is connected; `BrokerUnavailable` on timeout."""
 
 
 class ShardState(enum.Enum):
@@ -137,13 +76,6 @@ class ShardState(enum.Enum):
     STOPPED = "stopped"
 
 
-class _Envelope(msgspec.Struct):
-    op: int
-    d: msgspec.Raw = msgspec.Raw(b"null")
-    s: SEQ | None = None  # bounded: it becomes an AMQP int64 header and the resume point
-    t: str | None = None
-
-
 class _Hello(msgspec.Struct):
     heartbeat_interval: int
 
@@ -154,54 +86,13 @@ class _ReadyInfo(msgspec.Struct):
     resume_gateway_url: str | None = None
 
 
-class _GuildRef(msgspec.Struct):
-    guild_id: str | int | None = None
-
-
-class _GuildId(msgspec.Struct):
-    id: str | int | None = None
-
-
-_decode_envelope: Final = msgspec.json.Decoder(_Envelope).decode
+_decode_envelope: Final = msgspec.json.Decoder(GatewayPayload).decode
 _decode_hello: Final = msgspec.json.Decoder(_Hello).decode
 _decode_ready: Final = msgspec.json.Decoder(_ReadyInfo).decode
-_decode_guild_ref: Final = msgspec.json.Decoder(_GuildRef).decode
-_decode_guild_id: Final = msgspec.json.Decoder(_GuildId).decode
-_decode_snowflake: Final = msgspec.json.Decoder(str | int | None).decode
 _encode: Final = msgspec.json.Encoder().encode
 # What msgspec raises on JSON it refuses: malformed, lone surrogate escapes, wrong types, or
 # nesting past Python's recursion limit (even inside a `Raw` field it only skips).
 _UNDECODABLE: Final = (msgspec.DecodeError, RecursionError)
-# A guild id header is a snowflake (uint64), nothing else a hostile payload could put there.
-_MAX_SNOWFLAKE: Final = 2**64
-
-
-class _RelayTracker(ConfirmTracker):
-    """The connection's tracker, except that an event too large for RabbitMQ is not a failure.
-
-    RabbitMQ's 406 for one oversized event must not end the connection (the replay would bring
-    the same event back forever): the shard stores a record of it instead, under the same seq.
-    """
-
-    __slots__ = ("_on_too_large",)
-
-    def __init__(
-        self,
-        confirmed: int,
-        on_failure: Callable[[BaseException], None],
-        published: Counter[str],
-        latencies: list[float],
-        on_too_large: Callable[[ConfirmTracker, int, PublishTooLarge], None],
-    ) -> None:
-        super().__init__(confirmed, on_failure, published, latencies)
-        self._on_too_large = on_too_large
-
-    def publish_failed(self, token: int, error: BaseException) -> None:
-        """Hand an oversized event to the shard; anything else ends the connection."""
-        if isinstance(error, PublishTooLarge):
-            self._on_too_large(self, token, error)
-        else:
-            super().publish_failed(token, error)
 
 
 class _Reconnect(Exception):
@@ -219,7 +110,10 @@ class _Closing(Exception):
 
 
 class Shard:
-    """One gateway session `[shard_id, shard_count]`, relaying its dispatches to RabbitMQ."""
+    """One gateway session `[shard_id, shard_count]`, handing its dispatches to a sink.
+
+    The sink is `sink`, or else a `Relay` to RabbitMQ through `publisher` for `events`.
+    """
 
     def __init__(
         self,
@@ -229,9 +123,10 @@ class Shard:
         token: str,
         intents: Intents,
         gateway_url: str,
-        publisher: EventPublisher,
-        events: frozenset[str],
         identify_queue: IdentifyQueue,
+        sink: EventSink | None = None,
+        publisher: EventPublisher | None = None,
+        events: frozenset[str] = frozenset(),
         settings: GatewaySettings | None = None,
         presence: PresenceSettings | None = None,
         session: SessionState | None = None,
@@ -242,28 +137,32 @@ class Shard:
         self._token = token
         self._intents = intents
         self._gateway_url = gateway_url
-        self._publisher = publisher
-        self._events = events
         self._identify_queue = identify_queue
         self._settings = settings or GatewaySettings()
         self._compress: Compression = compress or self._settings.compress
         self._presence = presence
         self._log = get_logger("spectacles.gateway.shard", shard_id=shard_id)
-        self._max_event_size = self._settings.max_event_size
-        self._oversize_queue = Topology(publisher.events_exchange).oversize_queue
-        self._oversize_stream: PreparedPublish | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        if sink is None:
+            if publisher is None:
+                raise TypeError("Shard needs a sink, or a publisher to relay to")
+            sink = Relay(
+                publisher,
+                events,
+                shard_id=shard_id,
+                max_event_size=self._settings.max_event_size,
+            )
+        self.sink: EventSink = sink
+        self._events = events  # names always counted in `received` (see MAX_EVENT_NAMES)
 
-        # Session: the RESUME point is the confirmed seq, never just the received one.
+        # Session: id and resume URL here; the resume point is the sink's `resume_seq`.
         self._session_id: str | None = None
         self._resume_url: str | None = None
-        self._resume_seq = 0
         if session is not None and session.shard_count == shard_count:
             self._session_id = session.session_id
             self._resume_url = session.resume_gateway_url
-            self._resume_seq = session.seq
-        self._seq: int | None = None  # latest received, for heartbeats
-        self._tracker = ConfirmTracker(self._resume_seq)
+            sink.reset(session.seq)
+        # The last seq received, only for heartbeats (Discord's protocol); never a resume point.
+        self._last_seq: int | None = None
 
         self.state = ShardState.IDLE
         self.fatal: ClosePolicy | None = None
@@ -277,11 +176,6 @@ class Shard:
         self.malformed: Counter[str] = Counter()
         # Per-event counts the metrics flusher turns into prometheus increments.
         self.received: Counter[str] = Counter()
-        self.published: Counter[str] = Counter()
-        # Sampled publish-to-confirm latencies (seconds), drained by the metrics flusher.
-        self.confirm_latencies: list[float] = []
-        # Events stored as a record in `{group}.oversize` instead of being relayed, by name.
-        self.oversize: Counter[str] = Counter()
         # Why the shard is not relaying right now, for /readyz (None when nothing is wrong).
         self.problem: str | None = None
         self.on_state_change: Callable[[Shard, ShardState], None] | None = None
@@ -293,7 +187,7 @@ class Shard:
         self._interrupt: asyncio.Future[None] | None = None
         self._ready = asyncio.Event()
         self._heartbeat_acked = True
-        self._publishing = False  # the poll loop waits in Publisher.submit_tracked
+        self._publishing = False  # the poll loop waits for the sink (backpressure)
         self._last_heartbeat = 0.0
 
     # ----------------------------------------------------------------- public surface
@@ -307,7 +201,7 @@ class Shard:
             shard_id=self.shard_id,
             shard_count=self.shard_count,
             session_id=self._session_id,
-            seq=max(self._resume_seq, self._tracker.confirmed),
+            seq=self.sink.resume_seq,
             resume_gateway_url=self._resume_url,
             saved_at=time.time(),
         )
@@ -324,8 +218,8 @@ class Shard:
 
     @property
     def pending_confirms(self) -> int:
-        """Events of the current connection not yet confirmed by RabbitMQ."""
-        return self._tracker.pending
+        """Dispatches of the current connection the sink has not made safe yet."""
+        return self.sink.pending
 
     async def start(self) -> None:
         """Spawn the connection loop; returns at once (see `wait_ready`)."""
@@ -393,8 +287,8 @@ class Shard:
     def _drop_session(self) -> None:
         self._session_id = None
         self._resume_url = None
-        self._resume_seq = 0
-        self._seq = None
+        self._last_seq = None
+        self.sink.reset(0)
 
     def _backoff_delay(self, failures: int) -> float:
         if failures <= 0:
@@ -448,31 +342,31 @@ class Shard:
                     failures = 0 if time.monotonic() - started > STABLE_AFTER else failures + 1
                     delay = self._backoff_delay(failures)
                     self._log.warning("connection lost", error=str(exc), retry_in=round(delay, 2))
-                except BrokerUnavailable as exc:
+                except SinkUnavailable as exc:
                     reason = "broker"
                     self._log.warning(
-                        "RabbitMQ did not confirm; holding the resume point and reconnecting",
-                        error=type(exc).__name__,
-                        seq=self._resume_seq,
+                        "the sink is unavailable; holding the resume point and reconnecting",
+                        error=str(exc),
+                        seq=self.sink.resume_seq,
                     )
-                    await self._wait_for_broker()
+                    await self._wait_for_sink()
                     delay = 0.0
-                except PublishError as exc:
-                    # RabbitMQ is there but refused an event: retrying at once would only be
+                except SinkRefused as exc:
+                    # The sink is there but refused an event: retrying at once would only be
                     # refused again (and RESUME in a loop), so back off like any other failure.
                     reason = "broker_refused"
                     failures = 0 if time.monotonic() - started > STABLE_AFTER else failures + 1
                     delay = self._backoff_delay(failures)
-                    self.problem = f"broker refused publish: {exc}"
+                    self.problem = str(exc)
                     self._log.warning(
-                        "RabbitMQ refused an event; holding the resume point, resuming after "
+                        "the sink refused an event; holding the resume point, resuming after "
                         "a backoff",
                         error=str(exc),
-                        seq=self._resume_seq,
+                        seq=self.sink.resume_seq,
                         failures=failures,
                         retry_in=round(delay, 2),
                     )
-                    await self._wait_for_broker()
+                    await self._wait_for_sink()
                 except IdentifyRefused as exc:
                     self.fatal_error = exc
                     self._log.error("shard stopped", error=str(exc))
@@ -488,21 +382,21 @@ class Shard:
         self._interrupt = asyncio.get_running_loop().create_future()
         try:
             await asyncio.wait_for(asyncio.shield(self._interrupt), delay)
-        except (TimeoutError, _Closing, BrokerError):
+        except (TimeoutError, _Closing, SinkError):
             # A late failure of the previous connection's publishes (its seq is already held
             # back) only ends the wait early; it must not escape and stop the shard.
             pass
         finally:
             self._interrupt = None
 
-    async def _wait_for_broker(self) -> None:
+    async def _wait_for_sink(self) -> None:
         self._set_state(ShardState.WAITING_BROKER)
-        # The publisher reconnects on its own, with backoff; this only waits for it, in short
-        # steps so that a shutdown is not held up.
+        # The sink (its publisher) reconnects on its own, with backoff; this only waits for it,
+        # in short steps so that a shutdown is not held up.
         while not self._closing:
             try:
-                await self._publisher.wait_connected(timeout=BROKER_POLL_INTERVAL)
-            except BrokerUnavailable:
+                await self.sink.wait_available(BROKER_POLL_INTERVAL)
+            except SinkUnavailable:
                 continue
             return
 
@@ -522,14 +416,11 @@ class Shard:
         url = self._resume_url if resuming and self._resume_url else self._gateway_url
         self._set_state(ShardState.CONNECTING)
         self._interrupt = asyncio.get_running_loop().create_future()
-        self._tracker = _RelayTracker(
-            self._resume_seq,
-            self._on_publish_failure,
-            self.published,
-            self.confirm_latencies,
-            self._on_too_large,
-        )
-        self._seq = self._resume_seq if resuming else None
+        self.sink.begin(self._interrupt_connection)
+        if resuming:
+            assert self._session_id is not None
+            self.sink.session(self._session_id)
+        self._last_seq = self.sink.resume_seq if resuming else None
         self._heartbeat_acked = True
         self._publishing = False
         self._limiter.reset()
@@ -544,7 +435,7 @@ class Shard:
         try:
             await asyncio.wait([session, self._interrupt], return_when=asyncio.FIRST_COMPLETED)
             if self._interrupt.done():
-                self._interrupt.result()  # raises _Closing, BrokerUnavailable, ...
+                self._interrupt.result()  # raises _Closing, SinkUnavailable, ...
             session.result()  # raises what ended the connection
             raise TransportError("connection ended without a reason")  # pragma: no cover
         except ServerClosed:
@@ -556,13 +447,15 @@ class Shard:
             self._interrupt = None
             self._transport = None
             self._set_state(ShardState.CLOSING if self._closing else ShardState.CONNECTING)
-            # Stop reading first, then let RabbitMQ confirm what is in flight, so the resume
-            # point covers as much as possible and the replay is short.
-            self._resume_seq = await self._tracker.drain(DRAIN_TIMEOUT)
-            if close_code:
-                await transport.close(close_code)
-            else:
-                transport.abort()
+            # Stop reading first, then let the sink settle what is in flight (RabbitMQ confirms),
+            # so the resume point covers as much as possible and the replay is short.
+            try:
+                await self.sink.end(DRAIN_TIMEOUT)
+            finally:  # also when cancelled mid-drain: close resumably
+                if close_code:
+                    await transport.close(close_code)
+                else:
+                    transport.abort()
 
     async def _open_transport(self, url: str, interrupt: asyncio.Future[None]) -> GatewayTransport:
         """Open the websocket, unless `close()` interrupts first: no wait for the open timeout."""
@@ -610,93 +503,6 @@ class Shard:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _on_publish_failure(self, error: BaseException) -> None:
-        if isinstance(error, asyncio.CancelledError):
-            error = BrokerUnavailable("publish cancelled")
-        self._interrupt_connection(error)
-
-    def _on_too_large(self, tracker: ConfirmTracker, seq: int, error: PublishTooLarge) -> None:
-        """RabbitMQ refused the event as too large (406): store its record, never replay it."""
-        if error.limit < self._max_event_size:
-            self._max_event_size = error.limit  # the next ones are caught before publishing
-        task = asyncio.get_running_loop().create_task(self._store_refused(tracker, seq, error))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _store_refused(
-        self, tracker: ConfirmTracker, seq: int, error: PublishTooLarge
-    ) -> None:
-        """The record of an event RabbitMQ refused, settled on the tracker that sent the event."""
-        try:
-            await self._store_oversize(
-                tracker,
-                seq,
-                error.routing_key,
-                error.size,
-                error.limit,
-                None,
-                f"{self.shard_id}:{self._session_id}:{seq}",
-                "RabbitMQ's max_message_size",
-            )
-        except BrokerError as exc:
-            tracker.publish_failed(seq, exc)  # not stored: the replay brings the event back
-
-    async def _store_oversize(
-        self,
-        tracker: ConfirmTracker,
-        seq: int,
-        name: str,
-        size: int,
-        limit: int,
-        guild_id: str | None,
-        message_id: str,
-        limited_by: str,
-    ) -> None:
-        """Publish a record of an event too large to relay, under the event's seq.
-
-        The record (everything but the body) is confirmed like the event would have been, so
-        the resume point moves past the event only once its record is safe in RabbitMQ.
-        """
-        self.oversize[name] += 1
-        self._log.error(
-            "event too large to relay; stored a record of it instead and moved past it",
-            seq=seq,
-            dispatch=name,
-            size=size,
-            limit=limit,
-            limited_by=limited_by,
-            stored_in=self._oversize_queue,
-            fix="raise gateway.max_event_size (GATEWAY_MAX_EVENT_SIZE) together with RabbitMQ's "
-            "max_message_size, if workers need events this large",
-        )
-        stream = self._oversize_stream
-        if stream is None:
-            stream = self._oversize_stream = self._publisher.prepare(
-                self._oversize_queue, exchange="", headers={"shard_id": self.shard_id}
-            )
-        record = {
-            "shard_id": self.shard_id,
-            "seq": seq,
-            "event": name,
-            "size": size,
-            "limit": limit,
-            "limited_by": limited_by,
-            "guild_id": guild_id,
-            "message_id": message_id,
-        }
-        headers: dict[str, Any] = {"seq": seq, "event": name, "size": size, "limit": limit}
-        if guild_id is not None:
-            headers["guild_id"] = guild_id
-        await self._publisher.submit_tracked(
-            stream,
-            _encode(record),
-            tracker,
-            seq,
-            headers=headers,
-            message_id=message_id,
-            timestamp=time.time(),
-        )
-
     async def _receive_hello(self, transport: GatewayTransport) -> float:
         try:
             data = await asyncio.wait_for(transport.receive(), HELLO_TIMEOUT)
@@ -737,10 +543,11 @@ class Shard:
 
     async def _send_resume(self, transport: GatewayTransport) -> None:
         self._set_state(ShardState.RESUMING)
-        d = {"token": self._token, "session_id": self._session_id, "seq": self._resume_seq}
+        seq = self.sink.resume_seq
+        d = {"token": self._token, "session_id": self._session_id, "seq": seq}
         await self._send(transport, _RESUME, d)
         self.resumes += 1
-        self._log.info("resuming", seq=self._resume_seq)
+        self._log.info("resuming", seq=seq)
 
     async def _heartbeat(self, transport: GatewayTransport, interval: float) -> None:
         # Jitter only the first beat, so shards that connected together spread out.
@@ -758,22 +565,15 @@ class Shard:
         if not self._limiter.try_acquire_priority():
             self._log.warning("heartbeat over the send limit; sending it anyway")
         self._last_heartbeat = time.monotonic()
-        await transport.send(_encode({"op": _HEARTBEAT, "d": self._seq}))
+        await transport.send(_encode({"op": _HEARTBEAT, "d": self._last_seq}))
 
     async def _poll_events(self, transport: GatewayTransport) -> None:
-        """Read payloads and relay dispatches (the hot path)."""
+        """Read payloads and hand dispatches to the sink (the hot path)."""
         receive = transport.receive
         decode = _decode_envelope
         events = self._events
         received = self.received
-        publisher = self._publisher
-        try_submit = publisher.try_submit_tracked
-        # Mandatory: an event no queue takes comes back and is kept in `{group}.unrouted`.
-        mandatory = publisher.unrouted_queue is not None
-        shard_id = self.shard_id
-        # Per event name, the encoded constant parts: exchange, routing key, type, shard_id.
-        prepared: dict[str, PreparedPublish] = {}
-        wall_clock = time.time
+        dispatch = self.sink.dispatch
         while True:
             data = await receive()
             try:
@@ -789,7 +589,7 @@ class Shard:
                 name = payload.t
                 if seq is None or name is None:  # pragma: no cover - malformed dispatch
                     continue
-                self._seq = seq
+                self._last_seq = seq
                 if (
                     name in received
                     or name in events
@@ -800,64 +600,13 @@ class Shard:
                     received[OTHER_EVENTS] += 1
                 if name == "READY" or name == "RESUMED":
                     self._on_session_event(name, payload.d)
-                tracker = self._tracker
-                if name in events:
-                    raw = payload.d
-                    stream = prepared.get(name)
-                    if stream is None:
-                        stream = prepared[name] = publisher.prepare(
-                            name, headers={"shard_id": shard_id}, type=name, mandatory=mandatory
-                        )
-                    guild_id = _guild_id(name, raw)
-                    headers: dict[str, Any] = (
-                        {"seq": seq} if guild_id is None else {"seq": seq, "guild_id": guild_id}
-                    )
-                    body = bytes(raw)
-                    message_id = f"{shard_id}:{self._session_id}:{seq}"
-                    tracker.track(seq, name)
-                    if not seq & LATENCY_SAMPLE_MASK:
-                        tracker.sample_latency(seq)
-                    try:
-                        if len(body) > self._max_event_size:
-                            self._publishing = True
-                            await self._store_oversize(
-                                tracker,
-                                seq,
-                                name,
-                                len(body),
-                                self._max_event_size,
-                                guild_id,
-                                message_id,
-                                "gateway.max_event_size",
-                            )
-                            self._publishing = False
-                        elif not try_submit(
-                            stream,
-                            body,
-                            tracker,
-                            seq,
-                            headers=headers,
-                            message_id=message_id,
-                            timestamp=wall_clock(),
-                        ):
-                            # The publisher's window of unconfirmed events is full (or RabbitMQ
-                            # is away): wait here, without reading the socket (backpressure).
-                            self._publishing = True
-                            await publisher.submit_tracked(
-                                stream,
-                                body,
-                                tracker,
-                                seq,
-                                headers=headers,
-                                message_id=message_id,
-                                timestamp=wall_clock(),
-                            )
-                            self._publishing = False
-                    except BaseException:
-                        tracker.abandon(seq)  # never written: the drain must not wait for it
-                        raise
-                else:
-                    tracker.skip(seq)
+                waiting = dispatch(seq, name, payload.d)
+                if waiting is not None:
+                    # The sink is full (RabbitMQ's window of unconfirmed events, or it is
+                    # away): wait here, without reading the socket (backpressure).
+                    self._publishing = True
+                    await waiting
+                    self._publishing = False
             elif op == _HEARTBEAT_ACK:
                 self._heartbeat_acked = True
                 self.heartbeat_latency = time.monotonic() - self._last_heartbeat
@@ -871,7 +620,7 @@ class Shard:
                 low, high = self._settings.invalid_session_delay
                 raise _Reconnect("invalid_session", resume=False, delay=random.uniform(low, high))
 
-    def _salvage(self, data: bytes, error: BaseException) -> _Envelope | None:
+    def _salvage(self, data: bytes, error: BaseException) -> GatewayPayload | None:
         """The envelope of a payload msgspec refused, or None to skip it (never a reconnect).
 
         Reconnecting would not help: Discord replays the same payload after the RESUME, so the
@@ -887,7 +636,7 @@ class Shard:
                 "payload skipped: not a readable gateway payload",
                 error=str(error),
                 size=len(data),
-                resume_seq=self._resume_seq,
+                resume_seq=self.sink.resume_seq,
             )
             return None
         self.malformed["relayed"] += 1
@@ -899,7 +648,7 @@ class Shard:
             event_name=salvaged.t,
             size=len(data),
         )
-        return _Envelope(salvaged.op, msgspec.Raw(salvaged.d), salvaged.s, salvaged.t)
+        return GatewayPayload(op=salvaged.op, d=msgspec.Raw(salvaged.d), s=salvaged.s, t=salvaged.t)
 
     def _on_session_event(self, name: str, raw: msgspec.Raw) -> None:
         if name == "READY":
@@ -910,42 +659,10 @@ class Shard:
                 raise TransportError(f"READY cannot be decoded: {exc}") from None
             self._session_id = info.session_id
             self._resume_url = info.resume_gateway_url or self._gateway_url
+            self.sink.session(info.session_id)
             self._identify_queue.answered(self.shard_id)  # its bucket may IDENTIFY again
             self._log.info("ready", session_id=info.session_id)
         else:
-            self._log.info("resumed", seq=self._resume_seq)
+            self._log.info("resumed", seq=self.sink.resume_seq)
         self.problem = None
         self._set_state(ShardState.READY)
-
-
-def _guild_id(name: str, raw: msgspec.Raw) -> str | None:
-    """The event's guild id as a string, decoding only that one top-level field.
-
-    Only a snowflake (an integer in 0..2**64-1) becomes a header: anything else a hostile
-    payload puts there (a megabyte string, a huge number) could break the AMQP frame.
-    """
-    try:
-        if name in _GUILD_IS_ID:
-            value = _decode_guild_id(raw).id
-        else:
-            value = _decode_guild_ref(raw).guild_id
-    except _UNDECODABLE:
-        value = _salvage_guild_id(name, bytes(raw))
-    if isinstance(value, str):
-        if not (0 < len(value) <= 20 and value.isascii() and value.isdigit()):
-            return None
-        return value if len(value) < 20 or int(value) < _MAX_SNOWFLAKE else None
-    return None if value is None or not 0 <= value < _MAX_SNOWFLAKE else str(value)
-
-
-def _salvage_guild_id(name: str, d: bytes) -> str | int | None:
-    """The guild id of a `d` msgspec refuses as a whole (see `salvage`)."""
-    fields = top_level_fields(d)
-    raw = None if fields is None else fields.get(b"id" if name in _GUILD_IS_ID else b"guild_id")
-    if raw is None:
-        return None
-    try:
-        value: str | int | None = _decode_snowflake(raw)
-    except _UNDECODABLE:
-        return None
-    return value

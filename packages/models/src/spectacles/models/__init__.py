@@ -32,6 +32,7 @@ from ._events import (
     PresenceUpdate,
     Ready,
     Resume,
+    Seq,
 )
 from ._gateway_bot import GatewayBot, SessionStartLimit
 from ._intents import (
@@ -121,6 +122,7 @@ __all__ = [
     "Ready",
     "Resume",
     "Role",
+    "Seq",
     "SessionStartLimit",
     "Snowflake",
     "SnowflakeGenerator",

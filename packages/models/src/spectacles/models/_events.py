@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any, Final
 
 import msgspec
 
@@ -27,27 +27,28 @@ __all__ = [
     "PresenceUpdate",
     "Ready",
     "Resume",
+    "Seq",
 ]
+
+
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+"""A gateway sequence number: bounded, because relays carry it as an AMQP int64 header and
+resume from it; a hostile or broken server's ``"s": 1e30`` is a decode error, not a crash later."""
+
+NULL: Final = msgspec.Raw(b"null")
 
 
 class GatewayPayload(msgspec.Struct, kw_only=True):
     """The gateway envelope. `d` stays raw JSON so a relay can forward it without decoding.
 
-    A JSON ``null`` (or missing) `d` is `None`; otherwise `bytes(payload.d)` is the exact text.
+    `bytes(payload.d)` is always the exact text Discord sent, ``null`` when it sent null or no
+    `d` at all (so a relay never needs a None check on its hot path).
     """
 
     op: int
-    if TYPE_CHECKING:
-        d: msgspec.Raw | None = None
-    else:  # msgspec cannot decode `Raw | None`; __post_init__ maps a raw null to None.
-        d: msgspec.Raw = None
-    s: int | None = None
+    d: msgspec.Raw = NULL
+    s: Seq | None = None
     t: str | None = None
-
-    def __post_init__(self) -> None:
-        d = self.d
-        if d is not None and len(d) == 4 and bytes(d) == b"null":
-            self.d = None
 
 
 class Hello(Model, kw_only=True):
