@@ -115,7 +115,8 @@ def main() -> None:
             )
         if "workers" in stages:
             workers = _load("workers/worker_bench.py")
-            n, rounds = (5_000, 1) if args.quick else (20_000, 2)
+            # 3 rounds: seven short variants on a shared machine need more than two for a median
+            n, rounds = (5_000, 1) if args.quick else (30_000, 3)
             _timed(
                 "workers",
                 lambda: workers.run(args.amqp_url, log_dir, n=n, rounds=rounds, run_id=run_id),

@@ -3,8 +3,14 @@
     --variant worker     the SDK: `Worker` with one no-op `@worker.on("MESSAGE_CREATE")` handler
                          (typed decode, context, metrics, ack after the handler; uvloop, as
                          `Worker.run()` uses it)
+    --variant worker-1ms the same SDK worker whose handler awaits `asyncio.sleep(0.001)` (a 1 ms
+                         async handler: an HTTP call, a cache lookup), run at --prefetch 64
     --variant aio-pika   a plain aio-pika consumer: same queue type and prefetch, `message.ack()`
                          after a no-op, default asyncio loop: what one writes without the SDK
+    --variant null       the bound: the broker's lean connection with no handler at all, each
+                         delivery acked from the frame callback (no Delivery, no decode, no task;
+                         uvloop): what the connection alone costs, and roughly what RabbitMQ
+                         delivers on this machine to a consumer costing next to nothing.
 
 Both drain the same N ~1 KB MESSAGE_CREATE bodies from a quorum queue bound to the group's
 exchange, pre-filled (with confirms) before the clock starts. Rate = (N - 1) / (last handled -
@@ -31,6 +37,7 @@ from common.bodies import synthetic_bodies  # noqa: E402
 from spectacles.broker import BrokerSettings, Publisher  # noqa: E402
 
 WORKER_NAME = "bench"
+VARIANTS = ("worker", "worker-1ms", "aio-pika", "null")
 
 
 class Clock:
@@ -86,7 +93,7 @@ async def prefill(amqp_url: str, group: str, n: int) -> None:
         await publisher.close()
 
 
-async def drain_worker(args: argparse.Namespace) -> dict[str, Any]:
+async def drain_worker(args: argparse.Namespace, *, sleep: float = 0.0) -> dict[str, Any]:
     from spectacles.models import MessageCreate
     from spectacles.worker import Context, Worker, WorkerSettings
 
@@ -105,9 +112,18 @@ async def drain_worker(args: argparse.Namespace) -> dict[str, Any]:
     def make() -> Worker:
         worker = Worker(WORKER_NAME, settings=settings)
 
-        @worker.on("MESSAGE_CREATE")
-        async def noop(event: MessageCreate, ctx: Context) -> None:
-            clock.tick()
+        if sleep:
+
+            @worker.on("MESSAGE_CREATE")
+            async def io_bound(event: MessageCreate, ctx: Context) -> None:
+                await asyncio.sleep(sleep)
+                clock.tick()
+
+        else:
+
+            @worker.on("MESSAGE_CREATE")
+            async def noop(event: MessageCreate, ctx: Context) -> None:
+                clock.tick()
 
         return worker
 
@@ -120,20 +136,63 @@ async def drain_worker(args: argparse.Namespace) -> dict[str, Any]:
     return clock.result()
 
 
+async def declare_plain(
+    channel: aio_pika.abc.AbstractChannel, group: str
+) -> aio_pika.abc.AbstractQueue:
+    """The quorum queue ``{group}.bench`` bound to the group's exchange, as the SDK declares it."""
+    exchange = await channel.declare_exchange(group, aio_pika.ExchangeType.DIRECT, durable=True)
+    queue = await channel.declare_queue(
+        f"{group}.{WORKER_NAME}", durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await queue.bind(exchange, "MESSAGE_CREATE")
+    return queue
+
+
+class _Listener:
+    """The null consumer ignores what its connection reports."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: None
+
+
+async def drain_null(args: argparse.Namespace) -> dict[str, Any]:
+    from spectacles.broker._consume_channel import ConsumeChannel
+    from spectacles.broker._publish_connection import AmqpEndpoint, PublishConnection
+
+    clock = Clock(args.n)
+    setup = await aio_pika.connect(args.amqp_url)
+    async with setup:
+        queue = await declare_plain(await setup.channel(), args.group)
+    await prefill(args.amqp_url, args.group, args.n)
+    connection = await PublishConnection.open(
+        AmqpEndpoint(args.amqp_url),
+        _Listener(),  # type: ignore[arg-type]
+        heartbeat=30,
+        timeout=10,
+        client_properties={"connection_name": "bench-null-consumer"},
+    )
+    tick = clock.tick
+
+    def on_delivery(channel: ConsumeChannel, tag: int, *_: object) -> None:
+        tick()
+        channel.ack(tag)
+
+    try:
+        channel = await ConsumeChannel.open(connection, on_delivery, prefetch=args.prefetch)
+        await channel.consume(queue.name)
+        await asyncio.wait_for(clock.done.wait(), args.timeout)
+    finally:
+        await connection.close(5.0)
+    return clock.result()
+
+
 async def drain_aio_pika(args: argparse.Namespace) -> dict[str, Any]:
-    queue_name = f"{args.group}.{WORKER_NAME}"
     clock = Clock(args.n)
     connection = await aio_pika.connect(args.amqp_url)
     async with connection:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=args.prefetch)
-        exchange = await channel.declare_exchange(
-            args.group, aio_pika.ExchangeType.DIRECT, durable=True
-        )
-        queue = await channel.declare_queue(
-            queue_name, durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        await queue.bind(exchange, "MESSAGE_CREATE")
+        queue = await declare_plain(channel, args.group)
         await prefill(args.amqp_url, args.group, args.n)
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
@@ -147,19 +206,24 @@ async def drain_aio_pika(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--variant", choices=("worker", "aio-pika"), required=True)
+    parser.add_argument("--variant", choices=VARIANTS, required=True)
     parser.add_argument("--amqp-url", required=True)
     parser.add_argument("--group", required=True)
     parser.add_argument("-n", type=int, default=20_000)
     parser.add_argument("--prefetch", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
-    if args.variant == "worker":
+    if args.variant == "aio-pika":
+        result = asyncio.run(drain_aio_pika(args))
+    else:
         import uvloop
 
-        result = uvloop.run(drain_worker(args))
-    else:
-        result = asyncio.run(drain_aio_pika(args))
+        if args.variant == "worker":
+            result = uvloop.run(drain_worker(args))
+        elif args.variant == "worker-1ms":
+            result = uvloop.run(drain_worker(args, sleep=0.001))
+        else:
+            result = uvloop.run(drain_null(args))
     print("DONE " + json.dumps(result), flush=True)
 
 

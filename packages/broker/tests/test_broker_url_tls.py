@@ -208,3 +208,29 @@ def test_tls_files_are_checked_when_the_url_is_read(tmp_path: Path) -> None:
     bad.write_text("not a certificate")
     with pytest.raises(ValueError, match=r"AMQP_URL .*cannot be loaded"):
         BrokerSettings(f"amqps://h/?cafile={bad}")
+
+
+async def test_a_consumer_consumes_over_amqps_on_its_lean_connection(tls_broker: TlsBroker) -> None:
+    from spectacles.broker.consumer import Consumer
+    from spectacles.broker.delivery import Delivery
+
+    group = f"tls-consumer-{uuid.uuid4().hex[:8]}"
+    got = asyncio.Event()
+    bodies: list[bytes] = []
+
+    async def handle(delivery: Delivery) -> None:
+        bodies.append(delivery.body)
+        got.set()
+
+    async with _both(_url(tls_broker), group) as (publisher, broker):
+        consumer = Consumer(broker, worker="w", events=["EVENT"], handler=handle)
+        await consumer.start()
+        try:
+            await publisher.publish("EVENT", b"consumed over TLS", message_id="c1")
+            await asyncio.wait_for(got.wait(), 20)
+            listing = await asyncio.to_thread(tls_broker.connections)
+        finally:
+            await consumer.stop()
+        lines = [line for line in listing.splitlines() if "consumer@" in line]
+    assert bodies == [b"consumed over TLS"]
+    assert lines and all("true" in line for line in lines), lines  # the lean one is TLS too

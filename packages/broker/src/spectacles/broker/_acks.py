@@ -11,42 +11,41 @@ never holds finished messages back against the prefetch window.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Final
+import struct
 
-import aiormq
+__all__ = ["AckWindow", "encode_ack", "encode_nack"]
 
-from ._translate import BROKER_FAILURES
-
-__all__ = ["AckBatcher"]
-
-_ACK_FAILURES: Final = BROKER_FAILURES
+_ack = struct.Struct(">BHIHHQBB")  # frame head, class, method, delivery tag, bits, frame end
 
 
-class AckBatcher:
-    """Coalesces the acks of one channel; a new channel gets a new batcher (tags restart at 1)."""
+def encode_ack(channel: int, tag: int, multiple: bool) -> bytes:
+    """One ``basic.ack`` method frame."""
+    return _ack.pack(1, channel, 13, 60, 80, tag, 1 if multiple else 0, 0xCE)
 
-    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
-        self.channel = channel
+
+def encode_nack(channel: int, tag: int, requeue: bool) -> bytes:
+    """One ``basic.nack`` (not multiple) method frame."""
+    return _ack.pack(1, channel, 13, 60, 120, tag, 2 if requeue else 0, 0xCE)
+
+
+class AckWindow:
+    """The settled tags of one channel, and the acks still to write (a new channel: a new one)."""
+
+    __slots__ = ("_floor", "_pending", "_settled")
+
+    def __init__(self) -> None:
         self._floor = 0  # every tag <= floor is settled (acked, or nacked / rejected alone)
         self._settled: set[int] = set()  # settled tags above the floor
-        self._pending: list[tuple[int, asyncio.Future[bool]]] = []  # to ack in the next write
-        self._flusher: asyncio.Task[None] | None = None
+        self._pending: list[int] = []  # to ack in the next write
 
-    def ack(self, tag: int) -> asyncio.Future[bool]:
-        """Ack ``tag`` with the next write; resolves True once written, False if the channel died.
-
-        The write happens on the next loop tick, so every handler finishing in this tick shares
-        it. Writes are sequential: a ``multiple`` ack never overtakes a single ack it covers.
-        """
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((tag, done))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        return done
+    def add(self, tag: int) -> bool:
+        """Queue ``tag`` for the next write; True if it is the first one since the last write."""
+        pending = self._pending
+        pending.append(tag)
+        return len(pending) == 1
 
     def settled(self, tag: int) -> None:
-        """Record ``tag`` as settled on its own (acked after a republish, nacked, rejected)."""
+        """Record ``tag`` as settled on its own (nacked or rejected, already written)."""
         self._settled.add(tag)
         self._advance()
 
@@ -57,39 +56,19 @@ class AckBatcher:
             settled.remove(floor)
         self._floor = floor
 
-    async def _flush(self) -> None:
-        batch: list[tuple[int, asyncio.Future[bool]]] = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                written = await self._write([tag for tag, _ in batch])
-                _resolve(batch, written)
-                batch = []
-        finally:
-            # Only reached early when cancelled (the loop is closing): nothing more is written.
-            _resolve(batch, False)
-            _resolve(self._pending, False)
-            self._pending = []
-            self._flusher = None
-
-    async def _write(self, tags: list[int]) -> bool:
+    def take(self) -> list[tuple[int, bool]]:
+        """The ack frames (tag, multiple) that settle every queued tag, in write order."""
+        tags, self._pending = self._pending, []
+        if not tags:
+            return []
+        floor = self._floor
+        if len(tags) == 1 and tags[0] == floor + 1 and not self._settled:
+            self._floor = tags[0]  # the common case: in order, nothing above
+            return [(tags[0], False)]
         self._settled.update(tags)
         self._advance()
         floor = self._floor
         covered = max((tag for tag in tags if tag <= floor), default=0)
         frames = [(covered, True)] if covered else []
         frames.extend((tag, False) for tag in tags if tag > floor)
-        last = len(frames) - 1
-        try:
-            for i, (tag, multiple) in enumerate(frames):
-                # Only the last frame waits for the socket: frames are written in order.
-                await self.channel.basic_ack(tag, multiple=multiple, wait=i == last)
-        except _ACK_FAILURES:
-            return False  # channel gone: RabbitMQ redelivers whatever was not acked
-        return True
-
-
-def _resolve(batch: list[tuple[int, asyncio.Future[bool]]], written: bool) -> None:
-    for _, done in batch:
-        if not done.done():  # a waiter cancelled at stop() cancels its future
-            done.set_result(written)
+        return frames

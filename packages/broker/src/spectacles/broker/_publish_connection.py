@@ -14,7 +14,7 @@ import re
 import struct
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pamqp import commands
 from pamqp import frame as pamqp_frame
@@ -43,6 +43,9 @@ from spectacles.broker.errors import (
 )
 from spectacles.observability import get_logger
 
+if TYPE_CHECKING:
+    from spectacles.broker._consume_channel import ConsumeChannel
+
 __all__ = [
     "PUBLISH_CHANNEL",
     "RETURN_TAG_HEADER",
@@ -59,6 +62,9 @@ RETURN_TAG_HEADER = "x-spectacles-publish-tag"
 
 PUBLISH_CHANNEL = 1
 CONTROL_CHANNEL = 2
+# Channels above CONTROL_CHANNEL consume (see ``_consume_channel``), up to RabbitMQ's default
+# channel_max (a server configured lower wins).
+CHANNEL_MAX = 2047
 _MAX_FRAME = 131072
 # Writes are batched per event-loop iteration; a producer that never yields gets flushed here.
 _FLUSH_AT = 256 * 1024
@@ -69,6 +75,8 @@ _BASIC_ACK = (60, 80)
 _BASIC_NACK = (60, 120)
 _body_size = struct.Struct(">Q")  # in a content header frame, after frame head, class and weight
 _BODY_SIZE_AT = 7 + 4
+_class_method = struct.Struct(">HH")
+_BASIC_DELIVER = (60, 60)
 
 # The refusals whose cause names the publishes it concerns; RabbitMQ's reply texts (3.x and 4.x).
 _NO_EXCHANGE = re.compile(r"no exchange '(.*)' in vhost")
@@ -176,6 +184,10 @@ class PublishConnection(asyncio.Protocol):
         self.blocked_reason = ""
         self.frame_max = _MAX_FRAME
         self.max_body_frame = _MAX_FRAME - 8
+        # Consuming channels by number, and those with acks to write before the next flush.
+        self._channels: dict[int, ConsumeChannel] = {}
+        self.channel_max = CHANNEL_MAX
+        self._ack_writers: list[ConsumeChannel] = []
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -266,6 +278,7 @@ class PublishConnection(asyncio.Protocol):
         if not isinstance(tune, commands.Connection.Tune):
             raise BrokerError(f"unexpected {tune.name} instead of Connection.Tune")
         self.frame_max = min(tune.frame_max or _MAX_FRAME, _MAX_FRAME)
+        self.channel_max = min(tune.channel_max or CHANNEL_MAX, CHANNEL_MAX)
         self.max_body_frame = self.frame_max - 8
         heartbeat = self._requested_heartbeat
         if tune.heartbeat and heartbeat:
@@ -273,7 +286,7 @@ class PublishConnection(asyncio.Protocol):
         self._send(
             pamqp_frame.marshal(
                 commands.Connection.TuneOk(
-                    channel_max=CONTROL_CHANNEL, frame_max=self.frame_max, heartbeat=heartbeat
+                    channel_max=self.channel_max, frame_max=self.frame_max, heartbeat=heartbeat
                 ),
                 0,
             )
@@ -450,6 +463,10 @@ class PublishConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_pending = False
+        if self._ack_writers:
+            writers, self._ack_writers = self._ack_writers, []
+            for writer in writers:
+                writer.flush_acks()
         if not self._wbuf or self._transport is None or self._lost:
             return
         data, self._wbuf = self._wbuf, bytearray()
@@ -458,6 +475,54 @@ class PublishConnection(asyncio.Protocol):
     def _send(self, data: bytes) -> None:
         self._wbuf += data
         self._flush()
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` (whole frames) for this iteration's write."""
+        self._write(data, b"")
+
+    def flush_soon(self, channel: ConsumeChannel) -> None:
+        """Let ``channel`` add its acks right before this iteration's write."""
+        self._ack_writers.append(channel)
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+
+    # -- consuming channels ----------------------------------------------------------------------
+
+    @property
+    def lost(self) -> bool:
+        """True once the connection is gone (it is never reopened: open a new one)."""
+        return self._lost
+
+    async def open_channel(self, channel: ConsumeChannel) -> int:
+        """Open a new channel whose frames go to ``channel``; returns its number."""
+        number = next(
+            (
+                n
+                for n in range(CONTROL_CHANNEL + 1, self.channel_max + 1)
+                if n not in self._channels
+            ),
+            None,
+        )
+        if number is None:
+            raise BrokerError(f"all {self.channel_max - CONTROL_CHANNEL} consuming channels in use")
+        self._channels[number] = channel
+        try:
+            opened = await self._call(number, commands.Channel.Open())
+            if not isinstance(opened, commands.Channel.OpenOk):
+                raise BrokerError(f"unexpected {opened.name} instead of Channel.OpenOk")
+        except BaseException:
+            self._channels.pop(number, None)
+            raise
+        return number
+
+    def forget_channel(self, number: int) -> None:
+        """The channel closed: its number may be reused."""
+        self._channels.pop(number, None)
+
+    async def call(self, channel: int, method: Frame) -> Frame:
+        """Send a synchronous method on ``channel`` and return RabbitMQ's answer."""
+        return await self._call(channel, method)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -582,6 +647,8 @@ class PublishConnection(asyncio.Protocol):
         for waiter in waiters.values():
             if not waiter.done():
                 waiter.set_exception(ConnectionLost(reason))
+        for consuming in list(self._channels.values()):
+            consuming.on_closed(reason)
         self._listener.connection_lost(self, reason)
 
     def data_received(self, data: bytes) -> None:
@@ -597,6 +664,7 @@ class PublishConnection(asyncio.Protocol):
         pos = 0
         released = False
         tracker = self.tracker
+        channels = self._channels
         while size_total - pos >= 8 and not self._lost:
             frame_type, channel, size = _frame_head.unpack_from(buf, pos)
             end = pos + 7 + size
@@ -605,6 +673,19 @@ class PublishConnection(asyncio.Protocol):
             if buf[end] != FRAME_END:
                 self._protocol_error("frame without end marker")
                 return
+            if channel > CONTROL_CHANNEL:
+                consuming = channels.get(channel)
+                if consuming is not None:
+                    if frame_type == FRAME_BODY:
+                        consuming.on_body(buf, pos + 7, end)
+                    elif frame_type == FRAME_HEADER:
+                        consuming.on_header(buf, pos + 7)
+                    elif _class_method.unpack_from(buf, pos + 7) == _BASIC_DELIVER:
+                        consuming.on_deliver(buf, pos + 11)
+                    else:
+                        self._on_method_frame(channel, bytes(buf[pos : end + 1]))
+                    pos = end + 1
+                    continue
             if frame_type == FRAME_METHOD:
                 if size == 13 and channel == PUBLISH_CHANNEL:
                     class_id, method_id, tag, bits = _confirm.unpack_from(buf, pos + 7)
@@ -677,6 +758,17 @@ class PublishConnection(asyncio.Protocol):
             self._returning = (method, -1)
             self._return_tag = None
             return
+        if isinstance(method, commands.Basic.Cancel):
+            consuming = self._channels.get(channel)
+            if consuming is not None:
+                consuming.on_server_cancel(method.consumer_tag or "")
+            if not method.nowait:
+                self._send(
+                    pamqp_frame.marshal(
+                        commands.Basic.CancelOk(consumer_tag=method.consumer_tag), channel
+                    )
+                )
+            return
         if isinstance(method, commands.Channel.Flow):
             self._send(pamqp_frame.marshal(commands.Channel.FlowOk(active=method.active), channel))
             return
@@ -690,6 +782,9 @@ class PublishConnection(asyncio.Protocol):
         waiter = self._waiters.pop(channel, None)
         if waiter is not None and not waiter.done():
             waiter.set_exception(ChannelClosed(reason, reply_code=method.reply_code or 0))
+        consuming = self._channels.pop(channel, None)
+        if consuming is not None:
+            consuming.on_closed(reason)
         if channel != PUBLISH_CHANNEL:
             return
         self.ready = False

@@ -20,21 +20,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Final
 
-import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
-from aiormq.abc import DeliveredMessage
+from pamqp import commands
 
 from spectacles.observability import get_logger, redact
 
-from ._acks import AckBatcher
 from ._backoff import Backoff
-from ._translate import BROKER_FAILURES, LINK_ERRORS
+from ._consume_channel import ConsumeChannel
+from ._consume_link import ConsumeLink
+from ._frames import encode_content
+from ._properties import BasicProperties
+from ._publish_connection import RETURN_TAG_HEADER, PublishConnection
 from .broker import Broker
 from .delivery import (
     ATTEMPTS_HEADER,
@@ -46,12 +47,11 @@ from .delivery import (
     ORIGINAL_ROUTING_KEY_HEADER,
     Delivery,
 )
-from .errors import BrokerUnavailable, DeadLetter, TopologyMismatch
+from .errors import BrokerError, BrokerUnavailable, DeadLetter, PublishError, TopologyMismatch
 from .topology import (
     DEFAULT_MAX_INTERRUPTIONS,
     QueueSpec,
     QueueType,
-    declare_dead_letter_exchange,
     declare_queue,
 )
 
@@ -73,21 +73,22 @@ class Outcome(enum.Enum):
 OutcomeListener = Callable[[Delivery, Outcome, BaseException | None], None]
 
 # Headers that describe one particular delivery and must not be copied onto a new message.
-_PER_DELIVERY_HEADERS: Final = frozenset({DELIVERY_COUNT_HEADER})
+_PER_DELIVERY_HEADERS: Final = frozenset({DELIVERY_COUNT_HEADER, RETURN_TAG_HEADER})
 _RESUBSCRIBE_MAX_DELAY: Final = 10.0
 # A publish the broker refused (nack/return) is retried later rather than hot-looping.
 _REFUSED_PUBLISH_PAUSE: Final = 1.0
 
+# One received message: its channel, delivery tag, redelivered, exchange, routing key,
+# properties, body.
+_Item = tuple[ConsumeChannel, int, bool, str, str, BasicProperties, bytes]
+
 
 @dataclass(slots=True)
 class _Subscription:
-    """Everything bound to one channel; replaced wholesale after the channel dies."""
+    """One consuming channel; replaced wholesale after it dies or is cancelled."""
 
-    channel: AbstractChannel
-    queue: AbstractQueue
-    dlx: AbstractExchange
-    consumer_tag: str
-    acks: AckBatcher
+    connection: PublishConnection
+    channel: ConsumeChannel
 
 
 class Consumer:
@@ -99,6 +100,11 @@ class Consumer:
     failures; ``max_interruptions`` bounds returns without an ack (blips, crashed consumers) and
     is the quorum queue's ``x-delivery-limit``. ``single_active_consumer`` lets one replica at a
     time consume (the others stand by) for handlers that keep state.
+
+    Topology is declared through ``broker`` (a cold path); messages arrive on a channel of the
+    lean AMQP connection the broker's consumers share (``_consume_link``), which follows the
+    broker's: when the broker's connection drops, that one is dropped too and both come back
+    together.
     """
 
     def __init__(
@@ -146,11 +152,17 @@ class Consumer:
             legacy_delivery_limit=max_attempts if queue_type == "quorum" else None,
         )
         self._subscription: _Subscription | None = None
+        self._link: ConsumeLink | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._in_flight: set[asyncio.Task[Any]] = set()
-        self._background: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._subscribed = asyncio.Event()
+        # Received messages wait here for one of ``prefetch`` runner tasks (no task per message).
+        self._queue: deque[_Item] = deque()
+        self._idle: list[asyncio.Future[None]] = []
+        self._woken = False  # a runner was woken and has not looked at the queue yet
+        self._runners: set[asyncio.Task[None]] = set()
+        self._busy = 0
+        self._quiet = asyncio.Event()  # set when no runner is busy and nothing waits
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -167,13 +179,13 @@ class Consumer:
     @property
     def in_flight(self) -> int:
         """Handlers running right now."""
-        return len(self._in_flight)
+        return self._busy
 
     @property
     def is_consuming(self) -> bool:
         """True while subscribed on a live channel."""
         sub = self._subscription
-        return sub is not None and not sub.channel.is_closed and not self._stopping
+        return sub is not None and not sub.channel.done.done() and not self._stopping
 
     async def wait_consuming(self, timeout: float | None = None) -> None:
         """Wait until (re)subscribed, e.g. after a connection drop."""
@@ -184,7 +196,12 @@ class Consumer:
         if self._supervisor is not None:
             return
         self._stopping = False
-        self._subscription = await self._subscribe()
+        self._link = ConsumeLink.acquire(self._broker)
+        try:
+            self._subscription = await self._subscribe()
+        except BaseException:
+            await self._shut_down()
+            raise
         self._supervisor = asyncio.create_task(
             self._supervise(), name=f"consumer:{self.queue_name}"
         )
@@ -203,73 +220,52 @@ class Consumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
         sub, self._subscription = self._subscription, None
-        if sub is not None and not sub.channel.is_closed:
-            with contextlib.suppress(*BROKER_FAILURES):
-                await asyncio.wait_for(sub.acks.channel.basic_cancel(sub.consumer_tag), 5.0)
+        if sub is not None and not sub.channel.closed:
+            with contextlib.suppress(BrokerError, OSError, TimeoutError):
+                await asyncio.wait_for(sub.channel.cancel(), 5.0)
         await self._drain(self._stop_timeout if timeout is None else timeout)
-        if sub is not None and not sub.channel.is_closed:
-            with contextlib.suppress(*BROKER_FAILURES):
-                await asyncio.wait_for(sub.channel.close(), timeout=5.0)
+        if sub is not None:
+            await _close_quietly(sub.channel)
+        await self._shut_down()
 
     # -- subscription lifecycle -----------------------------------------------------------------
 
     async def _subscribe(self) -> _Subscription:
-        channel = await self._broker.channel(publisher_confirms=True, on_return_raises=True)
+        broker = self._broker
         try:
-            await channel.set_qos(prefetch_count=self._prefetch)
-            try:
-                declared = await declare_queue(
-                    self._broker.channel, self._broker.topology, self.spec
-                )
-            except aiormq.exceptions.ChannelPreconditionFailed as exc:
-                raise TopologyMismatch(
-                    f"queue {self.queue_name!r} already exists with other arguments ({exc}); "
-                    "every replica must use the same queue_type, max_interruptions and "
-                    "single_active_consumer — delete the queue or align the settings",
-                    queue=self.queue_name,
-                ) from None
-            for hint in declared.hints:
-                log.warning("consumer.queue_needs_migration", queue=self.queue_name, hint=hint)
-            queue = await channel.get_queue(declared.name, ensure=False)
-            dlx = await declare_dead_letter_exchange(channel, self._broker.topology)
-            underlay = await channel.get_underlay_channel()
-            sub = _Subscription(
-                channel=channel, queue=queue, dlx=dlx, consumer_tag="", acks=AckBatcher(underlay)
-            )
-            # Consume on aiormq's channel, not through aio-pika's Queue.consume: that builds an
-            # IncomingMessage and a second task per delivery, most of a no-op worker's cost.
-            consume_ok = await underlay.basic_consume(queue.name, partial(self._on_message, sub))
-            sub.consumer_tag = consume_ok.consumer_tag or ""
-            underlay.on_consumer_cancel_callbacks.add(partial(self._on_server_cancel, sub))
+            declared = await declare_queue(broker.channel, broker.topology, self.spec)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            raise TopologyMismatch(
+                f"queue {self.queue_name!r} already exists with other arguments ({exc}); "
+                "every replica must use the same queue_type, max_interruptions and "
+                "single_active_consumer — delete the queue or align the settings",
+                queue=self.queue_name,
+            ) from None
+        for hint in declared.hints:
+            log.warning("consumer.queue_needs_migration", queue=self.queue_name, hint=hint)
+        assert self._link is not None  # acquired in start()
+        connection = await self._link.connection()
+        channel = await ConsumeChannel.open(connection, self._on_delivery, prefetch=self._prefetch)
+        try:
+            await channel.consume(declared.name)
         except BaseException:
-            if not channel.is_closed:
-                with contextlib.suppress(Exception):
-                    await channel.close()
+            await _close_quietly(channel)
             raise
         self._subscribed.set()
         log.debug("consumer.subscribed", queue=self.queue_name, prefetch=self._prefetch)
-        return sub
-
-    def _on_server_cancel(self, sub: _Subscription, frame: object) -> None:
-        # RabbitMQ cancels consumers when their queue is deleted or a quorum leader moves; close
-        # the channel so the supervisor subscribes again instead of silently idling. aiormq
-        # passes the Basic.Cancel frame (older versions passed the tag).
-        tag = getattr(frame, "consumer_tag", frame)
-        if tag != sub.consumer_tag or self._stopping:
-            return
-        log.warning("consumer.cancelled_by_server", queue=self.queue_name)
-        task = asyncio.get_running_loop().create_task(_close_quietly(sub.channel))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        return _Subscription(connection, channel)
 
     async def _supervise(self) -> None:
         while not self._stopping:
             sub = self._subscription
             if sub is not None:
-                await sub.channel.closed()
+                reason = await sub.channel.done
                 if self._stopping:
                     return
-                log.warning("consumer.channel_closed", queue=self.queue_name)
+                # A server cancel leaves the channel open: close it, so in-flight messages go
+                # back to the queue instead of being held by a channel that receives nothing.
+                await _close_quietly(sub.channel)
+                log.warning("consumer.channel_closed", queue=self.queue_name, reason=reason)
             self._subscription = None
             self._subscribed.clear()
             self._subscription = await self._resubscribe()
@@ -300,111 +296,207 @@ class Consumer:
                 return sub
 
     async def _drain(self, timeout: float) -> None:
-        tasks = set(self._in_flight)
-        if not tasks:
+        """Wait for the received messages and running handlers; cancel what is left after it."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._busy or self._queue:
+                    self._quiet.clear()
+                    await self._quiet.wait()
+        if self._busy or self._queue:
+            log.warning("consumer.stop_timeout", queue=self.queue_name, cancelled=self._busy)
+            self._queue.clear()  # never started: they go back to the queue with the channel
+            await self._stop_runners()
+
+    async def _shut_down(self) -> None:
+        await self._stop_runners()
+        link, self._link = self._link, None
+        if link is not None:
+            await link.release()
+
+    # -- runners: tasks that take received messages in turn (no task per message) --------------
+
+    def _wake_runner(self) -> None:
+        """Wake an idle runner, or start one if every runner is inside a handler."""
+        self._woken = True
+        if self._idle:
+            self._idle.pop().set_result(None)
             return
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            log.warning("consumer.stop_timeout", queue=self.queue_name, cancelled=len(pending))
-            await asyncio.wait(pending, timeout=1.0)
+        # Usually at most ``prefetch`` are needed; more while handlers of a channel that died
+        # still run (their messages come back on the new channel and need runners too).
+        runner = asyncio.create_task(self._run(), name=f"consumer:{self.queue_name}")
+        self._runners.add(runner)
+        runner.add_done_callback(self._runners.discard)
+
+    async def _stop_runners(self) -> None:
+        runners, self._runners = self._runners, set()
+        for runner in runners:
+            runner.cancel()
+        if runners:
+            await asyncio.wait(runners, timeout=1.0)
+        self._idle.clear()
+        self._woken = False
+
+    def _on_delivery(
+        self,
+        channel: ConsumeChannel,
+        tag: int,
+        redelivered: bool,
+        exchange: str,
+        routing_key: str,
+        properties: BasicProperties,
+        body: bytes,
+    ) -> None:
+        self._queue.append((channel, tag, redelivered, exchange, routing_key, properties, body))
+        if not self._woken:
+            self._wake_runner()
+
+    async def _run(self) -> None:
+        queue = self._queue
+        idle = self._idle
+        loop = asyncio.get_running_loop()
+        self._woken = False
+        while True:
+            if not queue:
+                if not self._busy:
+                    self._quiet.set()
+                if len(self._runners) > self._prefetch:
+                    return  # extra runners (after a channel died with handlers running) leave
+                waiter: asyncio.Future[None] = loop.create_future()
+                idle.append(waiter)
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    with contextlib.suppress(ValueError):
+                        idle.remove(waiter)
+                    raise
+                self._woken = False
+                continue
+            item = queue.popleft()
+            if queue and not self._woken:  # more waiting: let another runner take one
+                self._wake_runner()
+            if item[0].closed:
+                continue  # its channel is gone: RabbitMQ delivers it again
+            self._busy += 1
+            try:
+                await self._process(*item)
+            except Exception:
+                log.exception("consumer.process_failed", queue=self.queue_name)
+            finally:
+                self._busy -= 1
 
     # -- one message ----------------------------------------------------------------------------
 
-    async def _on_message(self, sub: _Subscription, message: DeliveredMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._in_flight.add(task)
-        try:
-            await self._process(sub, message)
-        finally:
-            if task is not None:
-                self._in_flight.discard(task)
-
-    async def _process(self, sub: _Subscription, message: DeliveredMessage) -> None:
-        raw_headers = message.header.properties.headers
-        headers: dict[str, Any] = dict(raw_headers) if raw_headers else {}
-        failures = _as_int(headers.get(ATTEMPTS_HEADER))
-        interruptions = _as_int(headers.get(INTERRUPTIONS_HEADER))
+    async def _process(
+        self,
+        channel: ConsumeChannel,
+        tag: int,
+        redelivered: bool,
+        exchange: str,
+        routing_key: str,
+        properties: BasicProperties,
+        body: bytes,
+    ) -> None:
+        headers = properties.headers
+        if headers is None:
+            headers = properties.headers = {}
+        # most deliveries carry none of these: skip the conversions then
+        failures = headers.get(ATTEMPTS_HEADER)
+        failures = 0 if failures is None else _as_int(failures)
+        interruptions = headers.get(INTERRUPTIONS_HEADER)
+        interruptions = 0 if interruptions is None else _as_int(interruptions)
         delivery_count = headers.get(DELIVERY_COUNT_HEADER)
         if delivery_count is not None:
             interruptions += _as_int(delivery_count)
-        elif message.redelivered:
+        elif redelivered:
             # Classic queue: returned without an ack (blip or dead consumer). Record it in a copy
             # now, or a message that crashes every consumer would loop forever.
-            await self._record_interrupted(sub, message, headers, failures, interruptions + 1)
+            message = _Message(channel, tag, redelivered, exchange, routing_key, properties, body)
+            await self._record_interrupted(message, failures, interruptions + 1)
             return
         attempt = failures + interruptions + 1
-        delivery = _delivery(message, headers, attempt, interruptions)
+        original_key = headers.get(ORIGINAL_ROUTING_KEY_HEADER)
+        original_exchange = headers.get(ORIGINAL_EXCHANGE_HEADER)
+        delivery = Delivery(
+            body,
+            str(original_key) if original_key is not None else routing_key,
+            headers,
+            properties.message_id,
+            properties.type,
+            properties.timestamp,
+            attempt,
+            redelivered,
+            str(original_exchange) if original_exchange is not None else exchange,
+            properties.content_type,
+            properties.correlation_id,
+            properties.reply_to,
+            interruptions,
+        )
         if interruptions >= self._max_interruptions:
             reason = (
                 f"Interrupted: returned {interruptions} times without an ack "
                 "(connection lost or consumer died while holding it)"
             )
-            await self._dead_letter(
-                sub, message, headers, failures + interruptions, reason, delivery, None
-            )
+            message = _Message(channel, tag, redelivered, exchange, routing_key, properties, body)
+            await self._dead_letter(message, failures + interruptions, reason, delivery, None)
             return
         try:
             await self._handler(delivery)
-        except DeadLetter as exc:
-            reason = f"DeadLetter: {exc.reason}"
-            await self._dead_letter(sub, message, headers, attempt, reason, delivery, exc)
         except Exception as exc:
-            if failures + 1 >= self._max_attempts:
-                reason = f"{type(exc).__name__}: {exc}"
-                await self._dead_letter(sub, message, headers, attempt, reason, delivery, exc)
-            else:
-                log.warning(
-                    "consumer.handler_failed",
-                    queue=self.queue_name,
-                    routing_key=delivery.routing_key,
-                    message_id=delivery.message_id,
-                    attempt=attempt,
-                    max_attempts=self._max_attempts,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                counts = {ATTEMPTS_HEADER: failures + 1, INTERRUPTIONS_HEADER: interruptions}
-                if await self._republish(sub, message, headers, counts):
-                    self._report(delivery, Outcome.RETRIED, exc)
-        else:
-            if await _ack(sub, message):
-                self._report(delivery, Outcome.ACKED, None)
+            message = _Message(channel, tag, redelivered, exchange, routing_key, properties, body)
+            await self._handler_failed(message, delivery, failures, interruptions, exc)
+            return
+        if channel.ack(tag) and self._on_outcome is not None:
+            self._report(delivery, Outcome.ACKED, None)
 
-    async def _record_interrupted(
+    async def _handler_failed(
         self,
-        sub: _Subscription,
-        message: DeliveredMessage,
-        headers: dict[str, Any],
+        message: _Message,
+        delivery: Delivery,
         failures: int,
         interruptions: int,
+        exc: Exception,
+    ) -> None:
+        """Retry the delivery (a copy with ``x-attempts`` + 1), or dead-letter it past the limit."""
+        attempt = delivery.attempt
+        if isinstance(exc, DeadLetter):
+            reason = f"DeadLetter: {exc.reason}"
+            await self._dead_letter(message, attempt, reason, delivery, exc)
+        elif failures + 1 >= self._max_attempts:
+            reason = f"{type(exc).__name__}: {exc}"
+            await self._dead_letter(message, attempt, reason, delivery, exc)
+        else:
+            log.warning(
+                "consumer.handler_failed",
+                queue=self.queue_name,
+                routing_key=delivery.routing_key,
+                message_id=delivery.message_id,
+                attempt=attempt,
+                max_attempts=self._max_attempts,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            counts = {ATTEMPTS_HEADER: failures + 1, INTERRUPTIONS_HEADER: interruptions}
+            if await self._republish(message, counts):
+                self._report(delivery, Outcome.RETRIED, exc)
+
+    async def _record_interrupted(
+        self, message: _Message, failures: int, interruptions: int
     ) -> None:
         if interruptions >= self._max_interruptions:
             reason = f"Interrupted: redelivered after {interruptions} unfinished deliveries"
-            delivery = _delivery(message, headers, failures + interruptions, interruptions)
+            delivery = _delivery(message, failures + interruptions, interruptions)
             attempts = failures + interruptions
-            await self._dead_letter(sub, message, headers, attempts, reason, delivery, None)
+            await self._dead_letter(message, attempts, reason, delivery, None)
         else:
-            await self._republish(sub, message, headers, {INTERRUPTIONS_HEADER: interruptions})
+            await self._republish(message, {INTERRUPTIONS_HEADER: interruptions})
 
-    async def _republish(
-        self,
-        sub: _Subscription,
-        message: DeliveredMessage,
-        headers: dict[str, Any],
-        counts: dict[str, int],
-    ) -> bool:
-        copy = _copy(message, headers, counts, keep_expiration=True)
+    async def _republish(self, message: _Message, counts: dict[str, int]) -> bool:
         return await self._publish_then_ack(
-            sub, message, sub.channel.default_exchange, copy, self.queue_name
+            message, "", self.queue_name, counts, keep_expiration=True
         )
 
     async def _dead_letter(
         self,
-        sub: _Subscription,
-        message: DeliveredMessage,
-        headers: dict[str, Any],
+        message: _Message,
         attempts: int,
         reason: str,
         delivery: Delivery,
@@ -423,47 +515,43 @@ class Consumer:
             attempts=attempts,
             error=error,
         )
-        copy = _copy(
-            message,
-            headers,
-            {ATTEMPTS_HEADER: attempts, ERROR_HEADER: error},
-            keep_expiration=False,
-        )
-        if await self._publish_then_ack(sub, message, sub.dlx, copy, self.queue_name):
+        extra = {ATTEMPTS_HEADER: attempts, ERROR_HEADER: error}
+        dlx = self._broker.topology.dlx
+        if await self._publish_then_ack(
+            message, dlx, self.queue_name, extra, keep_expiration=False
+        ):
             self._report(delivery, Outcome.DEAD_LETTERED, exc)
 
     async def _publish_then_ack(
         self,
-        sub: _Subscription,
-        message: DeliveredMessage,
-        exchange: AbstractExchange,
-        copy: aio_pika.Message,
+        message: _Message,
+        exchange: str,
         routing_key: str,
+        extra: dict[str, Any],
+        *,
+        keep_expiration: bool,
     ) -> bool:
-        """Publish ``copy`` (confirmed), then ack ``message``; if that fails, RabbitMQ keeps it."""
+        """Publish a copy (confirmed), then ack ``message``; if that fails, RabbitMQ keeps it."""
+        channel = message.channel
         try:
-            await exchange.publish(copy, routing_key=routing_key, mandatory=True)
-        except LINK_ERRORS:
-            # The channel is gone: the original was not acked and comes back redelivered.
+            await _publish_copy(
+                channel.connection, exchange, routing_key, message, extra, keep_expiration
+            )
+        except BrokerUnavailable:
+            # The connection is gone: the original was not acked and comes back redelivered.
             return False
-        except aiormq.exceptions.DeliveryError as exc:
+        except PublishError as exc:
             log.error(
                 "consumer.republish_refused",
                 queue=self.queue_name,
-                exchange=exchange.name,
+                exchange=exchange,
                 routing_key=routing_key,
                 error=f"{type(exc).__name__}: {exc}",
             )
             await asyncio.sleep(_REFUSED_PUBLISH_PAUSE)
-            with contextlib.suppress(*BROKER_FAILURES):
-                if message.delivery_tag is not None:
-                    await message.channel.basic_nack(message.delivery_tag, requeue=True)
-                    _settled_alone(sub, message)
+            channel.nack(message.tag, requeue=True)
             return False
-        if await _settle(message):
-            _settled_alone(sub, message)
-            return True
-        return False
+        return channel.ack(message.tag)
 
     def _report(self, delivery: Delivery, outcome: Outcome, exc: BaseException | None) -> None:
         if self._on_outcome is None:
@@ -474,91 +562,93 @@ class Consumer:
             log.exception("consumer.on_outcome_failed", queue=self.queue_name)
 
 
-async def _close_quietly(channel: AbstractChannel) -> None:
-    with contextlib.suppress(*BROKER_FAILURES):
-        await channel.close()
+@dataclass(slots=True)
+class _Message:
+    """A received message being settled (only built for the cold paths and the handler)."""
+
+    channel: ConsumeChannel
+    tag: int
+    redelivered: bool
+    exchange: str
+    routing_key: str
+    properties: BasicProperties
+    body: bytes
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return self.properties.headers or {}
 
 
-async def _settle(message: DeliveredMessage) -> bool:
-    """Ack ``message`` on its own (after a republish): True once written."""
-    tag = message.delivery_tag
-    if tag is None:
-        return False
-    try:
-        await message.channel.basic_ack(tag)
-    except LINK_ERRORS:
-        return False  # channel died: RabbitMQ redelivers the message
-    return True
+async def _close_quietly(channel: ConsumeChannel) -> None:
+    if channel.closed:
+        return
+    with contextlib.suppress(BrokerError, OSError, TimeoutError):
+        await asyncio.wait_for(channel.close(), 5.0)
+    channel.abandon("closed by the consumer")
 
 
-async def _ack(sub: _Subscription, message: DeliveredMessage) -> bool:
-    """Ack after a handler returned: batched with the tick's other acks on the same channel."""
-    tag = message.delivery_tag
-    if tag is None or message.channel is not sub.acks.channel:
-        return await _settle(message)
-    return await sub.acks.ack(tag)
+async def _publish_copy(
+    connection: PublishConnection,
+    exchange: str,
+    routing_key: str,
+    message: _Message,
+    extra: dict[str, Any],
+    keep_expiration: bool,
+) -> None:
+    """Publish a copy of ``message`` with ``extra`` headers (mandatory, confirmed).
+
+    A cold path (retries, dead letters): the properties go through pamqp, which encodes all of
+    them (priority, expiration, app_id ...), not only those the hot publish path knows.
+    """
+    while not connection.ready:  # the publish channel is being reopened after a refusal
+        if connection.lost:
+            raise BrokerUnavailable("connection to RabbitMQ lost before a retry was published")
+        await asyncio.sleep(0.05)
+    headers = {k: v for k, v in message.headers.items() if k not in _PER_DELIVERY_HEADERS}
+    headers.setdefault(ORIGINAL_EXCHANGE_HEADER, message.exchange)
+    headers.setdefault(ORIGINAL_ROUTING_KEY_HEADER, message.routing_key)
+    headers.update(extra)
+    headers[RETURN_TAG_HEADER] = connection.tracker.next_return_id
+    source = message.properties
+    properties = commands.Basic.Properties(
+        content_type=source.content_type,
+        content_encoding=source.content_encoding,
+        headers=headers,
+        delivery_mode=source.delivery_mode or 2,
+        priority=source.priority,
+        correlation_id=source.correlation_id,
+        reply_to=source.reply_to,
+        expiration=source.expiration if keep_expiration else None,
+        message_id=source.message_id,
+        timestamp=source.timestamp,
+        message_type=source.type,
+        app_id=source.app_id,
+    )
+    raw = properties.marshal()
+    flags = int.from_bytes(raw[:2], "big")
+    content = encode_content(1, flags, raw[2:], message.body, connection.max_body_frame)
+    await connection.publish(exchange, routing_key, True, content)
 
 
-def _settled_alone(sub: _Subscription, message: DeliveredMessage) -> None:
-    # Acked or nacked on its own: a later batched ``multiple`` ack may now reach past it.
-    tag = message.delivery_tag
-    if tag is not None and message.channel is sub.acks.channel:
-        sub.acks.settled(tag)
-
-
-def _delivery(
-    message: DeliveredMessage, headers: dict[str, Any], attempt: int, interruptions: int
-) -> Delivery:
+def _delivery(message: _Message, attempt: int, interruptions: int) -> Delivery:
+    properties = message.properties
+    headers = properties.headers or {}
     original_key = headers.get(ORIGINAL_ROUTING_KEY_HEADER)
     original_exchange = headers.get(ORIGINAL_EXCHANGE_HEADER)
-    properties = message.header.properties
     return Delivery(
         body=message.body,
-        routing_key=str(original_key) if original_key is not None else message.routing_key or "",
+        routing_key=str(original_key) if original_key is not None else message.routing_key,
         headers=headers,
         message_id=properties.message_id,
-        type=properties.message_type,
+        type=properties.type,
         timestamp=properties.timestamp,
         attempt=attempt,
-        redelivered=bool(message.redelivered),
-        exchange=(
-            str(original_exchange) if original_exchange is not None else message.exchange or ""
-        ),
+        redelivered=message.redelivered,
+        exchange=str(original_exchange) if original_exchange is not None else message.exchange,
         content_type=properties.content_type,
         correlation_id=properties.correlation_id,
         reply_to=properties.reply_to,
         interruptions=interruptions,
-    )
-
-
-def _copy(
-    message: DeliveredMessage,
-    headers: dict[str, Any],
-    extra: dict[str, Any],
-    *,
-    keep_expiration: bool,
-) -> aio_pika.Message:
-    new_headers = {k: v for k, v in headers.items() if k not in _PER_DELIVERY_HEADERS}
-    new_headers.setdefault(ORIGINAL_EXCHANGE_HEADER, message.exchange or "")
-    new_headers.setdefault(ORIGINAL_ROUTING_KEY_HEADER, message.routing_key or "")
-    new_headers.update(extra)
-    properties = message.header.properties
-    # AMQP carries the expiration as milliseconds in a string; aio-pika takes seconds.
-    expiration = float(properties.expiration) / 1000 if properties.expiration else None
-    return aio_pika.Message(
-        message.body,
-        headers=new_headers,
-        content_type=properties.content_type,
-        content_encoding=properties.content_encoding,
-        delivery_mode=properties.delivery_mode or aio_pika.DeliveryMode.PERSISTENT,
-        priority=properties.priority,
-        correlation_id=properties.correlation_id,
-        reply_to=properties.reply_to,
-        expiration=expiration if keep_expiration else None,
-        message_id=properties.message_id,
-        timestamp=properties.timestamp,
-        type=properties.message_type,
-        app_id=properties.app_id,
     )
 
 
