@@ -9,7 +9,7 @@ from ._translate import BROKER_FAILURES
 from .admin import AccessRefused, BrokerAdmin, EntityLocked, NoSuchEntity, Received
 from .broker import Broker
 from .commands import GatewayCommands, parse_command, shard_for_guild, validate_command
-from .consumer import Consumer, Handler, Outcome
+from .consumer import Consumer, DeliveryHandler, Outcome
 from .delayed import Scheduled, delay_queue_name, publish_later, scheduled
 from .delivery import ATTEMPTS_HEADER, ERROR_HEADER, Delivery
 from .errors import (
@@ -48,9 +48,9 @@ __all__ = [
     "Consumer",
     "DeadLetter",
     "Delivery",
+    "DeliveryHandler",
     "EntityLocked",
     "GatewayCommands",
-    "Handler",
     "InvalidCommand",
     "Lease",
     "LeaseHolder",

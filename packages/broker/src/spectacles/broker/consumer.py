@@ -55,11 +55,11 @@ from .topology import (
     declare_queue,
 )
 
-__all__ = ["Consumer", "Handler", "Outcome", "OutcomeListener"]
+__all__ = ["Consumer", "DeliveryHandler", "Outcome", "OutcomeListener"]
 
 log = get_logger(__name__)
 
-Handler = Callable[[Delivery], Awaitable[None]]
+DeliveryHandler = Callable[[Delivery], Awaitable[None]]
 
 
 class Outcome(enum.Enum):
@@ -113,7 +113,7 @@ class Consumer:
         *,
         worker: str,
         events: Sequence[str],
-        handler: Handler,
+        handler: DeliveryHandler,
         prefetch: int = 32,
         max_attempts: int = 3,
         max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS,
