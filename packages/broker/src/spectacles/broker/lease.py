@@ -255,6 +255,16 @@ class LeaseHolder:
 
     # -- internals ----------------------------------------------------------------------------
 
+    async def _open_channel(self) -> AbstractChannel:
+        """A channel on the holder's connection, for what must die with it (a roster)."""
+        connection = self._live_connection()
+        try:
+            return await connection.channel()
+        except (RuntimeError, *CONNECTION_ERRORS):
+            if self._lost.is_set() or self._closing:
+                raise LeaseLost(f"lease connection {self.connection_name} is gone") from None
+            raise
+
     async def _open_node(self, url: str) -> AbstractConnection:
         return await aio_pika.connect(
             url,

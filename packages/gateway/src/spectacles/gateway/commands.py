@@ -48,7 +48,12 @@ def validate_command_body(body: bytes) -> bytes:
 
 
 class CommandRelay:
-    """One consumer per shard of this process, forwarding its commands to that shard."""
+    """One consumer per shard of this process, forwarding its commands to that shard.
+
+    `start()` subscribes the shards given at construction; in auto mode shards come and go
+    with their leases (`add`, `remove`): a shard handed over stops consuming first, so its
+    queued commands wait for the new owner.
+    """
 
     def __init__(
         self, broker: Broker, shards: Mapping[int, Shard], queue_type: QueueType = "quorum"
@@ -56,45 +61,55 @@ class CommandRelay:
         self._broker = broker
         self._shards = shards
         self._queue_type = queue_type
-        self._consumers: list[Consumer] = []
+        self._consumers: dict[int, Consumer] = {}
 
     async def start(self) -> None:
         """Declare each shard's commands queue and start consuming it."""
+        for shard in list(self._shards.values()):
+            await self.add(shard)
+
+    async def add(self, shard: Shard) -> None:
+        """Start forwarding the commands of `shard` (its queue is declared when missing)."""
         topology = self._broker.topology
-        for shard_id, shard in self._shards.items():
+        shard_id = shard.shard_id
 
-            def consumer_of(
-                kind: QueueType, shard_id: int = shard_id, shard: Shard = shard
-            ) -> Consumer:
-                return Consumer(
-                    self._broker,
-                    worker=f"commands.shard.{shard_id}",
-                    events=(),
-                    handler=self._handler(shard),
-                    prefetch=1,  # keep each shard's commands in order
-                    max_attempts=3,
-                    queue_type=kind,
-                    exchange=topology.commands_exchange,
-                    queue=topology.commands_queue(shard_id),
-                    routing_keys=[topology.commands_routing_key(shard_id)],
-                    stop_timeout=5.0,
-                )
+        def consumer_of(kind: QueueType) -> Consumer:
+            return Consumer(
+                self._broker,
+                worker=f"commands.shard.{shard_id}",
+                events=(),
+                handler=self._handler(shard),
+                prefetch=1,  # keep each shard's commands in order
+                max_attempts=3,
+                queue_type=kind,
+                exchange=topology.commands_exchange,
+                queue=topology.commands_queue(shard_id),
+                routing_keys=[topology.commands_routing_key(shard_id)],
+                stop_timeout=5.0,
+            )
 
-            # Quorum by default, so commands survive a node of a cluster; a queue that exists with
-            # the other type keeps it (a warning says how to migrate) instead of a 406 at start.
-            consumer = consumer_of(self._queue_type)
-            kind = await declarable_spec_type(self._broker, consumer.spec)
-            if kind != self._queue_type:
-                consumer = consumer_of(kind)
-            await consumer.start()
-            self._consumers.append(consumer)
+        # Quorum by default, so commands survive a node of a cluster; a queue that exists with
+        # the other type keeps it (a warning says how to migrate) instead of a 406 at start.
+        consumer = consumer_of(self._queue_type)
+        kind = await declarable_spec_type(self._broker, consumer.spec)
+        if kind != self._queue_type:
+            consumer = consumer_of(kind)
+        await self.remove(shard_id)
+        await consumer.start()
+        self._consumers[shard_id] = consumer
+
+    async def remove(self, shard_id: int) -> None:
+        """Stop forwarding the commands of `shard_id`; what is queued stays for its next owner."""
+        consumer = self._consumers.pop(shard_id, None)
+        if consumer is not None:
+            await asyncio.gather(consumer.stop(timeout=2.0), return_exceptions=True)
 
     def _handler(self, shard: Shard) -> _CommandHandler:
         return _CommandHandler(shard)
 
     async def stop(self) -> None:
         """Stop consuming; commands not yet sent stay queued for the next run."""
-        consumers, self._consumers = self._consumers, []
+        consumers, self._consumers = list(self._consumers.values()), {}
         await asyncio.gather(*(c.stop(timeout=2.0) for c in consumers), return_exceptions=True)
 
 

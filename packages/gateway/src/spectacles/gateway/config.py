@@ -90,15 +90,40 @@ class ShardSettings:
 
     count: int | None = None
     ids: tuple[int, ...] | None = None
+    # `ids = "auto"`: the live processes of the group share the shards out (see cluster.py).
+    auto: bool = False
 
     def resolve(self, recommended: int) -> tuple[int, tuple[int, ...]]:
-        """Shard count and the ids to run, once /gateway/bot told the recommended count."""
+        """Shard count and the ids to run (auto: the ids it may run), once the count is known."""
         count = self.count or recommended
         ids = self.ids if self.ids is not None else tuple(range(count))
         bad = [i for i in ids if i >= count]
         if bad:
             raise ConfigError("shards.ids", f"shard id(s) {bad} >= shard count {count}")
         return count, ids
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """Timing of the gateway cluster (`shards.ids = "auto"`); see docs/operations.md.
+
+    A process announces itself every `heartbeat_interval`; a peer unheard for `member_timeout` is
+    gone and its shards are claimed. A shard lease's holder notices its own loss within
+    `lease_timeout` (its AMQP heartbeat is `lease_heartbeat`), so a claimant waits that long plus
+    a second before it starts a claimed shard: a cut-off owner has stopped by then. Shards are
+    handed over only once the member set was unchanged for `settle`.
+    """
+
+    heartbeat_interval: float = 1.0
+    member_timeout: float = 3.0
+    lease_heartbeat: int = 2
+    lease_timeout: float = 2.0
+    settle: float = 2.0
+
+    @property
+    def takeover_delay(self) -> float:
+        """How long a claimant waits before running a shard whose lease it just took."""
+        return self.lease_timeout + 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +215,7 @@ class GatewayConfig:
     amqp_url_order: str = "shuffle"
     broker_group: str = "gateway"
     shards: ShardSettings = ShardSettings()
+    cluster: ClusterSettings = ClusterSettings()
     gateway: GatewaySettings = GatewaySettings()
     metrics: MetricsSettings = MetricsSettings()
     session_store: SessionStoreSettings = SessionStoreSettings()
@@ -211,7 +237,18 @@ class GatewayConfig:
             },
             "shards": {
                 "count": self.shards.count or 0,
-                "ids": "all" if self.shards.ids is None else format_shard_ids(self.shards.ids),
+                "ids": "auto"
+                if self.shards.auto
+                else "all"
+                if self.shards.ids is None
+                else format_shard_ids(self.shards.ids),
+            },
+            "cluster": {
+                "heartbeat_interval": self.cluster.heartbeat_interval,
+                "member_timeout": self.cluster.member_timeout,
+                "lease_heartbeat": self.cluster.lease_heartbeat,
+                "lease_timeout": self.cluster.lease_timeout,
+                "settle": self.cluster.settle,
             },
             "gateway": {
                 "url": self.gateway.url or "",
@@ -355,9 +392,14 @@ def _optional_url(*schemes: str) -> Parser[str | None]:
     return optional
 
 
-def _shard_ids(value: object) -> tuple[int, ...] | None:
+AUTO: Final = "auto"
+
+
+def _shard_ids(value: object) -> tuple[int, ...] | Literal["auto"] | None:
     if isinstance(value, str) and value.strip().lower() in ("", "all"):
         return None
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
     if not isinstance(value, str | list):
         raise Invalid(f"expected a spec like '0-3,8' or a list of ids, got {value!r}")
     try:
@@ -429,11 +471,14 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     amqp.finish()
 
     shards_section = root.section("shards")
+    ids = shards_section.take("ids", _shard_ids, None, env="DISCORD_SHARD_IDS")
     shards = ShardSettings(
         count=shards_section.take("count", integer(ge=0), 0, env="DISCORD_SHARD_COUNT") or None,
-        ids=shards_section.take("ids", _shard_ids, None, env="DISCORD_SHARD_IDS"),
+        ids=None if ids == AUTO else ids,
+        auto=ids == AUTO,
     )
     shards_section.finish()
+    cluster = _cluster_settings(root.section("cluster"))
     if shards.count is not None and shards.ids is not None:
         bad = [i for i in shards.ids if i >= shards.count]
         if bad:
@@ -529,6 +574,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         amqp_url_order=amqp_url_order,
         broker_group=group,
         shards=shards,
+        cluster=cluster,
         gateway=gateway,
         metrics=metrics,
         session_store=session_store,
@@ -536,6 +582,31 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         log=log,
         warnings=tuple(_warnings(events, intents)),
     )
+
+
+def _cluster_settings(section: SettingsReader) -> ClusterSettings:
+    defaults = ClusterSettings()
+    cluster = ClusterSettings(
+        heartbeat_interval=section.take(
+            "heartbeat_interval", seconds(), defaults.heartbeat_interval
+        ),
+        member_timeout=section.take("member_timeout", seconds(), defaults.member_timeout),
+        lease_heartbeat=section.take(
+            "lease_heartbeat", integer(ge=1, le=60), defaults.lease_heartbeat
+        ),
+        lease_timeout=section.take("lease_timeout", seconds(), defaults.lease_timeout),
+        settle=section.take("settle", seconds(), defaults.settle),
+    )
+    section.finish()
+    if not 0 < cluster.heartbeat_interval * 2 <= cluster.member_timeout:
+        raise ConfigError(
+            "cluster.member_timeout",
+            f"{cluster.member_timeout}s must be at least twice cluster.heartbeat_interval "
+            f"({cluster.heartbeat_interval}s), or one late announcement drops a live peer",
+        )
+    if cluster.lease_timeout <= 0:
+        raise ConfigError("cluster.lease_timeout", "must be positive (seconds)")
+    return cluster
 
 
 def _warnings(events: frozenset[str], intents: Intents) -> list[str]:

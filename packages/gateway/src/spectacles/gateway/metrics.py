@@ -12,6 +12,12 @@ from typing import Final
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "CLUSTER_FAILOVERS",
+    "CLUSTER_HANDOVERS",
+    "CLUSTER_LEASES",
+    "CLUSTER_MEMBERS",
+    "CLUSTER_SHARDS_OWNED",
+    "CLUSTER_TAKEOVER_SECONDS",
     "COMMANDS",
     "CONFIRM_LATENCY",
     "EVENTS_OVERSIZE",
@@ -89,4 +95,35 @@ MALFORMED_PAYLOADS: Final = Counter(
     "spectacles_gateway_malformed_payloads",
     "Gateway payloads msgspec refused, by outcome (relayed with 'd' as received, skipped).",
     ["shard", "outcome"],
+)
+
+# The gateway cluster (`shards.ids = "auto"`, see cluster.py).
+CLUSTER_SHARDS_OWNED: Final = Gauge(
+    "spectacles_gateway_cluster_shards_owned",
+    "Shards whose lease this process holds (auto mode).",
+)
+CLUSTER_MEMBERS: Final = Gauge(
+    "spectacles_gateway_cluster_members",
+    "Live gateway processes of the group as this process sees them (auto mode).",
+)
+CLUSTER_LEASES: Final = Counter(
+    "spectacles_gateway_cluster_leases",
+    "Shard leases taken, released (handed over) and lost (connection to RabbitMQ gone).",
+    ["event"],
+)
+CLUSTER_FAILOVERS: Final = Counter(
+    "spectacles_gateway_cluster_failovers",
+    "Shards this process took over from a process that died or lost RabbitMQ.",
+)
+CLUSTER_HANDOVERS: Final = Counter(
+    "spectacles_gateway_cluster_handovers",
+    "Shards handed over gracefully (rebalance or SIGTERM), given away or taken.",
+    ["direction"],
+)
+CLUSTER_TAKEOVER_SECONDS: Final = Histogram(
+    "spectacles_gateway_cluster_takeover_seconds",
+    "Time from taking a shard's lease to its session READY again (includes the takeover "
+    "delay), by kind: failover, handover or new.",
+    ["kind"],
+    buckets=(0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0),
 )

@@ -34,6 +34,7 @@ from spectacles.observability import HealthServer, get_logger
 from spectacles.rest import RestClient, RestError, Unauthorized
 
 from . import metrics
+from .cluster import ShardCluster
 from .commands import CommandRelay
 from .config import GatewayConfig
 from .errors import ConfigError, GatewayError, GatewayUnreachable, IdentifyBlocked
@@ -96,6 +97,8 @@ class GatewayService:
         self._fatal_records: list[asyncio.Task[None]] = []
         self._starter: asyncio.Task[None] | None = None  # starts the shards still to IDENTIFY
         self._commands: CommandRelay | None = None
+        self._plan: _Plan | None = None
+        self.cluster: ShardCluster | None = None  # auto mode: shards come and go with leases
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._saved: dict[int, tuple[str, int]] = {}
@@ -146,10 +149,11 @@ class GatewayService:
         config = self.config
         self._started = True
         if config.metrics.enabled:
-            self.health = HealthServer(config.metrics.address, ready=self.readiness)
+            views = {"/cluster": self.cluster_status}
+            self.health = HealthServer(config.metrics.address, ready=self.readiness, views=views)
             await self.health.start()
             log.info("health and metrics listening", port=self.health.port)
-        plan = await self._plan()
+        plan = self._plan = await self._make_plan()
         settings = BrokerSettings(
             amqp_url=config.amqp_url, group=config.broker_group, url_order=config.amqp_url_order
         )
@@ -180,26 +184,16 @@ class GatewayService:
         self._identify_queue = plan.identify_queue
         self._fatal = FatalBlockStore(self.broker, config.token, config.gateway.fatal_block)
         await self._wait_out_fatal_block()
+        self._tasks.append(asyncio.create_task(self._save_periodically(), name="session-saver"))
+        self._tasks.append(asyncio.create_task(self._flush_metrics(), name="metrics-flusher"))
+        if config.shards.auto:
+            await self._start_cluster(plan, settings)
+            return
         sessions = await self._load_sessions(plan)
         plan.identify_queue.check_capacity(sum(1 for i in plan.ids if i not in sessions))
         for shard_id in plan.ids:
-            shard = Shard(
-                shard_id,
-                plan.count,
-                token=config.token,
-                intents=config.intents,
-                gateway_url=plan.url,
-                publisher=self.publisher,
-                events=config.events,
-                identify_queue=plan.identify_queue,
-                settings=config.gateway,
-                presence=config.presence,
-                session=sessions.get(shard_id),
-            )
-            shard.on_state_change = self._on_shard_state
-            self.shards[shard_id] = shard
+            self.shards[shard_id] = self._new_shard(shard_id, sessions.get(shard_id))
         for shard in self.shards.values():
-            _export_state(shard, shard.state)
             if shard.shard_id in sessions:
                 await shard.start()  # RESUME is not paced: it starts at once
         waves = _identify_waves(
@@ -216,8 +210,6 @@ class GatewayService:
             self.broker, self.shards, self.config.gateway.commands_queue_type
         )
         await self._commands.start()
-        self._tasks.append(asyncio.create_task(self._save_periodically(), name="session-saver"))
-        self._tasks.append(asyncio.create_task(self._flush_metrics(), name="metrics-flusher"))
         log.info(
             "gateway started",
             shards=list(plan.ids),
@@ -227,8 +219,132 @@ class GatewayService:
             identify_lock=config.gateway.identify_lock,
         )
 
+    def _new_shard(self, shard_id: int, session: SessionState | None) -> Shard:
+        plan, config = self._plan, self.config
+        assert plan is not None and self.publisher is not None
+        shard = Shard(
+            shard_id,
+            plan.count,
+            token=config.token,
+            intents=config.intents,
+            gateway_url=plan.url,
+            publisher=self.publisher,
+            events=config.events,
+            identify_queue=plan.identify_queue,
+            settings=config.gateway,
+            presence=config.presence,
+            session=session,
+        )
+        shard.on_state_change = self._on_shard_state
+        _export_state(shard, shard.state)
+        return shard
+
+    # ----------------------------------------------------------------- auto mode (cluster.py)
+
+    async def _start_cluster(self, plan: _Plan, settings: BrokerSettings) -> None:
+        assert self.broker is not None
+        self._commands = CommandRelay(
+            self.broker, self.shards, self.config.gateway.commands_queue_type
+        )
+        self.cluster = ShardCluster(
+            self,
+            settings,
+            group=self.config.broker_group,
+            shard_count=plan.count,
+            member_id=self.connection_name.removeprefix("spectacles-gateway:"),
+            settings=self.config.cluster,
+            connection_name=f"{self.connection_name}:cluster",
+        )
+        await self.cluster.start()
+        log.info(
+            "gateway started in auto mode: sharing the shards with the group's other processes",
+            shard_count=plan.count,
+            events=sorted(self.config.events),
+            member=self.cluster.member_id,
+        )
+
+    async def run_shard(self, shard_id: int, kind: str, claimed_at: float) -> None:
+        """Start a shard whose lease this process just took (RESUME when a session is saved)."""
+        plan = self._plan
+        assert plan is not None and self._commands is not None and self._store is not None
+        session: SessionState | None = None
+        if self.config.session_store.type != "none":
+            try:
+                session = await asyncio.wait_for(
+                    self._store.load(shard_id, plan.count), STORE_TIMEOUT
+                )
+            except _STORE_ERRORS as exc:
+                log.warning("could not load a saved session", shard_id=shard_id, error=repr(exc))
+        if session is not None:
+            self._saved[shard_id] = (session.session_id, session.seq)
+            self._saved_at[shard_id] = session.saved_at
+        shard = self._new_shard(shard_id, session)
+        self.shards[shard_id] = shard
+        await shard.start()
+        log.info("shard taken", shard_id=shard_id, kind=kind, resume=session is not None)
+        await self._commands.add(shard)
+        waiter = asyncio.create_task(self._observe_takeover(shard, kind, claimed_at))
+        self._tasks.append(waiter)
+
+    async def _observe_takeover(self, shard: Shard, kind: str, claimed_at: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await shard.wait_ready(timeout=600)
+            took = time.monotonic() - claimed_at
+            metrics.CLUSTER_TAKEOVER_SECONDS.labels(kind).observe(took)
+            log.info("shard ready after takeover", shard_id=shard.shard_id, kind=kind, seconds=took)
+
+    async def hand_over_shard(self, shard_id: int) -> None:
+        """Stop the shard's commands and reading, drain its confirms, save its session."""
+        shard = self.shards.get(shard_id)
+        if self._commands is not None:
+            await self._commands.remove(shard_id)
+        if shard is None:
+            return
+        await shard.close()  # stops reading, waits for in-flight confirms, resumable close
+        await self._save_shard(shard)
+        self._forget_shard(shard_id)
+
+    def abandon_shard(self, shard_id: int) -> None:
+        """The lease is gone: not one more event from this shard, and its session is not saved."""
+        shard = self.shards.get(shard_id)
+        if shard is None:
+            return
+        shard.abandon()
+        self._forget_shard(shard_id)
+        if self._commands is not None:
+            self._tasks.append(asyncio.create_task(self._commands.remove(shard_id)))
+
+    def _forget_shard(self, shard_id: int) -> None:
+        self._flush_metrics_once()  # its last counts, before a later owner starts from zero
+        self._flushed.pop(shard_id, None)
+        self.shards.pop(shard_id, None)
+        self._saved.pop(shard_id, None)
+        self._saved_at.pop(shard_id, None)
+        label = str(shard_id)
+        for candidate in ShardState:
+            with contextlib.suppress(KeyError):
+                metrics.SHARD_STATE.remove(label, candidate.value)
+
+    def shard_states(self) -> dict[int, str]:
+        """Each running shard's state, for the cluster's announcements."""
+        return {shard_id: shard.state.value for shard_id, shard in self.shards.items()}
+
+    def cluster_status(self) -> dict[str, Any]:
+        """`/cluster`: who owns which shard (auto mode), or this process' fixed shards."""
+        if self.cluster is not None:
+            return {"mode": "auto", **self.cluster.status()}
+        if self.config.shards.auto:
+            return {"mode": "auto", "starting": True, "members": [], "unowned": []}
+        return {
+            "mode": "fixed",
+            "shards": {str(i): s.state.value for i, s in self.shards.items()},
+        }
+
     async def wait(self) -> int:
         """Until a stop is requested (exit 0) or no shard is left running (exit 1)."""
+        if self.cluster is not None:  # shards come and go: only a stop ends the process
+            await self._stop.wait()
+            return EXIT_OK
         stop = asyncio.create_task(self._stop.wait())
         all_stopped = asyncio.create_task(self._wait_all_stopped())
         try:
@@ -254,6 +370,10 @@ class GatewayService:
         if self._starter is not None:
             self._starter.cancel()  # no shard starts once stopping
             await asyncio.gather(self._starter, return_exceptions=True)
+        if self.cluster is not None:
+            # Say "leaving", hand every shard over (confirms drained, session saved, lease
+            # released): a peer RESUMEs each within a few seconds.
+            await self.cluster.stop()
         if self._commands is not None:
             await self._commands.stop()
         # Each shard stops reading, waits for RabbitMQ to confirm what is in flight, and closes
@@ -291,7 +411,7 @@ class GatewayService:
 
     # ----------------------------------------------------------------- planning
 
-    async def _plan(self) -> _Plan:
+    async def _make_plan(self) -> _Plan:
         config = self.config
         gateway = config.gateway
         bot: GatewayBot | None
@@ -476,22 +596,26 @@ class GatewayService:
             await self._save_all(force=False)
 
     async def _save_all(self, *, force: bool) -> None:
+        for shard in list(self.shards.values()):  # auto mode: shards come and go meanwhile
+            if self.shards.get(shard.shard_id) is shard:
+                await self._save_shard(shard, force=force)
+
+    async def _save_shard(self, shard: Shard, *, force: bool = True) -> None:
         if self._store is None or self.config.session_store.type == "none":
             return
-        for shard in self.shards.values():
-            state = shard.session
-            if state is None:
-                continue
-            key = (state.session_id, state.seq)
-            if not force and self._saved.get(shard.shard_id) == key and not self._stale(shard):
-                continue
-            try:
-                await asyncio.wait_for(self._store.save(state), STORE_TIMEOUT)
-            except _STORE_ERRORS as exc:
-                log.warning("could not save the session", shard_id=shard.shard_id, error=repr(exc))
-                continue
-            self._saved[shard.shard_id] = key
-            self._saved_at[shard.shard_id] = state.saved_at
+        state = shard.session
+        if state is None:
+            return
+        key = (state.session_id, state.seq)
+        if not force and self._saved.get(shard.shard_id) == key and not self._stale(shard):
+            return
+        try:
+            await asyncio.wait_for(self._store.save(state), STORE_TIMEOUT)
+        except _STORE_ERRORS as exc:
+            log.warning("could not save the session", shard_id=shard.shard_id, error=repr(exc))
+            return
+        self._saved[shard.shard_id] = key
+        self._saved_at[shard.shard_id] = state.saved_at
 
     def _stale(self, shard: Shard) -> bool:
         """The saved entry is old enough to refresh, though unchanged (its TTL runs from saves)."""
@@ -514,6 +638,20 @@ class GatewayService:
         broker = self.publisher is not None and self.publisher.is_connected
         ready = bool(self.shards) and broker and all(s.is_ready for s in self.shards.values())
         details: dict[str, Any] = {"shards": states, "broker_connected": broker}
+        cluster = self.cluster
+        if cluster is not None:
+            # Auto mode: ready once joined and every shard whose lease it holds is READY (a
+            # process with no share, e.g. the 13th of 12 shards, is ready too).
+            claimed = [str(i) for i in cluster.owned if i not in self.shards]
+            for shard_id in claimed:
+                states[shard_id] = "claimed"
+            ready = (
+                broker
+                and cluster.joined
+                and not claimed
+                and all(s.is_ready for s in self.shards.values())
+            )
+            details["cluster"] = {"member": cluster.member_id, "target": cluster.target}
         problems = self._relay_problems()
         if problems:
             ready = False

@@ -184,6 +184,8 @@ class Shard:
         self._transport: GatewayTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._drain_timeout = DRAIN_TIMEOUT
+        self._session_task: asyncio.Task[None] | None = None
         self._interrupt: asyncio.Future[None] | None = None
         self._ready = asyncio.Event()
         self._heartbeat_acked = True
@@ -246,6 +248,20 @@ class Shard:
             except asyncio.CancelledError:
                 if not self._task.cancelled():
                     raise
+
+    def abandon(self) -> None:
+        """Stop handing dispatches to the sink now, then close resumably without draining.
+
+        For a shard whose lease was lost: another process may own it in a moment, so not one
+        more event may be relayed from here. The session task is cancelled synchronously (no
+        dispatch runs after this call returns); the websocket closes with a resumable code, so
+        the new owner RESUMEs from the saved resume point and Discord replays the rest.
+        """
+        self._closing = True
+        self._drain_timeout = 0.0
+        if self._session_task is not None:
+            self._session_task.cancel()
+        self._interrupt_connection(_Closing())
 
     async def send_command(self, payload: bytes) -> None:
         """Send a worker's command (op 3/4/8/31) within this connection's rate limit."""
@@ -432,6 +448,7 @@ class Shard:
         self._transport = transport
         close_code = RESUMABLE_CLOSE_CODE
         session = asyncio.create_task(self._run_session(transport, resuming))
+        self._session_task = session
         try:
             await asyncio.wait([session, self._interrupt], return_when=asyncio.FIRST_COMPLETED)
             if self._interrupt.done():
@@ -444,13 +461,14 @@ class Shard:
         finally:
             session.cancel()
             await asyncio.gather(session, return_exceptions=True)
+            self._session_task = None
             self._interrupt = None
             self._transport = None
             self._set_state(ShardState.CLOSING if self._closing else ShardState.CONNECTING)
             # Stop reading first, then let the sink settle what is in flight (RabbitMQ confirms),
             # so the resume point covers as much as possible and the replay is short.
             try:
-                await self.sink.end(DRAIN_TIMEOUT)
+                await self.sink.end(self._drain_timeout)
             finally:  # also when cancelled mid-drain: close resumably
                 if close_code:
                     await transport.close(close_code)

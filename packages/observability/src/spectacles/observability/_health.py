@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -37,9 +37,12 @@ class HealthServer:
         *,
         ready: ReadyCheck | None = None,
         registry: CollectorRegistry = REGISTRY,
+        views: Mapping[str, Callable[[], Any]] | None = None,
     ) -> None:
         self._host, self._port = parse_address(address)
         self._ready = ready
+        # More read-only JSON pages, e.g. the gateway's `/cluster`: path -> what to serialise.
+        self._views = dict(views or {})
         self._registry = registry
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -63,6 +66,8 @@ class HealthServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
+        for route, view in self._views.items():
+            app.router.add_get(route, self._json_view(view))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self._host, self._port)
@@ -80,6 +85,13 @@ class HealthServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    @staticmethod
+    def _json_view(view: Callable[[], Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(_request: web.Request) -> web.Response:
+            return web.json_response(view())
+
+        return handle
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         # Answering at all proves the event loop is not blocked.

@@ -549,6 +549,7 @@ class GatewayHub:
         )
         if presence is not None:
             session.set_presence(presence, update=False)
+        self._note_overlap(session, connection)
         self.sessions[session.session_id] = session
         session.attach(connection)
         connection.session = session
@@ -613,6 +614,7 @@ class GatewayHub:
             self.sessions.pop(session.session_id, None)
             await self._close(connection, CloseCode.INVALID_SEQ, "Invalid seq.")
             return
+        self._note_overlap(session, connection)
         previous = session.connection
         if isinstance(previous, Connection) and previous is not connection:
             # The session moves; the old socket no longer speaks for it.
@@ -625,6 +627,21 @@ class GatewayHub:
         for payload in replay:
             connection.send(payload)
         self.deliver(session, "RESUMED", b'{"_trace":["[\\"spectacles-sim\\"]"]}')
+
+    def _note_overlap(self, session: Session, connection: Connection) -> None:
+        """Count a shard that another open connection still runs (see `Stats.shard_overlaps`)."""
+        shard = (session.shard_id, session.num_shards)
+        for other in self.sessions.values():
+            live = other.connection
+            if (
+                (other.shard_id, other.num_shards) == shard
+                and isinstance(live, Connection)
+                and live is not connection
+                and live.open
+            ):
+                self.stats.shard_overlaps += 1
+                log.warning("gateway_shard_overlap", shard=list(shard), session_id=other.session_id)
+                return
 
     async def _on_presence_update(self, connection: Connection, data: Any) -> None:
         session = connection.session

@@ -53,6 +53,9 @@ class Stats:
     rate_limited: int = 0
     global_rate_limited: int = 0
     flood_sent: int = 0
+    # A shard's session opened or resumed while another connection still ran that shard: the
+    # same shard run twice (real Discord sends both every event). A gateway cluster keeps it 0.
+    shard_overlaps: int = 0
     rest_log: deque[RestCall] = field(default_factory=lambda: deque(maxlen=10_000))
 
     def reset(self) -> None:
@@ -85,4 +88,5 @@ class Stats:
             "rate_limited": self.rate_limited,
             "global_rate_limited": self.global_rate_limited,
             "flood_sent": self.flood_sent,
+            "shard_overlaps": self.shard_overlaps,
         }
