@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -14,7 +15,7 @@ from typing import Any
 
 import aiohttp
 from gateway_testkit import Control, amqp_channel, cleanup_broker
-from process_kit import GatewayProcess, gateway_process, process_env
+from process_kit import GatewayProcess, free_port, gateway_process, process_env, write_config
 
 from spectacles.gateway.cluster import cluster_exchange_name
 from spectacles.simulator import Simulator
@@ -28,6 +29,13 @@ CLUSTER = {
     "lease_heartbeat": 1,
     "lease_timeout": 1.0,
     "settle": 1.0,
+}
+
+
+TABLES: Mapping[str, Mapping[str, Any]] = {
+    "shards": {"count": SHARDS},
+    "cluster": CLUSTER,
+    "session_store": {"type": "amqp", "save_interval": 0.5},
 }
 
 
@@ -49,16 +57,31 @@ class GatewayCluster:
         await self._stack.__aexit__(None, None, None)
 
     async def add(self, name: str) -> GatewayProcess:
-        tables: Mapping[str, Mapping[str, Any]] = {
-            "shards": {"count": SHARDS},
-            "cluster": CLUSTER,
-            "session_store": {"type": "amqp", "save_interval": 0.5},
-        }
         process = await self._stack.enter_async_context(
-            gateway_process(self._tmp_path, self._env, name, tables)
+            gateway_process(self._tmp_path, self._env, name, TABLES)
         )
         self.processes[name] = process
         return process
+
+    async def status_cli(self, *args: str) -> tuple[int, str]:
+        """`spectacles-gateway status ARGS` with the processes' config: exit code and stdout."""
+        config = self._tmp_path / "gateway-status.toml"
+        write_config(config, free_port(), TABLES)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "spectacles.gateway",
+            "--config",
+            str(config),
+            "status",
+            *args,
+            env=self._env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode is not None
+        return process.returncode, out.decode() + err.decode()
 
     def pid(self, name: str) -> int:
         return self.processes[name].process.pid

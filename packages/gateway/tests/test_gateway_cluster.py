@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -98,6 +99,17 @@ async def test_three_processes_settle_four_shards_each_with_twelve_identifies(
     assert sorted((await cluster.shares(http)).values()) == [4, 4, 4]
     await assert_one_session_per_shard(control)
     assert (await control.stats())["identifies"] == SHARDS
+    # What an operator sees: every process, its host and pid, and its shards.
+    code, out = await cluster.status_cli("--json")
+    assert code == 0, out
+    view = json.loads(out)
+    assert sorted(m["pid"] for m in view["members"]) == sorted(
+        cluster.pid(name) for name in ("a", "b", "c")
+    )
+    assert all(set(m["shards"].values()) == {"ready"} for m in view["members"])
+    assert view["unowned"] == []
+    code, table = await cluster.status_cli()
+    assert code == 0 and "3 gateway process(es)" in table and "unowned shards: none" in table
 
 
 async def test_sigkill_mid_flood_survivors_resume_its_shards_within_the_target_losing_nothing(
