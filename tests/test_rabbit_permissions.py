@@ -138,6 +138,13 @@ async def gateway_does_its_job(gateway: BrokerAdmin, group: str) -> None:
     # the shared identify quota and the exclusive lock around changing it
     await gateway.declare_queue(f"{group}.quota.abc123")
     await gateway.declare_queue(f"{group}.quota.abc123.lock", **lock)
+    # auto mode: the cluster's roster (fanout exchange, one queue per member) and shard leases
+    roster = f"{group}.gateway.cluster.12"
+    await gateway.declare_exchange(roster, "fanout")
+    await gateway.declare_queue(f"{roster}.host:1.0", **lock)
+    await gateway.bind(f"{roster}.host:1.0", roster, "")
+    await gateway.publish(roster, "", b"{}")
+    await gateway.declare_queue(f"{group}.gateway.shard.12.0", **lock)
 
 
 async def test_each_role_can_do_its_job_and_a_worker_nothing_more(
@@ -179,6 +186,7 @@ async def test_each_role_can_do_its_job_and_a_worker_nothing_more(
     assert await refused(worker.declare_queue(f"{group}.identify.1.0-other", **lock))
     assert await refused(worker.declare_queue(f"{group}.quota.abc123.lock", **lock))
     assert await refused(worker.declare_queue(f"{group}.sessions"))  # named like the gateway's
+    assert await refused(worker.declare_queue(f"{group}.gateway.shard.12.0"))  # a shard lease
     assert await refused(worker.declare_exchange(t.commands_exchange, "direct"))
     assert await refused(worker.declare_queue(f"x{group}.ping"))  # outside the group
     # The gateway's resources are all still there.

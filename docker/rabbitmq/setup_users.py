@@ -43,6 +43,7 @@ RESERVED = (
     "quota",
     "interactions",
     "delayed",
+    "gateway",
 )
 
 
@@ -61,14 +62,15 @@ def permissions(group: str) -> dict[str, Permission]:
     Names come from docs/wire-format.md: exchanges ``{g}``, ``{g}.commands``, ``{g}.dlx``,
     ``{g}.unrouted``; gateway queues ``{g}.sessions.N``, ``{g}.identify.C.B``,
     ``{g}.commands.shard.N`` (+ ``.dead``), ``{g}.fatal*``, ``{g}.oversize``,
-    ``{g}.quota.*``; worker queues
+    ``{g}.quota.*``, the cluster's ``{g}.gateway.cluster.C`` exchange, its members' queues
+    ``{g}.gateway.cluster.C.*`` and shard leases ``{g}.gateway.shard.C.N``; worker queues
     ``{g}.{w}``, ``{g}.{w}.dead``, ``{g}.{w}.<helper>``. Publishing through the default exchange
     needs write on ``amq.default``; RabbitMQ checks nothing else there (see docs/operations.md).
     """
     g = re.escape(group)
     gateway_queues = (
         r"\.(sessions|identify)\..+|\.commands\.shard\.[0-9]+(\.dead)?|\.fatal.*|\.unrouted.*"
-        r"|\.oversize|\.quota\..+"
+        r"|\.oversize|\.quota\..+|\.gateway\.(cluster|shard)\..+"
     )
     reserved = "|".join(RESERVED)
     # ...and the holding queues of publish_later, {g}.delayed.{routing key}.{ms}ms

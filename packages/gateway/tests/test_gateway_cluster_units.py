@@ -57,3 +57,11 @@ def test_a_member_timeout_below_two_intervals_names_the_key() -> None:
 def test_an_unknown_cluster_key_names_itself() -> None:
     with pytest.raises(ConfigError, match=r"cluster\.heartbeat"):
         parse_config({**BASE, "cluster": {"heartbeat": 1}})
+
+
+def test_auto_mode_warns_about_what_breaks_a_cluster() -> None:
+    risky = parse_config({**BASE, "shards": {"ids": "auto"}, "session_store": {"type": "file"}})
+    assert any("shards.count" in w for w in risky.warnings)
+    assert any("session_store.type" in w for w in risky.warnings)
+    pinned = parse_config({**BASE, "shards": {"ids": "auto", "count": 4}})
+    assert not any("auto" in w for w in pinned.warnings)

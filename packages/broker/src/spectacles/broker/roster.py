@@ -1,10 +1,11 @@
 """Who is alive in a group of processes, through RabbitMQ only: a roster of announcing members.
 
 Every member announces itself on a fanout exchange every ``interval`` seconds and listens on an
-exclusive queue bound to it. A member unheard for ``timeout`` seconds is gone; one that says it
-is leaving is gone at once. The announcements travel on a :class:`LeaseHolder`'s connection, so
-a member that lost its leases also stops announcing: a roster and the leases of one process live
-and die together. An observer (``announce=False``) only listens: ``spectacles-gateway status``.
+exclusive queue bound to it, ``{exchange}.{member_id}.{incarnation}``. A member unheard for
+``timeout`` seconds is gone; one that says it is leaving is gone at once. The announcements
+travel on a :class:`LeaseHolder`'s connection, so a member that lost its leases also stops
+announcing: a roster and the leases of one process live and die together. An observer
+(``announce=False``) only listens: ``spectacles-gateway status``.
 
 Each announcement carries ``data``, whatever the member wants its peers (and operators) to see:
 the gateway puts the state of each shard it owns there.
@@ -95,7 +96,12 @@ class Roster:
         try:
             channel = await self._holder._open_channel()
             exchange = await channel.declare_exchange(self.exchange, "fanout", durable=True)
-            queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+            # Named after the member (not amq.gen-*), so a permission regex can grant it.
+            queue = await channel.declare_queue(
+                f"{self.exchange}.{self.member_id}.{self._incarnation}",
+                exclusive=True,
+                auto_delete=True,
+            )
             await queue.bind(exchange)
             await queue.consume(self._on_message, no_ack=True)
         except LeaseLost:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -226,6 +227,11 @@ class ShardCluster:
             )
             try:
                 await self._balance(holder, roster)
+            except Exception:  # a bug or a refusal must not end the membership: rejoin
+                log.exception("the cluster loop failed; rejoining")
+                for shard_id in list(self._claims):
+                    self._lose(shard_id, "the cluster loop failed")
+                await asyncio.sleep(backoff.next_delay())
             finally:
                 if not self._stopping:
                     await roster.close()
@@ -283,8 +289,8 @@ class ShardCluster:
                 lease = await holder.try_acquire(
                     shard_lease_name(self.group, self.shard_count, shard_id)
                 )
-            except (BrokerError, LeaseLost) as exc:
-                log.warning("cannot claim a shard", shard_id=shard_id, error=str(exc))
+            except (BrokerError, LeaseLost, *BROKER_FAILURES) as exc:
+                log.warning("cannot claim a shard", shard_id=shard_id, error=repr(exc))
                 return
             if lease is None:
                 continue  # another process holds it (or its dead holder is not yet noticed)
@@ -440,7 +446,7 @@ async def observe_cluster(
         roster = Roster(
             holder,
             cluster_exchange_name(group, shard_count),
-            "status-observer",
+            f"status-{os.getpid()}",
             interval=settings.heartbeat_interval,
             timeout=settings.member_timeout,
             announce=False,

@@ -580,7 +580,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         session_store=session_store,
         presence=presence,
         log=log,
-        warnings=tuple(_warnings(events, intents)),
+        warnings=tuple(_warnings(events, intents) + _cluster_warnings(shards, session_store)),
     )
 
 
@@ -607,6 +607,25 @@ def _cluster_settings(section: SettingsReader) -> ClusterSettings:
     if cluster.lease_timeout <= 0:
         raise ConfigError("cluster.lease_timeout", "must be positive (seconds)")
     return cluster
+
+
+def _cluster_warnings(shards: ShardSettings, store: SessionStoreSettings) -> list[str]:
+    """Auto-mode settings that work on one process and break a cluster of them."""
+    if not shards.auto:
+        return []
+    found = []
+    if shards.count is None:
+        found.append(
+            'shards.ids = "auto" without shards.count (DISCORD_SHARD_COUNT): each process takes '
+            "Discord's recommendation when it starts, and processes that got different counts "
+            "form separate clusters that each run every shard; pin the count"
+        )
+    if store.type != "amqp":
+        found.append(
+            f'shards.ids = "auto" with session_store.type = "{store.type}": a shard that moves '
+            'to another process cannot RESUME and IDENTIFYs again; use "amqp"'
+        )
+    return found
 
 
 def _warnings(events: frozenset[str], intents: Intents) -> list[str]:

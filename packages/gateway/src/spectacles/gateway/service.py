@@ -640,14 +640,17 @@ class GatewayService:
         details: dict[str, Any] = {"shards": states, "broker_connected": broker}
         cluster = self.cluster
         if cluster is not None:
-            # Auto mode: ready once joined and every shard whose lease it holds is READY (a
-            # process with no share, e.g. the 13th of 12 shards, is ready too).
+            # Auto mode: ready once joined, holding its fair share, and every shard whose lease
+            # it holds is READY (a process with no share, the 13th of 12 shards, is ready too).
+            # A rolling deploy that waits for ready stops the next process only after this one
+            # took its share over.
             claimed = [str(i) for i in cluster.owned if i not in self.shards]
             for shard_id in claimed:
                 states[shard_id] = "claimed"
             ready = (
                 broker
                 and cluster.joined
+                and len(cluster.owned) >= cluster.target
                 and not claimed
                 and all(s.is_ready for s in self.shards.values())
             )
