@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Host ports the stack publishes, with their defaults (docker-compose.yml).
-declare -A PORT_DEFAULTS=([RABBITMQ_PORT]=5672 [RABBITMQ_UI_PORT]=15672 [GATEWAY_METRICS_PORT]=9180
+# (GATEWAY_METRICS_PORT is empty by default: each gateway replica gets a free port.)
+declare -A PORT_DEFAULTS=([RABBITMQ_PORT]=5672 [RABBITMQ_UI_PORT]=15672
   [REST_PROXY_PORT]=8081 [SIMULATOR_PORT]=8000)
 
 die() { echo "stack: $*" >&2; exit 1; }
@@ -51,6 +52,16 @@ compose() {
   [ "${WITH_CLUSTER:-0}" = 1 ] && files+=(-f docker-compose.cluster.yml)
   [ -f docker-compose.override.yml ] && files+=(-f docker-compose.override.yml)
   "${COMPOSE_CMD[@]}" "${files[@]}" "$@"
+}
+
+# Where each gateway replica's /metrics is (the host ports are free ones unless pinned).
+gateway_metrics() {
+  local urls index=1 address
+  while address=$(compose "$@" port --index "$index" gateway 8080 2>/dev/null) && [ -n "$address" ]; do
+    urls+="http://${address}/metrics "
+    index=$((index + 1))
+  done
+  echo "${urls:-(no gateway running)}"
 }
 
 # `up -d`, translating the most common failure (a host port taken) into the .env key to change.
@@ -166,7 +177,7 @@ MSG
 stack: up, connected to Discord.
   logs             make logs      (or: ${COMPOSE_CMD[*]} logs -f gateway ping raid-guard)
   RabbitMQ UI      http://127.0.0.1:$(setting RABBITMQ_UI_PORT 15672)  (user $(setting RABBITMQ_USER spectacles), password RABBITMQ_PASSWORD in .env)
-  gateway metrics  http://127.0.0.1:$(setting GATEWAY_METRICS_PORT 9180)/metrics  (/healthz, /readyz)
+  gateway metrics  $(gateway_metrics) (/healthz, /readyz, /cluster)
   stop             make down
 MSG
 }
@@ -189,7 +200,7 @@ stack: the demo is running against the Discord simulator (scenarios: $(setting S
   worker logs          make logs   (or: ${COMPOSE_CMD[*]} logs -f ping raid-guard)
   RabbitMQ UI          http://127.0.0.1:${ui}   (user $(setting RABBITMQ_USER spectacles), password RABBITMQ_PASSWORD in .env, default dev-password)
   note                 unset secrets use the dev-* defaults (fine on a laptop); \`make up\` generates strong ones
-  gateway metrics      http://127.0.0.1:$(setting GATEWAY_METRICS_PORT 9180)/metrics
+  gateway metrics      $(WITH_DEMO=1 gateway_metrics --profile demo) (/cluster: who runs which shard)
   stop                 make down
 MSG
 }
