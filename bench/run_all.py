@@ -1,6 +1,8 @@
 """`make bench`: every benchmark figure of issue 7, each next to a baseline from the same run.
 
-    uv run python bench/run_all.py [--quick] [--only relay,memory,workers,decode,publish,flood]
+    uv run python bench/run_all.py [--quick] [--only STAGE,...]
+
+Stages: relay, memory, workers, decode, publish, flood, failover (figure 7, the gateway cluster).
 
 Writes ``bench/results/<date>.md`` (``<date>-quick.md`` with ``--quick``: machine, commands,
 tables) plus a JSON twin with every raw number, and prints the summary table. Subprocess logs go
@@ -34,7 +36,7 @@ from common import amqp, machine  # noqa: E402
 from common.procs import stop_all  # noqa: E402
 from common.report import render, summary_rows, summary_table  # noqa: E402
 
-STAGES = ("relay", "memory", "workers", "decode", "publish", "flood")
+STAGES = ("relay", "memory", "workers", "decode", "publish", "flood", "failover")
 
 
 def _load(relative: str) -> ModuleType:
@@ -134,6 +136,15 @@ def main() -> None:
         if "flood" in stages:
             n = 50_000 if args.quick else 200_000
             _timed("flood", lambda: asyncio.run(_load("simulator/flood_bench.py").run(n)), results)
+        if "failover" in stages:
+            failover = _load("failover/failover_bench.py")
+            # 3 kill scenarios, each on a fresh 3-process cluster (~45 s each); 1 with --quick
+            runs = 1 if args.quick else 3
+            _timed(
+                "failover",
+                lambda: failover.run(args.amqp_url, log_dir, runs=runs, run_id=run_id),
+                results,
+            )
     except KeyboardInterrupt:
         results["interrupted"] = True
     finally:

@@ -199,6 +199,7 @@ def summary_rows(results: dict[str, Any]) -> list[Row]:
                 "-",
             )
         )
+    rows.extend(failover_rows(results))
     return rows
 
 
@@ -483,9 +484,157 @@ def _other_tables(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _spread_text(spread: Any) -> str:
+    if not isinstance(spread, dict):
+        return "-"
+    return f"{spread['median']:.1f} ({spread['min']:.1f}-{spread['max']:.1f})"
+
+
+def failover_rows(results: dict[str, Any]) -> list[Row]:
+    """Figure 7: SIGKILL of one of 3 gateway processes to every orphaned shard READY again."""
+    f = _get(results, "failover", "summary") or {}
+    ready = f.get("ready_s")
+    lost = f.get("lost") if f.get("completed") else None
+    worst = ready["max"] if isinstance(ready, dict) else None
+    return [
+        (
+            "7. Failover: SIGKILL -> orphaned shards READY, s median (min-max)",
+            _spread_text(ready),
+            f"from the logs (no announcement lag): {_spread_text(f.get('log_ready_s'))}",
+            "-",
+            "<= 15 s",
+            _verdict(None if worst is None else worst <= 15.0),
+        ),
+        (
+            "7. Failover: events lost / duplicated per run",
+            "-" if lost is None else f"{lost} lost",
+            "duplicates: "
+            + (", ".join(_num(d) for d in f.get("duplicates") or []) or "-")
+            + "; IDENTIFYs: "
+            + (", ".join(str(i) for i in f.get("identifies") or []) or "-"),
+            "-",
+            "0 lost, 12 IDENTIFYs",
+            _verdict(
+                None
+                if lost is None
+                else lost == 0 and all(i == 12 for i in f.get("identifies") or [])
+            ),
+        ),
+    ]
+
+
+def failover_section(failover: dict[str, Any] | None) -> list[str]:
+    """The method and the per-run table of figure 7."""
+    if not failover or not failover.get("runs"):
+        return ["(not run)", ""]
+    s = failover.get("settings") or {}
+    save = s.get("save_interval")
+    save_text = (
+        f"{s.get('save_interval_effective')} s (the default, not set)"
+        if save is None
+        else f"{save} s"
+    )
+    lines = [
+        f"{s.get('shards')} shards, {s.get('processes')} gateway processes in auto mode "
+        f"(`DISCORD_SHARD_IDS=auto`), a fresh simulator process and RabbitMQ group per run; "
+        f"cluster timings: {s.get('cluster')}; amqp session store, save_interval {save_text}. "
+        f"Flood: {s.get('rate')} MESSAGE_CREATE/s per live session (repeated `POST /_sim/flood` "
+        f"of {s.get('round_events')} events per session, `wait`; the rate reached is in the "
+        "table: a round ends with its slowest session), "
+        f"{s.get('before_s')} s before the SIGKILL "
+        f"and {s.get('after_s')} s after every orphaned shard is READY. *READY after* = kill -> "
+        f"every shard of the victim READY in a survivor's `GET /cluster` (polled every "
+        f"{_num((s.get('poll_s') or 0) * 1000)} ms; a member's entry is its last announcement, "
+        "at most one 1 s heartbeat old). *Log* = the same from the survivors' `shard claimed` "
+        "and `shard ready after takeover` log lines (wall clock, no announcement lag). Counted "
+        "from a queue bound to the group's exchange for MESSAGE_CREATE (bound before the flood, "
+        "drained after it): *lost* = flooded - unique message ids, *duplicates* = received - "
+        "unique (events relayed before the kill and replayed by the RESUME from the last saved "
+        "seq). Target (issue 13): every orphaned shard READY within 15 s, 0 lost.",
+        "",
+        "| run | victim | orphaned shards | settle s | READY after s (/cluster) | first claim "
+        "seen s | log: claimed s | log: READY s (last) | flooded | ev/s before kill / overall | "
+        "received | "
+        "unique | lost | duplicates | IDENTIFYs | RESUMEs after kill | overlaps | shares after |",
+        "|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in failover["runs"]:
+        if "error" in r:
+            lines.append(f"| {r['run']} | failed: `{str(r['error'])[:200]}` |" + " |" * 16)
+            continue
+        log = r.get("log") or {}
+        claimed = log.get("claimed_s") or []
+        claim_text = f"{min(claimed):.2f}-{max(claimed):.2f}" if claimed else "-"
+        lines.append(
+            f"| {r['run']} | {r['victim'].rsplit('-', 1)[-1]} | "
+            f"{','.join(str(x) for x in r['orphaned'])} | {_num(r['settle_s'], '.1f')} | "
+            f"**{_num(r['ready_s'], '.2f')}** | {_num(r['first_claimed_s'], '.2f')} | "
+            f"{claim_text} | {_num(log.get('all_ready_s'), '.2f')} | "
+            f"{_num(r['flood']['sent'])} | {_num(r['flood'].get('rate_before_kill'))} / "
+            f"{_num(r['flood']['rate'])} | {_num(r['received'])} | "
+            f"{_num(r['unique'])} | **{r['lost']}** | {_num(r['duplicates'])} | "
+            f"{r['identifies']} | {r['resumes_after_kill']} | {r['shard_overlaps']} | "
+            f"{'/'.join(str(x) for x in r['shares_after'])} |"
+        )
+    f = failover.get("summary") or {}
+    lines += [
+        "",
+        f"Summary over {f.get('completed')}/{f.get('runs')} runs: READY after the kill "
+        f"{_spread_text(f.get('ready_s'))} s median (min-max) by `/cluster`, "
+        f"{_spread_text(f.get('log_ready_s'))} s by the logs; lost {f.get('lost')}; "
+        f"duplicates {f.get('duplicates')}; IDENTIFYs {f.get('identifies')} (12 = none after "
+        f"the kill); RESUMEs after the kill {f.get('resumes_after_kill')}; shard overlaps "
+        f"{f.get('shard_overlaps')}. Target met: **{'yes' if f.get('target_met') else 'NO'}**. "
+        f"RabbitMQ names left over and swept: {failover.get('leftovers_swept')}.",
+        "",
+    ]
+    return lines
+
+
+def render_failover(results: dict[str, Any]) -> str:
+    """`bench/results/failover-<date>.md`: figure 7 on its own."""
+    m = results["machine"]
+    failover = results.get("failover") or {}
+    errors = failover.get("errors") or {}
+    lines = [
+        f"# Gateway cluster failover {results['started']}",
+        "",
+        "## Machine",
+        "",
+        f"- {m['nproc']} CPUs, {m['cpu']}; {m['platform']}",
+        f"- {m['python']}; RabbitMQ {m['rabbitmq']} (same machine)",
+        f"- Load average at start {m['load_average']}, at end {m.get('load_average_end')} "
+        "(the machine is shared: the times are upper bounds)",
+        "",
+        "## Command",
+        "",
+        "```",
+        results["command"],
+        "```",
+        "",
+        f"Run id `{results['run_id']}`, {results.get('elapsed_s')} s in total; subprocess logs in "
+        "`bench/.work/`. Also `make bench` (figure 7; `--only failover`).",
+        "",
+        "## Summary",
+        "",
+        summary_table(failover_rows(results)),
+        "",
+        "## Runs",
+        "",
+        *failover_section(failover),
+        "## Errors",
+        "",
+        *([f"- **{k}**: `{str(v)[:400]}`" for k, v in errors.items()] or ["None."]),
+        "",
+        "See `bench/README.md` (figure 7) for the method.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def _errors(results: dict[str, Any]) -> list[str]:
     lines = []
-    for stage in ("relay", "memory", "workers", "decode", "publish", "flood"):
+    for stage in ("relay", "memory", "workers", "decode", "publish", "flood", "failover"):
         errors = _get(results, stage, "errors") or {}
         for key, value in errors.items():
             lines.append(f"- **{stage} / {key}**: `{str(value)[:400]}`")
@@ -567,6 +716,9 @@ def render(results: dict[str, Any]) -> str:
         "leave one loop iteration earlier than the worker's, so RabbitMQ answers with smaller "
         "batches, and in some runs the worker drains faster.",
         "",
+        "## 7. Gateway cluster failover",
+        "",
+        *failover_section(results.get("failover")),
         "## Other benchmarks in this run",
         "",
         *(_other_tables(results) or ["(none ran)", ""]),
