@@ -140,6 +140,11 @@ class Roster:
     # -- view ---------------------------------------------------------------------------------
 
     @property
+    def is_closed(self) -> bool:
+        """True once its channel is gone (closed, or RabbitMQ closed it): it hears nothing."""
+        return self._channel is None or self._channel.is_closed
+
+    @property
     def ids(self) -> tuple[str, ...]:
         """Live member ids, sorted (this one included while it announces)."""
         return self._ids

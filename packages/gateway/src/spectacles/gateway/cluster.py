@@ -249,6 +249,10 @@ class ShardCluster:
             await roster.wait_changed(tick)
             if holder.is_lost or self._stopping:
                 return
+            if roster.is_closed:  # deaf and mute: peers drop this member; let go and rejoin
+                for shard_id in list(self._claims):
+                    self._lose(shard_id, "the cluster channel closed")
+                return
             self._note_owners(roster)
             now = time.monotonic()
             ids = roster.ids
@@ -328,7 +332,17 @@ class ShardCluster:
             lost.cancel()
         if not claim.lease.is_held or self._claims.get(shard_id) is not claim:
             return
-        await self._runner.run_shard(shard_id, kind, claim.claimed_at)
+        try:
+            await self._runner.run_shard(shard_id, kind, claim.claimed_at)
+        except Exception:
+            # Not run here after all: let another process (or this one, next tick) take it.
+            log.exception("cannot run a claimed shard; releasing it", shard_id=shard_id)
+            if self._claims.get(shard_id) is claim:
+                del self._claims[shard_id]
+                self._runner.abandon_shard(shard_id)
+                await claim.lease.release()
+                metrics.CLUSTER_LEASES.labels("released").inc()
+                metrics.CLUSTER_SHARDS_OWNED.set(len(self._claims))
         await self._roster_announce()
 
     def _give_surplus(self, members: int, rank: int, surplus: int) -> None:

@@ -282,9 +282,25 @@ class GatewayService:
         self.shards[shard_id] = shard
         await shard.start()
         log.info("shard taken", shard_id=shard_id, kind=kind, resume=session is not None)
-        await self._commands.add(shard)
-        waiter = asyncio.create_task(self._observe_takeover(shard, kind, claimed_at))
-        self._tasks.append(waiter)
+        self._tasks.append(asyncio.create_task(self._subscribe_commands(shard)))
+        self._tasks.append(asyncio.create_task(self._observe_takeover(shard, kind, claimed_at)))
+
+    async def _subscribe_commands(self, shard: Shard) -> None:
+        """Forward the shard's commands; RabbitMQ refusing now only delays it (with backoff)."""
+        backoff = Backoff(0.5, 10.0)
+        while self.shards.get(shard.shard_id) is shard and self._commands is not None:
+            try:
+                await self._commands.add(shard)
+                if self.shards.get(shard.shard_id) is not shard:  # handed over meanwhile
+                    await self._commands.remove(shard.shard_id)
+                return
+            except _STORE_ERRORS as exc:
+                log.warning(
+                    "cannot subscribe the shard's commands yet",
+                    shard_id=shard.shard_id,
+                    error=repr(exc),
+                )
+                await backoff.sleep()
 
     async def _observe_takeover(self, shard: Shard, kind: str, claimed_at: float) -> None:
         with contextlib.suppress(TimeoutError):
