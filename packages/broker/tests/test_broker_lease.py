@@ -75,7 +75,9 @@ async def test_killed_connection_frees_the_lease_and_tells_the_holder(
         assert lease is not None
         lease.on_lost(lambda lease=lease: told.append(lease.name))
 
-    assert close_connections_named(f"{unique_name}-victim") == 1
+    # Off the event loop: rabbitmqctl takes seconds, and a loop blocked that long starves the
+    # peer's lease probes (1 s timeout), so the peer too was lost (and its close then hung).
+    assert await asyncio.to_thread(close_connections_named, f"{unique_name}-victim") == 1
 
     await asyncio.wait_for(a.wait_lost(), 10)
     assert a.is_lost and a.held == ()

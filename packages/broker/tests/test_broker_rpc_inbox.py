@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -91,7 +92,8 @@ async def test_keys_survive_a_dropped_connection(
         await inbox.start()
         try:
             await inbox.bind("7")
-            assert close_connections_named(f"{unique_name}-inbox") == 1
+            # off the event loop: rabbitmqctl takes seconds, the connections' heartbeats go on
+            assert await asyncio.to_thread(close_connections_named, f"{unique_name}-inbox") == 1
             await eventually(lambda: not inbox.ready)
             with pytest.raises(BrokerUnavailable):
                 await inbox.bind("8")  # no queue while disconnected: a clear error, not a hang
