@@ -269,7 +269,7 @@ def test_settings_from_env_defaults_and_errors() -> None:
     assert settings.amqp_url == "amqp://guest:guest@localhost:5672/"
     assert settings.group == "gateway"
     assert settings.discord_api_url == "https://discord.com/api/v10"
-    assert settings.concurrency == 16
+    assert settings.concurrency == 64
     assert settings.queue_type == "quorum"
     assert settings.metrics_address == "0.0.0.0:8080"
     assert "abc" not in repr(settings)

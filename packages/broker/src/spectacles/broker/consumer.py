@@ -46,6 +46,7 @@ from .delivery import (
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
     Delivery,
+    new_delivery,
 )
 from .errors import BrokerError, BrokerUnavailable, DeadLetter, PublishError, TopologyMismatch
 from .topology import (
@@ -416,7 +417,7 @@ class Consumer:
         attempt = failures + interruptions + 1
         original_key = headers.get(ORIGINAL_ROUTING_KEY_HEADER)
         original_exchange = headers.get(ORIGINAL_EXCHANGE_HEADER)
-        delivery = Delivery(
+        delivery = new_delivery(
             body,
             str(original_key) if original_key is not None else routing_key,
             headers,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -56,3 +56,54 @@ class Delivery:
     correlation_id: str | None = None
     reply_to: str | None = None
     interruptions: int = 0
+
+
+class _Assembly:
+    """Builds a ``Delivery`` per received message at the cost of plain slot stores.
+
+    A frozen dataclass's ``__init__`` stores every field through ``object.__setattr__``, 13 calls
+    per message (~2 µs, more than a no-op handler). This class has ``Delivery``'s exact slots, so
+    an instance can become a ``Delivery`` by assigning ``__class__`` once it is filled: the result
+    is a genuine, read-only ``Delivery`` (equal to one built the usual way).
+    """
+
+    __slots__ = Delivery.__slots__
+
+    def __init__(
+        self,
+        body: bytes,
+        routing_key: str,
+        headers: Mapping[str, Any],
+        message_id: str | None,
+        type: str | None,
+        timestamp: datetime | None,
+        attempt: int,
+        redelivered: bool,
+        exchange: str,
+        content_type: str | None,
+        correlation_id: str | None,
+        reply_to: str | None,
+        interruptions: int,
+    ) -> None:
+        self.body = body
+        self.routing_key = routing_key
+        self.headers = headers
+        self.message_id = message_id
+        self.type = type
+        self.timestamp = timestamp
+        self.attempt = attempt
+        self.redelivered = redelivered
+        self.exchange = exchange
+        self.content_type = content_type
+        self.correlation_id = correlation_id
+        self.reply_to = reply_to
+        self.interruptions = interruptions
+        self.__class__ = Delivery  # type: ignore[assignment]
+
+
+# Every field, in order: a field added to Delivery must be added to _Assembly too.
+assert _Assembly.__init__.__code__.co_varnames[1:14] == Delivery.__slots__
+
+
+#: ``Delivery(...)`` with all 13 fields given positionally, in order: the consumer's hot path.
+new_delivery: Final[Callable[..., Delivery]] = _Assembly  # type: ignore[assignment]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -11,7 +12,19 @@ if TYPE_CHECKING:
     from spectacles.rest import RestClient
     from spectacles.worker._commands import CommandSender
 
-__all__ = ["Context"]
+__all__ = ["Context", "new_context"]
+
+
+_FIELDS: tuple[str, ...] = (
+    "rest",
+    "commands",
+    "worker",
+    "event",
+    "headers",
+    "shard_id",
+    "message_id",
+    "attempt",
+)
 
 
 class Context:
@@ -21,20 +34,12 @@ class Context:
     one rate limiter per process); ``log`` is bound to the event and its ids so a handler's log
     lines can be traced back to the message that caused them. Binding costs more than a no-op
     handler, so it happens on first use of ``log`` (``log_factory``), not per delivery.
+
+    Read-only: every attribute is a property over a private slot, so building one is plain slot
+    stores (one per message; a ``__setattr__`` that refuses writes would make each store a call).
     """
 
-    __slots__ = (
-        "_log",
-        "_log_factory",
-        "attempt",
-        "commands",
-        "event",
-        "headers",
-        "message_id",
-        "rest",
-        "shard_id",
-        "worker",
-    )
+    __slots__ = tuple(f"_{name}" for name in (*_FIELDS, "log", "log_factory"))
 
     rest: RestClient
     """Discord REST client (rate-limited, retries 429 / 5xx)."""
@@ -71,18 +76,16 @@ class Context:
     ) -> None:
         if log is None and log_factory is None:
             raise TypeError("Context needs log or log_factory")
-        # Read-only once built, like the frozen dataclass it replaces: handlers share nothing.
-        init = object.__setattr__
-        init(self, "rest", rest)
-        init(self, "commands", commands)
-        init(self, "worker", worker)
-        init(self, "event", event)
-        init(self, "headers", headers if headers is not None else {})
-        init(self, "shard_id", shard_id)
-        init(self, "message_id", message_id)
-        init(self, "attempt", attempt)
-        init(self, "_log", log)
-        init(self, "_log_factory", log_factory)
+        self._rest = rest
+        self._commands = commands
+        self._worker = worker
+        self._event = event
+        self._headers = headers if headers is not None else {}
+        self._shard_id = shard_id
+        self._message_id = message_id
+        self._attempt = attempt
+        self._log = log
+        self._log_factory = log_factory
 
     @property
     def log(self) -> structlog.stdlib.BoundLogger:
@@ -90,15 +93,60 @@ class Context:
         log = self._log
         if log is None:
             assert self._log_factory is not None  # __init__ requires one of the two
-            log = self._log_factory()
-            object.__setattr__(self, "_log", log)
+            log = self._log = self._log_factory()
         return log
 
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Context is read-only (cannot set {name!r})")
+    @log.setter
+    def log(self, value: object) -> None:
+        _read_only("log")
 
     def __repr__(self) -> str:
         return (
             f"Context(worker={self.worker!r}, event={self.event!r}, shard_id={self.shard_id!r}, "
             f"message_id={self.message_id!r}, attempt={self.attempt!r})"
         )
+
+
+def new_context(
+    rest: RestClient,
+    commands: CommandSender,
+    worker: str,
+    event: str,
+    headers: Mapping[str, Any],
+    shard_id: int | None,
+    message_id: str | None,
+    attempt: int,
+    log_factory: Callable[[], structlog.stdlib.BoundLogger],
+) -> Context:
+    """``Context(...)`` for the worker's hot path: positional, no checks (one per message)."""
+    ctx = _new(Context)
+    ctx._rest = rest
+    ctx._commands = commands
+    ctx._worker = worker
+    ctx._event = event
+    ctx._headers = headers
+    ctx._shard_id = shard_id
+    ctx._message_id = message_id
+    ctx._attempt = attempt
+    ctx._log = None
+    ctx._log_factory = log_factory
+    return ctx
+
+
+_new = object.__new__
+
+
+def _read_only(name: str) -> None:
+    raise AttributeError(f"Context is read-only (cannot set {name!r})")
+
+
+def _field(name: str) -> property:
+    def refuse(self: Context, value: object) -> None:
+        _read_only(name)
+
+    return property(attrgetter(f"_{name}"), refuse, doc=Context.__dict__.get(name))
+
+
+for _name in _FIELDS:
+    setattr(Context, _name, _field(_name))
+del _name

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from functools import partial
+from time import perf_counter
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -45,7 +46,7 @@ from spectacles.worker._commands_app import (
     build_definition,
     register_commands,
 )
-from spectacles.worker._context import Context
+from spectacles.worker._context import Context, new_context
 from spectacles.worker._settings import (
     DEFAULT_COMMAND_DEFER_AFTER,
     QueueType,
@@ -60,6 +61,7 @@ EventHandler = Callable[[E, Context], Awaitable[None]]
 """``async def handler(event, ctx) -> None``; the event is the typed model of its dispatch."""
 
 _DEFAULT_MAX_ATTEMPTS: Final = 3
+_BUCKETS: Final = metrics.BUCKETS
 
 
 class Worker:
@@ -104,8 +106,8 @@ class Worker:
         self._commands: CommandSender | None = None
         self._consumer: Consumer | None = None
         self._router = CommandRouter(name, self._defer_after)
-        self._in_flight = metrics.IN_FLIGHT.labels(name)
-        self._event_metrics: dict[str, metrics.EventMetrics] = {}
+        self._running = metrics.worker_stats(name)
+        self._event_stats: dict[str, metrics.EventStats] = {}
         self._models: dict[str, Callable[[bytes], Any]] = {}  # custom events' typed decoders
 
     # -- registration -------------------------------------------------------------------------
@@ -391,30 +393,48 @@ class Worker:
             )
             raise _Malformed(f"malformed {event} body: {exc}") from exc
 
-        ctx = self._context(event, payload, delivery)
-        counters = self._event_metrics.get(event)
-        if counters is None:
-            counters = self._event_metrics[event] = metrics.EventMetrics.of(self.name, event)
-        in_flight = self._in_flight
-        in_flight.inc()
-        started = time.perf_counter()
+        headers = delivery.headers or {}
+        shard_id = headers.get("shard_id")
+        if shard_id is not None and shard_id.__class__ is not int:
+            shard_id = _int_or_none(shard_id)
+        assert self._rest is not None and self._commands is not None  # set while consuming
+        ctx = new_context(
+            self._rest,
+            self._commands,
+            self.name,
+            event,
+            headers,
+            shard_id,
+            delivery.message_id,
+            delivery.attempt,
+            partial(self._bind_log, event, payload, delivery),
+        )
+        stats = self._event_stats.get(event)
+        if stats is None:
+            stats = self._event_stats[event] = metrics.event_stats(self.name, event)
+        # Plain numbers (read by /metrics when scraped): no prometheus_client call per message.
+        running = self._running
+        running.in_flight += 1
+        started = perf_counter()
         try:
             await handler(payload, ctx)
         except DeadLetter as exc:
             ctx.log.warning("handler dead-lettered the event", reason=exc.reason)
             raise
         except Exception:
-            counters.failed.inc()
+            stats.failed += 1
             final = delivery.attempt - delivery.interruptions >= self.max_attempts
             ctx.log.exception(
                 "handler failed", will_retry=not final, max_attempts=self.max_attempts
             )
             raise
         else:
-            counters.handled.inc()
+            stats.handled += 1
         finally:
-            counters.seconds.observe(time.perf_counter() - started)
-            in_flight.dec()
+            elapsed = perf_counter() - started
+            stats.buckets[bisect_left(_BUCKETS, elapsed)] += 1  # EventStats.observe, inlined
+            stats.seconds += elapsed
+            running.in_flight -= 1
 
     def _on_outcome(
         self, delivery: Delivery, outcome: Outcome, error: BaseException | None
@@ -431,21 +451,6 @@ class Worker:
             reason = "failed"
         event = delivery.routing_key or delivery.type or ""
         metrics.DEAD_LETTERED.labels(self.name, event, reason).inc()
-
-    def _context(self, event: str, payload: object, delivery: Delivery) -> Context:
-        assert self._rest is not None and self._commands is not None  # set while consuming
-        headers: Mapping[str, Any] = delivery.headers or {}
-        return Context(
-            rest=self._rest,
-            commands=self._commands,
-            log_factory=partial(self._bind_log, event, payload, delivery),
-            worker=self.name,
-            event=event,
-            headers=headers,
-            shard_id=_int_or_none(headers.get("shard_id")),
-            message_id=delivery.message_id,
-            attempt=delivery.attempt,
-        )
 
     def _bind_log(
         self, event: str, payload: object, delivery: Delivery
