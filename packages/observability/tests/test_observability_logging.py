@@ -106,3 +106,12 @@ def test_configure_logging_when_bad_level_then_error_names_key() -> None:
         configure_logging("INFO", "xml")
     logging.getLogger().handlers.clear()
     assert get_logger("x") is not None
+
+
+def test_redact_when_one_secret_contains_another_then_the_longer_goes_whole() -> None:
+    inner = "contained-secret-9f3"
+    register_secret(inner)
+    outer = f"Njk3.{inner}.tail-Zq81"
+    register_secret(outer)
+    register_secret(f"x{inner}")  # registered after `outer`, shorter: still replaced after it
+    assert redact(f"token {outer} and {inner}") == f"token {REDACTED} and {REDACTED}"

@@ -41,6 +41,9 @@ _URL_PASSWORD = re.compile(
 _BOT_HEADER = re.compile(r"\b(Bot|Bearer)\s+[A-Za-z0-9._\-]{20,}")
 _MIN_SECRET_LENGTH = 8
 _secrets: set[str] = set()
+# Longest first: a secret that contains another (a token and a test's "secret-token") must go
+# whole, not with only the shorter one's part replaced and the rest of it left in the line.
+_secrets_longest_first: tuple[str, ...] = ()
 
 
 def register_secret(value: str | None) -> None:
@@ -49,13 +52,15 @@ def register_secret(value: str | None) -> None:
     Values under 8 characters are ignored: replacing a short common word everywhere would wreck
     log lines, and URL passwords are scrubbed by pattern whatever their length.
     """
-    if value and len(value) >= _MIN_SECRET_LENGTH:
+    global _secrets_longest_first
+    if value and len(value) >= _MIN_SECRET_LENGTH and value not in _secrets:
         _secrets.add(value)
+        _secrets_longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
     """Return ``text`` with registered secrets, URL passwords and auth headers replaced."""
-    for secret in _secrets:
+    for secret in _secrets_longest_first:
         if secret in text:
             text = text.replace(secret, REDACTED)
     if "://" in text:
