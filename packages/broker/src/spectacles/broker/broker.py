@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, ConnectionParamete
 from spectacles.observability import get_logger, register_secret
 
 from ._backoff import Backoff
+from ._close import close_within
 from ._endpoints import connect_first
 from ._translate import LINK_ERRORS, describe
 from ._url import AmqpUrl
@@ -146,8 +147,7 @@ class Broker:
                 await task
         connection, self._connection = self._connection, None
         if connection is not None:
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await asyncio.wait_for(connection.close(), timeout=5.0)
+            await close_within(connection.close(), 5.0)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -272,9 +272,8 @@ class Broker:
 
     async def _reconnect(self) -> None:
         old, self._connection = self._connection, None
-        if old is not None:
-            with contextlib.suppress(Exception):  # closing a dead connection may fail oddly
-                await asyncio.wait_for(old.close(), timeout=1.0)
+        if old is not None:  # closing a dead connection may fail oddly, or never return
+            await close_within(old.close(), 1.0)
         backoff = Backoff(
             self._reconnect_delay, max(self._reconnect_delay, self._max_reconnect_delay)
         )

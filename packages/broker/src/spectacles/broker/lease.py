@@ -28,6 +28,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from spectacles.observability import get_logger, register_secret
 
+from ._close import close_within
 from ._endpoints import connect_first
 from .broker import CONNECTION_ERRORS, default_connection_name
 from .errors import BrokerError, BrokerUnavailable
@@ -89,8 +90,7 @@ class Lease:
         self.holder._forget(self)
         with contextlib.suppress(Exception):  # a dead connection released it already
             await asyncio.wait_for(self._channel.queue_delete(self.name), timeout=5.0)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._channel.close(), timeout=5.0)
+        await close_within(self._channel.close(), 5.0)
 
     def _lose(self, reason: str) -> None:
         if self._ended.is_set():
@@ -314,8 +314,7 @@ class LeaseHolder:
                 await task
         connection = self._connection
         if connection is not None and not connection.is_closed:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), timeout=2.0)
+            await close_within(connection.close(), 2.0)
 
     async def _probe_loop(self) -> None:
         """Prove every ``probe_interval`` that the leases still exist; give up after the timeout."""

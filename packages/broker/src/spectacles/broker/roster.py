@@ -27,6 +27,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from spectacles.observability import get_logger
 
+from ._close import close_within
 from ._translate import BROKER_FAILURES
 from .errors import BrokerUnavailable
 from .lease import LeaseHolder, LeaseLost
@@ -134,8 +135,7 @@ class Roster:
         await asyncio.gather(*tasks, return_exceptions=True)
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(channel.close(), timeout=2.0)
+            await close_within(channel.close(), 2.0)
 
     # -- view ---------------------------------------------------------------------------------
 
