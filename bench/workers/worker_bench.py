@@ -33,7 +33,8 @@ if str(BENCH) not in sys.path:
 from common import amqp  # noqa: E402
 from common.procs import Proc, stop_all  # noqa: E402
 
-# variant -> (drain.py variant, prefetch); 64 is the SDK's default concurrency (16 before 2026-12-07).
+# variant -> (drain.py variant, prefetch); 64 is the SDK's default concurrency (16 until
+# 2026-12-07, and still measured: figure 5's first rows).
 VARIANTS: dict[str, tuple[str, int]] = {
     "aio-pika": ("aio-pika", 16),
     "worker": ("worker", 16),
