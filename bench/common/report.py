@@ -356,7 +356,7 @@ def _worker_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
     slow = rate("worker-1ms")
     return [
         (
-            "5. No-op worker / aio-pika consumer, messages/s, prefetch 16 (SDK default)",
+            "5. No-op worker / aio-pika consumer, messages/s, prefetch 16",
             _num(w),
             f"aio-pika: {_num(a)}; null consumer (no handler): {_num(null)} = "
             f"{_x(_ratio(null, a))} aio-pika",
@@ -365,7 +365,7 @@ def _worker_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
             _verdict(None if r16 is None else r16 >= 4),
         ),
         (
-            "5. No-op worker / aio-pika consumer, messages/s, prefetch 64",
+            "5. No-op worker / aio-pika consumer, messages/s, prefetch 64 (SDK default)",
             _num(w64),
             f"aio-pika: {_num(a64)}; null consumer (no handler): {_num(null64)} = "
             f"{_x(_ratio(null64, a64))} aio-pika",
@@ -374,7 +374,7 @@ def _worker_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
             _verdict(None if r64 is None else r64 >= 4),
         ),
         (
-            "5. No-op worker CPU us per message",
+            "5. No-op worker CPU us per message (prefetch 16)",
             _num(cpu_us, ".1f"),
             f"null consumer: {_num(null_cpu * 10 if null_cpu is not None else None, '.1f')}",
             "-",

@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         "-c",
         type=Path,
         default=None,
-        help=f"path to the TOML config (default: ./{DEFAULT_CONFIG} when it exists; "
+        help=f"path to the TOML config (default: $GATEWAY_CONFIG, else ./{DEFAULT_CONFIG} when it "
+        "exists; "
         "environment variables override it)",
     )
     parser.add_argument(
@@ -62,9 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_path(given: Path | None) -> Path | None:
+def _config_path(given: Path | None, env: Mapping[str, str]) -> Path | None:
+    """`--config`, else `GATEWAY_CONFIG` (the image sets it), else `./gateway.toml` if present."""
     if given is not None:
         return given
+    if env.get("GATEWAY_CONFIG"):
+        return Path(env["GATEWAY_CONFIG"])
     default = Path(DEFAULT_CONFIG)
     return default if default.exists() else None
 
@@ -147,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `spectacles-gateway` console script."""
     args = _parser().parse_args(argv)
     env = dict(os.environ)
-    config = _load(_config_path(args.config), env)
+    config = _load(_config_path(args.config, env), env)
     register_secret(config.token)
     for url in config.amqp_url.split(","):
         register_secret(urlsplit(url).password)
