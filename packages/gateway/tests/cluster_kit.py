@@ -131,6 +131,17 @@ class GatewayCluster:
             await asyncio.sleep(0.1)
         raise AssertionError(f"cluster never settled; last views: {last}")
 
+    async def metric(self, http: aiohttp.ClientSession, sample: str) -> float:
+        """`sample` (a metric name with its labels, as /metrics prints it) summed over processes."""
+        total = 0.0
+        for process in self.processes.values():
+            async with http.get(f"http://127.0.0.1:{process.port}/metrics") as response:
+                text = await response.text()
+            for line in text.splitlines():
+                if line.startswith(sample + " "):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
     async def shares(self, http: aiohttp.ClientSession) -> dict[str, int]:
         """How many shards each live process owns (by its own account)."""
         views = await self.views(http)
