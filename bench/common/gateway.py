@@ -19,8 +19,18 @@ def write_config(
     shard_ids: str = "all",
     max_in_flight: int | None = None,
     token: str = "sim-token",
+    metrics_port: int | None = None,
+    session_store: str = "none",
+    save_interval: float | None = None,
+    log_level: str = "WARNING",
 ) -> Path:
-    """A gateway.toml relaying MESSAGE_CREATE over zlib-stream; no metrics, no session store."""
+    """A gateway.toml relaying MESSAGE_CREATE over zlib-stream.
+
+    By default no metrics and no session store (the relay figures); the failover figure turns
+    both on (`/cluster` on `metrics_port`, the amqp store) and runs `shard_ids = "auto"`.
+    """
+    metrics = "enabled = false" if metrics_port is None else f'address = "127.0.0.1:{metrics_port}"'
+    save = "" if save_interval is None else f"save_interval = {save_interval}"
     path.write_text(
         f"""token = "{token}"
 events = ["MESSAGE_CREATE"]
@@ -44,13 +54,14 @@ identify_interval = {identify_interval}
 {"" if max_in_flight is None else f"max_in_flight = {max_in_flight}"}
 
 [metrics]
-enabled = false
+{metrics}
 
 [session_store]
-type = "none"
+type = "{session_store}"
+{save}
 
 [log]
-level = "WARNING"
+level = "{log_level}"
 format = "json"
 """,
         encoding="utf-8",
@@ -69,6 +80,10 @@ def start_gateway(
     shard_ids: str = "all",
     identify_interval: float = 5.0,
     max_in_flight: int | None = None,
+    metrics_port: int | None = None,
+    session_store: str = "none",
+    save_interval: float | None = None,
+    log_level: str = "WARNING",
 ) -> Proc:
     """Start `python -m spectacles.gateway --config ...` (no `uv run` wrapper: one pid)."""
     config = write_config(
@@ -80,6 +95,10 @@ def start_gateway(
         shard_ids=shard_ids,
         identify_interval=identify_interval,
         max_in_flight=max_in_flight,
+        metrics_port=metrics_port,
+        session_store=session_store,
+        save_interval=save_interval,
+        log_level=log_level,
     )
     argv = [sys.executable, "-m", "spectacles.gateway", "--config", str(config)]
     # The environment would override the file: keep the caller's overrides out.

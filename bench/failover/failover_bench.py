@@ -48,6 +48,7 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 from common import amqp, machine  # noqa: E402
+from common.gateway import start_gateway as common_start_gateway  # noqa: E402
 from common.procs import Proc, stop_all  # noqa: E402
 from common.report import render_failover  # noqa: E402
 from common.sim import SimProc  # noqa: E402
@@ -119,74 +120,24 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}"
 
 
-def write_config(
-    path: Path, *, group: str, amqp_url: str, api_url: str, port: int, save_interval: float | None
-) -> Path:
-    """A gateway.toml for auto mode: metrics on (for /cluster), amqp session store, no [cluster]."""
-    save = "" if save_interval is None else f"save_interval = {save_interval}\n"
-    path.write_text(
-        f"""token = "{TOKEN}"
-events = ["MESSAGE_CREATE"]
-intents = ["GUILDS", "GUILD_MESSAGES", "MESSAGE_CONTENT"]
-
-[broker]
-type = "amqp"
-group = "{group}"
-
-[amqp]
-url = "{amqp_url}"
-
-[shards]
-count = {SHARDS}
-ids = "auto"
-
-[gateway]
-api_url = "{api_url}"
-compress = "zlib-stream"
-identify_interval = {IDENTIFY_INTERVAL}
-
-[metrics]
-address = "127.0.0.1:{port}"
-
-[session_store]
-type = "amqp"
-{save}
-[log]
-level = "INFO"
-format = "json"
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
 def start_gateway(s: Settings, name: str, group: str, api_url: str) -> Gateway:
+    """One gateway process in auto mode with default cluster timings, `/cluster` on a free port."""
     port = free_port()
-    config = write_config(
-        s.log_dir / f"{name}.toml",
+    proc = common_start_gateway(
+        s.log_dir,
+        name=name,
         group=group,
         amqp_url=s.amqp_url,
         api_url=api_url,
-        port=port,
+        shard_count=SHARDS,
+        shard_ids="auto",
+        identify_interval=IDENTIFY_INTERVAL,
+        metrics_port=port,
+        session_store="amqp",
         save_interval=s.save_interval,
+        log_level="INFO",
     )
-    env = {
-        key: ""
-        for key in (
-            "DISCORD_TOKEN",
-            "DISCORD_EVENTS",
-            "DISCORD_INTENTS",
-            "DISCORD_SHARD_COUNT",
-            "AMQP_URL",
-            "DISCORD_API_URL",
-            "DISCORD_GATEWAY_URL",
-            "LOG_LEVEL",
-            "LOG_FORMAT",
-        )
-    }
-    env.update(DISCORD_SHARD_IDS="auto", BROKER_GROUP=group)
-    argv = [sys.executable, "-m", "spectacles.gateway", "--config", str(config)]
-    return Gateway(name, Proc(name, argv, s.log_dir, env=env), port)
+    return Gateway(name, proc, port)
 
 
 # ----------------------------------------------------------------------------- observation

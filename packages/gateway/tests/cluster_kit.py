@@ -83,6 +83,12 @@ class GatewayCluster:
         assert process.returncode is not None
         return process.returncode, out.decode() + err.decode()
 
+    async def start_settled(self, http: aiohttp.ClientSession, *names: str) -> None:
+        """Start `names` together and wait until they settled."""
+        for name in names:
+            await self.add(name)
+        await self.wait_settled(http, timeout=60)
+
     def pid(self, name: str) -> int:
         return self.processes[name].process.pid
 

@@ -95,9 +95,7 @@ async def test_three_processes_settle_four_shards_each_with_twelve_identifies(
     cluster: GatewayCluster, sim: Simulator, http: aiohttp.ClientSession
 ) -> None:
     control = Control(http, sim.base_url)
-    for name in ("a", "b", "c"):
-        await cluster.add(name)
-    await cluster.wait_settled(http, timeout=60)
+    await cluster.start_settled(http, "a", "b", "c")
     assert sorted((await cluster.shares(http)).values()) == [4, 4, 4]
     await assert_one_session_per_shard(control)
     assert (await control.stats())["identifies"] == SHARDS
@@ -118,9 +116,7 @@ async def test_sigkill_mid_flood_survivors_resume_its_shards_within_the_target_l
     cluster: GatewayCluster, sim: Simulator, http: aiohttp.ClientSession, amqp_url: str, group: str
 ) -> None:
     control = Control(http, sim.base_url)
-    for name in ("a", "b", "c"):
-        await cluster.add(name)
-    await cluster.wait_settled(http, timeout=60)
+    await cluster.start_settled(http, "a", "b", "c")
     resumes_before = (await control.stats())["resumes"]
     async with event_sink(amqp_url, group, ["MESSAGE_CREATE"]) as sink:
         async with Flood(control) as flood:
@@ -144,9 +140,7 @@ async def test_rolling_restart_mid_flood_hands_every_shard_over_by_resume_losing
     cluster: GatewayCluster, sim: Simulator, http: aiohttp.ClientSession, amqp_url: str, group: str
 ) -> None:
     control = Control(http, sim.base_url)
-    for name in ("a", "b", "c"):
-        await cluster.add(name)
-    await cluster.wait_settled(http, timeout=60)
+    await cluster.start_settled(http, "a", "b", "c")
     async with event_sink(amqp_url, group, ["MESSAGE_CREATE"]) as sink:
         async with Flood(control) as flood:
             for old, new in (("a", "a2"), ("b", "b2"), ("c", "c2")):
@@ -197,9 +191,7 @@ async def test_a_process_cut_off_from_rabbitmq_stops_relaying_before_its_shards_
     """Its Discord sockets stay up, but its leases are gone: it must let go of every shard
     before another process may run one, so no shard ever has two live sessions."""
     control = Control(http, sim.base_url)
-    for name in ("a", "b", "c"):
-        await cluster.add(name)
-    await cluster.wait_settled(http, timeout=60)
+    await cluster.start_settled(http, "a", "b", "c")
     async with event_sink(amqp_url, group, ["MESSAGE_CREATE"]) as sink:
         async with Flood(control) as flood:
             await wait_until(lambda: flood.sent > 2000, timeout=30)

@@ -229,8 +229,7 @@ class ShardCluster:
                 await self._balance(holder, roster)
             except Exception:  # a bug or a refusal must not end the membership: rejoin
                 log.exception("the cluster loop failed; rejoining")
-                for shard_id in list(self._claims):
-                    self._lose(shard_id, "the cluster loop failed")
+                self._lose_all("the cluster loop failed")
                 await asyncio.sleep(backoff.next_delay())
             finally:
                 if not self._stopping:
@@ -250,10 +249,9 @@ class ShardCluster:
             if holder.is_lost or self._stopping:
                 return
             if roster.is_closed:  # deaf and mute: peers drop this member; let go and rejoin
-                for shard_id in list(self._claims):
-                    self._lose(shard_id, "the cluster channel closed")
+                self._lose_all("the cluster channel closed")
                 return
-            self._note_owners(roster)
+            taken_by_peers = self._note_owners(roster)
             now = time.monotonic()
             ids = roster.ids
             metrics.CLUSTER_MEMBERS.set(len(ids))
@@ -264,26 +262,31 @@ class ShardCluster:
             self.target = fair_share(self.shard_count, len(ids), rank)
             held = [s for s, c in self._claims.items() if not c.leaving]
             if len(held) < self.target:
-                await self._claim(holder, roster, rank, self.target - len(held))
+                await self._claim(holder, roster, rank, self.target - len(held), taken_by_peers)
             elif len(held) > self.target and now - roster.changed_at >= settings.settle:
                 self._give_surplus(len(ids), rank, len(held) - self.target)
 
-    def _note_owners(self, roster: Roster) -> None:
+    def _note_owners(self, roster: Roster) -> set[int]:
+        """Remember who announced which shard; the shards live peers announce now."""
+        announced: set[int] = set()
         for member in roster.members():
             if member.id == self.member_id:
                 continue
             for key in member.data.get("shards", {}):
                 with contextlib.suppress(ValueError):
                     self._last_owner[int(key)] = member.id
+                    announced.add(int(key))
+        return announced
 
-    async def _claim(self, holder: LeaseHolder, roster: Roster, rank: int, wanted: int) -> None:
+    async def _claim(
+        self,
+        holder: LeaseHolder,
+        roster: Roster,
+        rank: int,
+        wanted: int,
+        taken_by_peers: set[int],
+    ) -> None:
         """Take up to `wanted` free shards, this member's slice first."""
-        taken_by_peers = {
-            int(key)
-            for member in roster.members()
-            if member.id != self.member_id
-            for key in member.data.get("shards", {})
-        }
         for shard_id in preferred_order(self.shard_count, len(roster.ids), rank):
             if wanted <= 0 or holder.is_lost or self._stopping:
                 return
@@ -387,8 +390,11 @@ class ShardCluster:
 
     def _on_holder_lost(self) -> None:
         """RabbitMQ is gone for this process: every lease with it. Stop relaying now."""
+        self._lose_all("lost RabbitMQ")
+
+    def _lose_all(self, reason: str) -> None:
         for shard_id in list(self._claims):
-            self._lose(shard_id, "lost RabbitMQ")
+            self._lose(shard_id, reason)
 
     def _on_lease_lost(self, shard_id: int, lease: Lease) -> None:
         claim = self._claims.get(shard_id)

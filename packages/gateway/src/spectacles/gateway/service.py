@@ -17,6 +17,7 @@ import signal
 import socket
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from typing import Any, Final
 
 from spectacles.broker import BROKER_FAILURES, Backoff
@@ -186,6 +187,7 @@ class GatewayService:
         await self._wait_out_fatal_block()
         self._tasks.append(asyncio.create_task(self._save_periodically(), name="session-saver"))
         self._tasks.append(asyncio.create_task(self._flush_metrics(), name="metrics-flusher"))
+        self._commands = CommandRelay(self.broker, self.shards, config.gateway.commands_queue_type)
         if config.shards.auto:
             await self._start_cluster(plan, settings)
             return
@@ -206,9 +208,6 @@ class GatewayService:
                 self._start_waves(waves[2:], identify_spacing(plan.identify_queue.interval)),
                 name="shard-starter",
             )
-        self._commands = CommandRelay(
-            self.broker, self.shards, self.config.gateway.commands_queue_type
-        )
         await self._commands.start()
         log.info(
             "gateway started",
@@ -242,10 +241,6 @@ class GatewayService:
     # ----------------------------------------------------------------- auto mode (cluster.py)
 
     async def _start_cluster(self, plan: _Plan, settings: BrokerSettings) -> None:
-        assert self.broker is not None
-        self._commands = CommandRelay(
-            self.broker, self.shards, self.config.gateway.commands_queue_type
-        )
         self.cluster = ShardCluster(
             self,
             settings,
@@ -265,25 +260,19 @@ class GatewayService:
 
     async def run_shard(self, shard_id: int, kind: str, claimed_at: float) -> None:
         """Start a shard whose lease this process just took (RESUME when a session is saved)."""
-        plan = self._plan
-        assert plan is not None and self._commands is not None and self._store is not None
-        session: SessionState | None = None
-        if self.config.session_store.type != "none":
-            try:
-                session = await asyncio.wait_for(
-                    self._store.load(shard_id, plan.count), STORE_TIMEOUT
-                )
-            except _STORE_ERRORS as exc:
-                log.warning("could not load a saved session", shard_id=shard_id, error=repr(exc))
-        if session is not None:
-            self._saved[shard_id] = (session.session_id, session.seq)
-            self._saved_at[shard_id] = session.saved_at
+        assert self._plan is not None
+        session = await self._load_session(shard_id, self._plan.count)
         shard = self._new_shard(shard_id, session)
         self.shards[shard_id] = shard
         await shard.start()
         log.info("shard taken", shard_id=shard_id, kind=kind, resume=session is not None)
-        self._tasks.append(asyncio.create_task(self._subscribe_commands(shard)))
-        self._tasks.append(asyncio.create_task(self._observe_takeover(shard, kind, claimed_at)))
+        self._spawn(self._subscribe_commands(shard))
+        self._spawn(self._observe_takeover(shard, kind, claimed_at))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """A background task stop() cancels; finished ones are dropped as shards come and go."""
+        self._tasks = [task for task in self._tasks if not task.done()]
+        self._tasks.append(asyncio.create_task(work))
 
     async def _subscribe_commands(self, shard: Shard) -> None:
         """Forward the shard's commands; RabbitMQ refusing now only delays it (with backoff)."""
@@ -328,7 +317,7 @@ class GatewayService:
         shard.abandon()
         self._forget_shard(shard_id)
         if self._commands is not None:
-            self._tasks.append(asyncio.create_task(self._commands.remove(shard_id)))
+            self._spawn(self._commands.remove(shard_id))
 
     def _forget_shard(self, shard_id: int) -> None:
         self._flush_metrics_once()  # its last counts, before a later owner starts from zero
@@ -572,21 +561,25 @@ class GatewayService:
     # ----------------------------------------------------------------- sessions
 
     async def _load_sessions(self, plan: _Plan) -> dict[int, SessionState]:
-        assert self._store is not None
         found: dict[int, SessionState] = {}
         for shard_id in plan.ids:
-            try:
-                state = await asyncio.wait_for(
-                    self._store.load(shard_id, plan.count), STORE_TIMEOUT
-                )
-            except _STORE_ERRORS as exc:
-                log.warning("could not load a saved session", shard_id=shard_id, error=repr(exc))
-                continue
+            state = await self._load_session(shard_id, plan.count)
             if state is not None:
                 found[shard_id] = state
-                self._saved[shard_id] = (state.session_id, state.seq)
-                self._saved_at[shard_id] = state.saved_at
         return found
+
+    async def _load_session(self, shard_id: int, shard_count: int) -> SessionState | None:
+        """The shard's saved session (None when there is none, or the store cannot answer)."""
+        assert self._store is not None
+        try:
+            state = await asyncio.wait_for(self._store.load(shard_id, shard_count), STORE_TIMEOUT)
+        except _STORE_ERRORS as exc:
+            log.warning("could not load a saved session", shard_id=shard_id, error=repr(exc))
+            return None
+        if state is not None:
+            self._saved[shard_id] = (state.session_id, state.seq)
+            self._saved_at[shard_id] = state.saved_at
+        return state
 
     def _on_shard_state(self, shard: Shard, state: ShardState) -> None:
         _export_state(shard, state)
