@@ -112,6 +112,7 @@ async def test_three_processes_settle_four_shards_each_with_twelve_identifies(
     assert code == 0 and "3 gateway process(es)" in table and "unowned shards: none" in table
 
 
+@pytest.mark.rmq4  # also against RabbitMQ 4 (make test-rmq4)
 async def test_sigkill_mid_flood_survivors_resume_its_shards_within_the_target_losing_nothing(
     cluster: GatewayCluster, sim: Simulator, http: aiohttp.ClientSession, amqp_url: str, group: str
 ) -> None:
@@ -185,6 +186,7 @@ async def test_scaling_one_to_three_to_two_rebalances_by_resume(
     await assert_one_session_per_shard(control)
 
 
+@pytest.mark.rmq4  # also against RabbitMQ 4 (make test-rmq4)
 async def test_a_process_cut_off_from_rabbitmq_stops_relaying_before_its_shards_move(
     cluster: GatewayCluster, sim: Simulator, http: aiohttp.ClientSession, amqp_url: str, group: str
 ) -> None:
